@@ -1,0 +1,91 @@
+// The KV example host: launches a KV plugin (the Swift one next to this executable unless
+// --plugin names another, in any language) and calls it.
+import ArgumentParser
+import Foundation
+import GoPlugin
+import KVInterface
+import Logging
+
+@main
+struct KVCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "kv",
+    abstract: "Put and get values through a go-plugin KV plugin.",
+    subcommands: [Put.self, Get.self, Demo.self]
+  )
+}
+
+struct PluginOptions: ParsableArguments {
+  @Option(help: "The plugin's command line (default: the kv-plugin next to this program).")
+  var plugin: String?
+
+  @Flag(name: .shortAndLong, help: "Log the plugin's and the host's debug output to stderr.")
+  var verbose = false
+
+  func withKV<Result: Sendable>(_ body: (PluginClient, KVClient) async throws -> Result) async throws -> Result {
+    var logger = Logger(label: "kv")
+    logger.logLevel = self.verbose ? .debug : .warning
+    let command = try self.plugin.map { try PluginCommand(commandLine: $0) } ?? PluginCommand(Self.bundledPlugin)
+    let configuration = PluginClientConfiguration(command: command, handshake: .kv, plugins: ["kv": KVPlugin()])
+    return try await withPluginClient(configuration, logger: logger) { client in
+      try await body(client, try await client.dispense("kv", as: KVPlugin.self))
+    }
+  }
+
+  /// The kv-plugin built beside this executable.
+  private static var bundledPlugin: String {
+    let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    return URL(fileURLWithPath: me).deletingLastPathComponent().appendingPathComponent("kv-plugin").path
+  }
+}
+
+struct Put: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Store VALUE under KEY.")
+  @OptionGroup var options: PluginOptions
+  @Argument var key: String
+  @Argument var value: String
+
+  func run() async throws {
+    try await self.options.withKV { _, kv in try await kv.put(self.key, value: Array(self.value.utf8)) }
+  }
+}
+
+struct Get: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Print the value stored under KEY.")
+  @OptionGroup var options: PluginOptions
+  @Argument var key: String
+
+  func run() async throws {
+    let value = try await self.options.withKV { _, kv in try await kv.get(self.key) }
+    print(String(decoding: value, as: UTF8.self))
+  }
+}
+
+struct Demo: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Put, get and upload in one session, and say what happened.")
+  @OptionGroup var options: PluginOptions
+
+  func run() async throws {
+    let clock = ContinuousClock()
+    let launchedAt = clock.now
+    var stoppedClient: PluginClient?
+    try await self.options.withKV { client, kv in
+      stoppedClient = client
+      let info = try await client.info
+      print("plugin:     \(client.configuration.command.executable) (pid \(info.pid))")
+      print("handshake:  protocol \(info.protocol), version \(info.negotiatedVersion), \(info.network) \(info.address)")
+      try await kv.put("greeting", value: Array("hello from swift-go-plugin".utf8))
+      let value = try await kv.get("greeting")
+      print("put/get:    greeting = \"\(String(decoding: value, as: UTF8.self))\"")
+      print("first call: \(clock.now - launchedAt) after launch")
+      let chunks = (1...4).map { [UInt8](repeating: UInt8($0), count: 16 * 1024 * $0) }
+      let count = try await kv.upload(chunks)
+      print("upload:     sent \(chunks.count) chunks, \(chunks.reduce(0) { $0 + $1.count }) bytes; plugin counted \(count.chunks) chunks, \(count.bytes) bytes")
+      try await client.ping()
+      print("health:     SERVING")
+    }
+    if let stoppedClient {
+      print("stopped:    \(await stoppedClient.exit)")
+    }
+  }
+}

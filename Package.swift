@@ -1,0 +1,119 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Every target is built the same strict way: Swift 6 mode, and imports that say who can see them.
+let strictSettings: [SwiftSetting] = [
+  .swiftLanguageMode(.v6),
+  .enableUpcomingFeature("ExistentialAny"),
+  .enableUpcomingFeature("InternalImportsByDefault"),
+  .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let grpcCore = Target.Dependency.product(name: "GRPCCore", package: "grpc-swift-2")
+let grpcProtobuf = Target.Dependency.product(name: "GRPCProtobuf", package: "grpc-swift-protobuf")
+let grpcPosix = Target.Dependency.product(
+  name: "GRPCNIOTransportHTTP2Posix",
+  package: "grpc-swift-nio-transport"
+)
+let swiftProtobuf = Target.Dependency.product(name: "SwiftProtobuf", package: "swift-protobuf")
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+let argumentParser = Target.Dependency.product(
+  name: "ArgumentParser",
+  package: "swift-argument-parser"
+)
+
+let package = Package(
+  name: "swift-go-plugin",
+  platforms: [.macOS(.v15)],
+  products: [
+    .library(name: "GoPlugin", targets: ["GoPlugin"]),
+    .library(name: "GoPluginTesting", targets: ["GoPluginTesting"]),
+    .library(name: "KVInterface", targets: ["KVInterface"]),
+    .executable(name: "kv", targets: ["kv"]),
+    .executable(name: "kv-plugin", targets: ["kv-plugin"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+    .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+    .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+    .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+    .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
+    .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
+  ],
+  targets: [
+    // Generated from Protos/plugin and Protos/grpc/health by dev/generate-protos.sh; never edited.
+    .target(
+      name: "GoPluginProtos",
+      dependencies: [grpcCore, grpcProtobuf, swiftProtobuf],
+      swiftSettings: strictSettings
+    ),
+    .target(
+      name: "GoPlugin",
+      dependencies: [
+        "GoPluginProtos",
+        grpcCore,
+        grpcPosix,
+        grpcProtobuf,
+        swiftProtobuf,
+        logging,
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Subprocess", package: "swift-subprocess"),
+        .product(name: "SystemPackage", package: "swift-system"),
+      ],
+      swiftSettings: strictSettings
+    ),
+    .target(
+      name: "GoPluginTesting",
+      dependencies: ["GoPlugin", grpcCore, logging],
+      swiftSettings: strictSettings
+    ),
+
+    // The KV example: the interface both sides share, a plugin, and a host CLI.
+    .target(
+      name: "KVInterface",
+      dependencies: ["GoPlugin", grpcCore, grpcProtobuf, swiftProtobuf],
+      path: "Examples/KV/Sources/KVInterface",
+      swiftSettings: strictSettings
+    ),
+    .executableTarget(
+      name: "kv-plugin",
+      dependencies: ["GoPlugin", "KVInterface", logging],
+      path: "Examples/KV/Sources/kv-plugin",
+      swiftSettings: strictSettings
+    ),
+    .executableTarget(
+      name: "kv",
+      dependencies: ["GoPlugin", "KVInterface", argumentParser, logging],
+      path: "Examples/KV/Sources/kv",
+      swiftSettings: strictSettings
+    ),
+
+    // A plugin whose misbehaviours the tests ask for by name.
+    .executableTarget(
+      name: "fixture-plugin",
+      dependencies: ["GoPlugin", "KVInterface", logging],
+      path: "Tests/Fixtures/fixture-plugin",
+      swiftSettings: strictSettings
+    ),
+    .testTarget(
+      name: "GoPluginTests",
+      dependencies: [
+        "GoPlugin", "GoPluginTesting", "KVInterface", "fixture-plugin", "kv-plugin", grpcCore, logging,
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOEmbedded", package: "swift-nio"),
+      ],
+      swiftSettings: strictSettings
+    ),
+    .testTarget(
+      name: "InteropTests",
+      dependencies: [
+        "GoPlugin", "GoPluginTesting", "KVInterface", "kv-plugin", grpcCore, logging,
+      ],
+      swiftSettings: strictSettings
+    ),
+  ]
+)

@@ -1,0 +1,503 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import GoPluginProtos
+public import Logging
+import SwiftProtobuf
+import Synchronization
+
+/// What the host learned from a plugin's handshake.
+public struct PluginInfo: Sendable, Hashable {
+  /// The plugin's process ID.
+  public var pid: Int32
+  /// The application protocol version both sides agreed on.
+  public var negotiatedVersion: Int
+  public var `protocol`: PluginProtocol
+  public var network: HandshakeLine.Network
+  /// Where the plugin listens: a socket path or `host:port`.
+  public var address: String
+}
+
+/// A host's handle on one plugin process: it launches the plugin, connects to it, hands out
+/// typed clients, and stops it.
+///
+/// The process lives for the duration of ``run()``, so that it can never outlive the task that
+/// owns it. Most code uses the scoped form instead, which runs it for the length of a closure:
+///
+/// ```swift
+/// try await withPluginClient(configuration) { client in
+///   let kv = try await client.dispense("kv", as: KVPlugin.self)
+///   try await kv.put("a", value: [1])
+/// }   // the plugin has been shut down and reaped here
+/// ```
+///
+/// A long-running service can instead call ``run()`` in a task of its own (a `ServiceGroup`,
+/// say) and ``kill()`` to stop it.
+public final class PluginClient: Sendable {
+  public let configuration: PluginClientConfiguration
+  private let logger: Logger
+
+  private enum Phase {
+    case idle
+    case running
+    case finished
+  }
+
+  private struct Session: Sendable {
+    var info: PluginInfo
+    var plugins: PluginSet
+    var grpcClient: GRPCClient<PluginTransport>
+  }
+
+  private let phase = Mutex(Phase.idle)
+  private let started = OneShot<Result<Session, PluginError>>()
+  private let stopRequested = OneShot<Void>()
+  private let exited = OneShot<PluginExit>()
+  private let finished = OneShot<Void>()
+  private let connections = Atomic<Int>(0)
+
+  /// How many connections the client has opened to the plugin; one for the plugin's lifetime
+  /// unless the connection broke.
+  var connectionsOpened: Int { self.connections.load(ordering: .relaxed) }
+
+  /// - Parameters:
+  ///   - logger: receives the client's own events and the plugin's stderr lines (with `plugin`
+  ///     and `pid` metadata), each at the level the plugin logged it at.
+  public init(configuration: PluginClientConfiguration, logger: Logger = Logger(label: "plugin")) {
+    self.configuration = configuration
+    var logger = logger
+    logger[metadataKey: "plugin"] = "\(configuration.command.executable.split(separator: "/").last ?? "")"
+    self.logger = logger
+  }
+
+  // MARK: - Using the plugin
+
+  /// Waits until the plugin has started and returns what its handshake said.
+  ///
+  /// - Throws: ``PluginError`` if the plugin failed to start or is no longer running.
+  public var info: PluginInfo {
+    get async throws(PluginError) { try await self.session().info }
+  }
+
+  /// A typed client for the plugin registered as `name`. Dispensing is local: it sends nothing
+  /// to the plugin.
+  ///
+  /// - Throws: ``PluginError`` with ``PluginError/Code/unknownPlugin`` if the negotiated plugin
+  ///   set has no such name, ``PluginError/Code/pluginTypeMismatch`` if it is of another type.
+  public func dispense<Plugin: GRPCPlugin>(
+    _ name: String,
+    as type: Plugin.Type = Plugin.self
+  ) async throws(PluginError) -> Plugin.Client {
+    let session = try await self.session()
+    guard let plugin = session.plugins[name] else {
+      throw self.error(.unknownPlugin, "unknown plugin type: \(name)", pid: session.info.pid)
+    }
+    guard let typed = plugin as? Plugin else {
+      throw self.error(
+        .pluginTypeMismatch,
+        "plugin \"\(name)\" is a \(Swift.type(of: plugin)), not a \(Plugin.self)",
+        pid: session.info.pid
+      )
+    }
+    let connection = PluginConnection(
+      grpcClient: session.grpcClient,
+      name: name,
+      negotiatedVersion: session.info.negotiatedVersion
+    )
+    return typed.client(connection: connection)
+  }
+
+  /// Asks the plugin's health service whether it is serving.
+  ///
+  /// - Throws: the `RPCError` of a failed call, or ``PluginError`` if the plugin is not running
+  ///   or reports anything but SERVING.
+  public func ping(timeout: Duration = .seconds(5)) async throws {
+    let session = try await self.session()
+    let health = Grpc_Health_V1_Health.Client(wrapping: session.grpcClient)
+    var options = CallOptions.defaults
+    options.timeout = timeout
+    let response = try await health.check(.with { $0.service = PluginEnvironment.healthServiceName }, options: options)
+    guard response.status == .serving else {
+      throw self.error(.notRunning, "plugin health status is \(response.status)", pid: session.info.pid)
+    }
+  }
+
+  /// Stops the plugin: closes the broker stream, asks the plugin to shut down, waits for it to
+  /// exit for ``PluginClientConfiguration/gracefulStopTimeout``, and kills it with SIGKILL if it
+  /// has not. Returns once the process has been reaped and everything the client opened for it
+  /// is closed. Safe to call more than once and from several tasks at once.
+  public func kill() async {
+    self.stopRequested.fulfil(())
+    let wasIdle = self.phase.withLock { phase in
+      guard case .idle = phase else { return false }
+      phase = .finished
+      return true
+    }
+    if wasIdle {
+      self.started.fulfil(.failure(self.error(.notRunning, "the plugin was stopped before it was started")))
+      self.finished.fulfil(())
+    }
+    _ = await self.finished.wait()
+  }
+
+  /// How the plugin process ended; waits for it to end.
+  public var exit: PluginExit {
+    get async {
+      if let exit = await self.exited.wait() { return exit }
+      return PluginExit(status: nil, reason: .killed)
+    }
+  }
+
+  /// Whether the plugin process has ended.
+  public var hasExited: Bool { self.exited.current != nil }
+
+  private func session() async throws(PluginError) -> Session {
+    guard let outcome = await self.started.wait() else {
+      throw self.error(.notRunning, "cancelled while waiting for the plugin to start")
+    }
+    let session = try outcome.get()
+    if self.exited.current != nil {
+      throw self.error(.notRunning, "the plugin is no longer running", pid: session.info.pid)
+    }
+    return session
+  }
+
+  private func error(_ code: PluginError.Code, _ message: String, pid: Int32? = nil) -> PluginError {
+    PluginError(code: code, message: message, pluginPath: self.configuration.command.executable, pid: pid)
+  }
+
+  // MARK: - Running
+
+  /// Launches the plugin and keeps it until ``kill()`` is called, the plugin exits, or the
+  /// calling task is cancelled (which kills the plugin at once). Call it once.
+  ///
+  /// - Throws: ``PluginError`` if the plugin could not be started; once it has started, `run`
+  ///   returns normally however it ends (see ``exit``).
+  public func run() async throws(PluginError) {
+    let firstRun = self.phase.withLock { phase in
+      guard case .idle = phase else { return false }
+      phase = .running
+      return true
+    }
+    guard firstRun else {
+      throw self.error(.invalidConfiguration, "a PluginClient runs its plugin once; make a new client to launch it again")
+    }
+    defer {
+      self.phase.withLock { $0 = .finished }
+      self.finished.fulfil(())
+    }
+    do {
+      try await self.launchAndServe()
+    } catch {
+      self.started.fulfil(.failure(error))
+      // Failures before launch leave no process to report on.
+      self.exited.fulfil(PluginExit(status: nil, reason: .launchFailed))
+      throw error
+    }
+  }
+
+  private func launchAndServe() async throws(PluginError) {
+    let configuration = self.configuration
+    try configuration.validate()
+    let executable = try Self.resolveExecutable(configuration.command.executable)
+    let socketDirectory = try Self.makeSocketDirectory()
+    defer { Self.removeTree(socketDirectory) }
+
+    let process = PluginProcess(
+      executablePath: executable,
+      arguments: configuration.command.arguments,
+      environment: self.childEnvironment(socketDirectory: socketDirectory),
+      workingDirectory: configuration.command.workingDirectory,
+      standardInput: configuration.standardInput,
+      logger: self.logger
+    )
+
+    let outcome: Result<Void, PluginError> = await withTaskGroup(of: Void.self) { group in
+      group.addTask { await process.run() }
+      defer { group.cancelAll() }
+      let result = await self.connectAndServe(process: process, executable: executable, group: &group)
+      // Whatever happened, the process is gone and reaped when the group ends.
+      return result
+    }
+    try outcome.get()
+  }
+
+  /// Everything between launch and reap; the process task runs beside it in `group`.
+  private func connectAndServe(
+    process: PluginProcess,
+    executable: String,
+    group: inout TaskGroup<Void>
+  ) async -> Result<Void, PluginError> {
+    let configuration = self.configuration
+    guard let pid = await process.launched.wait() ?? nil else {
+      let status = await process.terminated.wait() ?? nil
+      self.exited.fulfil(PluginExit(status: status, reason: .launchFailed))
+      if case .launchFailed(let reason)? = process.firstLine.current {
+        return .failure(self.error(.launchFailed, "could not launch \(executable): \(reason)"))
+      }
+      return .failure(self.error(.launchFailed, "could not launch \(executable)"))
+    }
+    self.logger.debug("plugin started", metadata: ["path": "\(executable)", "pid": "\(pid)"])
+
+    // The handshake, raced against the start timeout and a stop request.
+    let firstLine = await self.waitForFirstLine(process, timeout: configuration.startTimeout)
+    let line: HandshakeLine
+    do throws(PluginError) {
+      switch firstLine {
+      case .line(let text)?:
+        line = try HandshakeLine.parse(text, expecting: self.expectations)
+      case .closed?, .launchFailed?:
+        line = try HandshakeLine.parse(nil, expecting: self.expectations)
+      case nil:
+        if self.stopRequested.current != nil {
+          throw PluginError(code: .notRunning, message: "the plugin was stopped before it finished starting")
+        }
+        throw PluginError(code: .startTimeout, message: "timeout while waiting for plugin to start")
+      }
+    } catch {
+      await self.killAndReap(process, reason: .killed)
+      return .failure(error.about(path: executable, pid: pid))
+    }
+
+    let plugins = configuration.versionedPlugins[line.appVersion] ?? PluginSet()
+    let transport: HTTP2ClientTransport.Posix
+    do {
+      transport = try Transports.client(
+        network: line.network,
+        address: line.address,
+        maxMessageSize: configuration.maxMessageSize,
+        onConnect: { self.connections.add(1, ordering: .relaxed) }
+      )
+    } catch {
+      await self.killAndReap(process, reason: .killed)
+      let failure = (error as? PluginError) ?? PluginError(code: .unknownAddressType, message: "\(error)")
+      return .failure(failure.about(path: executable, pid: pid))
+    }
+    let grpcClient = GRPCClient(transport: transport)
+    group.addTask {
+      do {
+        try await grpcClient.runConnections()
+      } catch {
+        self.logger.debug("plugin connection ended", metadata: ["error": "\(error)"])
+      }
+    }
+
+    let info = PluginInfo(
+      pid: pid,
+      negotiatedVersion: line.appVersion,
+      protocol: line.protocol,
+      network: line.network,
+      address: line.address
+    )
+    self.logger.debug("using plugin", metadata: ["version": "\(info.negotiatedVersion)", "address": "\(info.address)"])
+    self.started.fulfil(.success(Session(info: info, plugins: plugins, grpcClient: grpcClient)))
+
+    // The session: the broker and stdio streams stay open until the plugin is stopped or exits.
+    // Those streams ending (a plugin without a broker, a dropped connection) ends nothing.
+    await withTaskGroup(of: Void.self) { streams in
+      streams.addTask { await self.holdBrokerStream(grpcClient) }
+      streams.addTask { await self.drainStdio(grpcClient) }
+      await withTaskGroup(of: Void.self) { race in
+        race.addTask { _ = await self.stopRequested.wait() }
+        race.addTask { _ = await process.terminated.wait() }
+        await race.next()
+        race.cancelAll()
+      }
+      streams.cancelAll()
+    }
+
+    // Asked to stop while the plugin still ran: shut it down, wait, and kill it if it lingers.
+    // Otherwise it went away by itself. Each path records the exit exactly once.
+    let askedToStop = process.terminated.current == nil
+    if askedToStop {
+      await self.shutDown(grpcClient)
+    }
+    grpcClient.beginGracefulShutdown()
+    if askedToStop {
+      if let status = await process.terminated.wait(timeout: configuration.gracefulStopTimeout) {
+        self.exited.fulfil(PluginExit(status: status, reason: .stopped))
+        self.logger.debug("plugin exited")
+      } else {
+        self.logger.warning("plugin failed to exit gracefully")
+        await self.killAndReap(process, reason: .killed)
+      }
+    } else {
+      let status = process.terminated.current ?? nil
+      self.exited.fulfil(PluginExit(status: status, reason: .exitedUnexpectedly))
+      self.logger.info("plugin process exited", metadata: ["status": "\(String(describing: status))"])
+    }
+    // A plugin that vanished without removing its socket (killed, crashed) leaves it behind.
+    if line.network == .unix {
+      Self.removeStaleSocket(line.address)
+    }
+    return .success(())
+  }
+
+  private var expectations: HandshakeLine.Expectations {
+    HandshakeLine.Expectations(
+      versions: Array(self.configuration.versionedPlugins.keys),
+      allowedProtocols: self.configuration.allowedProtocols,
+      multiplexingRequested: false
+    )
+  }
+
+  private func waitForFirstLine(_ process: PluginProcess, timeout: Duration) async -> PluginProcess.FirstLine? {
+    await withTaskGroup(of: PluginProcess.FirstLine?.self) { group in
+      group.addTask { await process.firstLine.wait(timeout: timeout) }
+      group.addTask {
+        _ = await self.stopRequested.wait()
+        return nil
+      }
+      let first = await group.next() ?? nil
+      group.cancelAll()
+      return first
+    }
+  }
+
+  private func killAndReap(_ process: PluginProcess, reason: PluginExit.Reason) async {
+    process.kill()
+    let status = await process.terminated.wait() ?? nil
+    self.exited.fulfil(PluginExit(status: status, reason: reason))
+  }
+
+  /// `GRPCController.Shutdown`, bounded in time. A Go plugin stops its server before it answers,
+  /// so UNAVAILABLE is the usual answer, and a success.
+  private func shutDown(_ grpcClient: GRPCClient<PluginTransport>) async {
+    let controller = Plugin_GRPCController.Client(wrapping: grpcClient)
+    var options = CallOptions.defaults
+    options.timeout = self.configuration.gracefulStopTimeout
+    do {
+      _ = try await controller.shutdown(Plugin_Empty(), options: options)
+    } catch let error as RPCError where error.code == .unavailable {
+      // The plugin closed the connection on its way out.
+    } catch {
+      self.logger.debug("error asking the plugin to shut down", metadata: ["error": "\(error)"])
+    }
+  }
+
+  /// Opens `GRPCBroker.StartStream` and keeps it open for the session, as go-plugin hosts do.
+  private func holdBrokerStream(_ grpcClient: GRPCClient<PluginTransport>) async {
+    let broker = Plugin_GRPCBroker.Client(wrapping: grpcClient)
+    do {
+      try await broker.startStream(
+        requestProducer: { _ in _ = await self.stopRequested.wait() },
+        onResponse: { response in
+          for try await _ in response.messages {}
+        }
+      )
+    } catch let error as RPCError where [.unimplemented, .unavailable, .cancelled].contains(error.code) {
+      self.logger.trace("broker stream ended", metadata: ["code": "\(error.code)"])
+    } catch {
+      self.logger.debug("broker stream ended", metadata: ["error": "\(error)"])
+    }
+  }
+
+  /// Opens `GRPCStdio.StreamStdio` so that a Go plugin's writes to its stdout and stderr never
+  /// block on a full pipe; what arrives is dropped, as go-plugin's default sinks do. Plugins
+  /// built before the service existed answer UNIMPLEMENTED, which is fine.
+  private func drainStdio(_ grpcClient: GRPCClient<PluginTransport>) async {
+    let stdio = Plugin_GRPCStdio.Client(wrapping: grpcClient)
+    do {
+      try await stdio.streamStdio(Google_Protobuf_Empty()) { response in
+        for try await _ in response.messages {}
+      }
+    } catch let error as RPCError where [.unimplemented, .unavailable].contains(error.code) {
+      self.logger.debug("stdio service not available, stdout/stderr syncing unavailable")
+    } catch {
+      self.logger.trace("stdio stream ended", metadata: ["error": "\(error)"])
+    }
+  }
+
+  // MARK: - Environment and files
+
+  /// go-plugin's environment (spec §1.1), except that the host's own `PLUGIN_*` variables are
+  /// never inherited: a host that is itself a plugin must not pass its handshake on.
+  private func childEnvironment(socketDirectory: String) -> [String: String] {
+    let configuration = self.configuration
+    var environment: [String: String] = [:]
+    if configuration.inheritEnvironment {
+      for (key, value) in ProcessInfo.processInfo.environment where !key.hasPrefix("PLUGIN_") {
+        environment[key] = value
+      }
+    }
+    environment.merge(configuration.command.environment) { _, new in new }
+    environment[configuration.handshake.magicCookieKey] = configuration.handshake.magicCookieValue
+    environment[PluginEnvironment.minPort] = String(configuration.portRange.lowerBound)
+    environment[PluginEnvironment.maxPort] = String(configuration.portRange.upperBound)
+    environment[PluginEnvironment.protocolVersions] =
+      configuration.versionedPlugins.keys.sorted().map(String.init).joined(separator: ",")
+    environment[PluginEnvironment.unixSocketDirectory] = socketDirectory
+    return environment
+  }
+
+  private static func resolveExecutable(_ executable: String) throws(PluginError) -> String {
+    if executable.contains("/") {
+      guard access(executable, X_OK) == 0 else {
+        throw PluginError(code: .launchFailed, message: "\(executable) is not an executable file: \(String(cString: strerror(errno)))", pluginPath: executable)
+      }
+      return executable
+    }
+    let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+    for directory in path.split(separator: ":") {
+      let candidate = "\(directory)/\(executable)"
+      if access(candidate, X_OK) == 0 { return candidate }
+    }
+    throw PluginError(code: .launchFailed, message: "\(executable) was not found in PATH", pluginPath: executable)
+  }
+
+  /// A private directory per plugin for its sockets: only this user can enter it, and it is
+  /// removed, with whatever the plugin left in it, when the plugin is gone.
+  private static func makeSocketDirectory() throws(PluginError) -> String {
+    let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+    var template = Array("\(base)/plugin-dir-XXXXXX".utf8CString)
+    guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+      throw PluginError(code: .launchFailed, message: "could not create a socket directory in \(base): \(String(cString: strerror(errno)))")
+    }
+    return String(cString: made)
+  }
+
+  private static func removeTree(_ path: String) {
+    try? FileManager.default.removeItem(atPath: path)
+  }
+
+  /// Removes a plugin's socket file once the plugin is gone, but only if it is a socket owned
+  /// by this user: the path came from the plugin, and must not become a way to delete files.
+  private static func removeStaleSocket(_ path: String) {
+    var info = stat()
+    guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK, info.st_uid == getuid() else { return }
+    unlink(path)
+  }
+}
+
+/// Runs `body` with a started plugin, then stops the plugin, whether `body` returns or throws.
+///
+/// Nothing outlives the call: when it returns the plugin has been shut down (or killed),
+/// reaped, and its sockets and connections are closed.
+///
+/// - Throws: ``PluginError`` if the plugin fails to start, or what `body` throws.
+public func withPluginClient<Result: Sendable>(
+  _ configuration: PluginClientConfiguration,
+  logger: Logger = Logger(label: "plugin"),
+  _ body: (PluginClient) async throws -> Result
+) async throws -> Result {
+  let client = PluginClient(configuration: configuration, logger: logger)
+  return try await withThrowingTaskGroup(of: Void.self) { group in
+    group.addTask { try await client.run() }
+    do {
+      _ = try await client.info
+      let result = try await body(client)
+      await client.kill()
+      return result
+    } catch {
+      await client.kill()
+      throw error
+    }
+  }
+}

@@ -1,0 +1,56 @@
+/// Everything a host needs to launch one plugin and talk to it.
+public struct PluginClientConfiguration: Sendable {
+  /// What stdin the plugin gets.
+  public enum StandardInput: Sendable, Hashable {
+    /// The host's own standard input, as go-plugin passes it (a plugin may prompt on a TTY).
+    case inherit
+    /// Nothing: the plugin reads end-of-file.
+    case none
+  }
+
+  public var command: PluginCommand
+  public var handshake: HandshakeConfiguration
+  /// The plugins the host knows, by application protocol version; all versions are offered.
+  public var versionedPlugins: [Int: PluginSet]
+  /// The protocols the host accepts. Only gRPC is spoken by this library.
+  public var allowedProtocols: Set<PluginProtocol> = [.grpc]
+  /// How long the plugin may take, from launch, to print its handshake.
+  public var startTimeout: Duration = .seconds(60)
+  /// How long the plugin may take to exit after the host asked it to shut down, before it is
+  /// killed with SIGKILL.
+  public var gracefulStopTimeout: Duration = .seconds(2)
+  /// Whether the plugin inherits the host's environment. The host's own `PLUGIN_*` variables
+  /// are never passed on, so a host that is itself a plugin does not leak its handshake.
+  public var inheritEnvironment: Bool = true
+  /// The ports a plugin that listens on TCP may use (`PLUGIN_MIN_PORT`, `PLUGIN_MAX_PORT`).
+  public var portRange: ClosedRange<Int> = 10000...25000
+  /// The largest message the host sends or accepts on the plugin's connection.
+  public var maxMessageSize: Int = Transports.defaultMaxMessageSize
+  public var standardInput: StandardInput = .inherit
+
+  /// A host for plugins of one protocol version, the handshake's.
+  public init(command: PluginCommand, handshake: HandshakeConfiguration, plugins: PluginSet) {
+    self.init(command: command, handshake: handshake, versionedPlugins: [handshake.protocolVersion: plugins])
+  }
+
+  /// A host that offers several application protocol versions, each with its own plugins.
+  public init(command: PluginCommand, handshake: HandshakeConfiguration, versionedPlugins: [Int: PluginSet]) {
+    self.command = command
+    self.handshake = handshake
+    self.versionedPlugins = versionedPlugins
+  }
+
+  func validate() throws(PluginError) {
+    func invalid(_ message: String) -> PluginError { PluginError(code: .invalidConfiguration, message: message) }
+    if self.command.executable.isEmpty { throw invalid("the plugin command has no executable") }
+    if self.handshake.magicCookieKey.isEmpty || self.handshake.magicCookieValue.isEmpty {
+      throw invalid("the handshake needs a magic cookie key and value")
+    }
+    if self.versionedPlugins.isEmpty { throw invalid("no plugin versions to offer") }
+    if self.allowedProtocols.isEmpty { throw invalid("no allowed protocols") }
+    if self.startTimeout <= .zero { throw invalid("the start timeout must be positive") }
+    if !(0...65535).contains(self.portRange.lowerBound) || !(0...65535).contains(self.portRange.upperBound) {
+      throw invalid("the port range must lie within 0...65535")
+    }
+  }
+}

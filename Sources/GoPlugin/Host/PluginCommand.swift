@@ -1,0 +1,66 @@
+/// The program a host launches as a plugin.
+public struct PluginCommand: Sendable, Hashable {
+  /// A path to the executable, or a bare name looked up in `PATH`.
+  public var executable: String
+  public var arguments: [String]
+  /// Variables set for the plugin on top of the inherited environment. go-plugin's own
+  /// variables are set after these and win.
+  public var environment: [String: String]
+  /// The plugin's working directory; the host's when `nil`.
+  public var workingDirectory: String?
+
+  public init(
+    _ executable: String,
+    arguments: [String] = [],
+    environment: [String: String] = [:],
+    workingDirectory: String? = nil
+  ) {
+    self.executable = executable
+    self.arguments = arguments
+    self.environment = environment
+    self.workingDirectory = workingDirectory
+  }
+
+  /// Splits a command line into words as a POSIX shell would for plain words, single and
+  /// double quotes and backslashes; it expands nothing. Useful for a `--plugin "cmd args"`
+  /// option.
+  public init(commandLine: String) throws(PluginError) {
+    var words: [String] = []
+    var word = ""
+    var inWord = false
+    var quote: Character?
+    var escaped = false
+    for character in commandLine {
+      if escaped {
+        word.append(character)
+        escaped = false
+        continue
+      }
+      switch (quote, character) {
+      case (nil, "\\"), ("\"", "\\"):
+        escaped = true
+        inWord = true
+      case (nil, "'"), (nil, "\""):
+        quote = character
+        inWord = true
+      case (let open?, let close) where open == close:
+        quote = nil
+      case (nil, let blank) where blank.isWhitespace:
+        if inWord { words.append(word) }
+        word = ""
+        inWord = false
+      default:
+        word.append(character)
+        inWord = true
+      }
+    }
+    guard quote == nil, !escaped else {
+      throw PluginError(code: .invalidConfiguration, message: "unterminated quote or escape in plugin command line: \(commandLine)")
+    }
+    if inWord { words.append(word) }
+    guard let first = words.first else {
+      throw PluginError(code: .invalidConfiguration, message: "empty plugin command line")
+    }
+    self.init(first, arguments: Array(words.dropFirst()))
+  }
+}

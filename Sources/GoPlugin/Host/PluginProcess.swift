@@ -1,0 +1,196 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Logging
+import Subprocess
+import Synchronization
+import SystemPackage
+
+/// How a plugin process ended.
+public struct PluginExit: Sendable, Hashable, CustomStringConvertible {
+  public enum Status: Sendable, Hashable {
+    case exited(Int32)
+    case signalled(Int32)
+  }
+
+  public enum Reason: Sendable, Hashable {
+    /// It exited after the host asked it to shut down.
+    case stopped
+    /// The host killed it: it did not exit in time, or its start failed.
+    case killed
+    /// It exited without being asked: it crashed, or its `main` returned.
+    case exitedUnexpectedly
+    /// It never ran: the executable could not be launched.
+    case launchFailed
+  }
+
+  /// The wait status, or `nil` if the process never ran.
+  public var status: Status?
+  public var reason: Reason
+
+  public var description: String {
+    switch self.status {
+    case .exited(let code)?: "exited with status \(code) (\(self.reason))"
+    case .signalled(let signal)?: "terminated by signal \(signal) (\(self.reason))"
+    case nil: "never ran (\(self.reason))"
+    }
+  }
+}
+
+/// One plugin child process, alive for the duration of ``run()``: it spawns the process, hands
+/// out the first stdout line, drains stdout, logs stderr and records the exit.
+final class PluginProcess: Sendable {
+  enum FirstLine: Sendable {
+    case line(String)
+    /// stdout ended before a line arrived.
+    case closed
+    case launchFailed(String)
+  }
+
+  let executablePath: String
+  private let arguments: [String]
+  private let environment: [String: String]
+  private let workingDirectory: String?
+  private let standardInput: PluginClientConfiguration.StandardInput
+  private let logger: Logger
+
+  /// The first stdout line; fulfilled once, however the stream ends.
+  let firstLine = OneShot<FirstLine>()
+  /// The process's pid, once it runs.
+  let launched = OneShot<Int32?>()
+  /// The wait status, once the process has been reaped (`nil` if it never ran).
+  let terminated = OneShot<PluginExit.Status?>()
+
+  private let signaller = Mutex<(@Sendable (Signal) -> Void)?>(nil)
+
+  init(
+    executablePath: String,
+    arguments: [String],
+    environment: [String: String],
+    workingDirectory: String?,
+    standardInput: PluginClientConfiguration.StandardInput,
+    logger: Logger
+  ) {
+    self.executablePath = executablePath
+    self.arguments = arguments
+    self.environment = environment
+    self.workingDirectory = workingDirectory
+    self.standardInput = standardInput
+    self.logger = logger
+  }
+
+  /// Sends SIGKILL, if the process has not been reaped yet.
+  func kill() {
+    self.signaller.withLock { $0?(.kill) }
+  }
+
+  /// Runs the process to its end. Never throws: every outcome is reported through
+  /// ``firstLine``, ``launched`` and ``terminated``.
+  func run() async {
+    let environment = Environment.custom(
+      Dictionary(uniqueKeysWithValues: self.environment.map { (Environment.Key(rawValue: $0.key)!, $0.value) })
+    )
+    var options = PlatformOptions()
+    // If this task is cancelled, the process must not outlive it.
+    options.teardownSequence = []
+    do {
+      let result = try await Subprocess.run(
+        .path(FilePath(self.executablePath)),
+        arguments: Arguments(self.arguments),
+        environment: environment,
+        workingDirectory: self.workingDirectory.map { FilePath($0) },
+        platformOptions: options,
+        input: self.input,
+        output: .sequence,
+        error: .sequence
+      ) { execution in
+        let pid = execution.processIdentifier.value
+        self.signaller.withLock { signaller in
+          signaller = { signal in try? execution.send(signal: signal) }
+        }
+        self.launched.fulfil(pid)
+        var pidLogger = self.logger
+        pidLogger[metadataKey: "pid"] = "\(pid)"
+        let stderrLogger = pidLogger
+        await withTaskGroup(of: Void.self) { group in
+          group.addTask { await self.readStandardOutput(execution.standardOutput) }
+          group.addTask { await Self.logStandardError(execution.standardError, to: stderrLogger) }
+        }
+      }
+      self.signaller.withLock { $0 = nil }
+      let status: PluginExit.Status =
+        switch result.terminationStatus {
+        case .exited(let code): .exited(code)
+        case .signaled(let signal): .signalled(signal)
+        }
+      self.firstLine.fulfil(.closed)
+      self.launched.fulfil(nil)
+      self.terminated.fulfil(status)
+    } catch {
+      self.signaller.withLock { $0 = nil }
+      self.firstLine.fulfil(.launchFailed("\(error)"))
+      self.launched.fulfil(nil)
+      self.terminated.fulfil(nil)
+    }
+  }
+
+  private var input: FileDescriptorInput {
+    // A host without a standard input (closed fd 0, as under some CI runners) cannot pass it on.
+    if self.standardInput == .inherit, fcntl(0, F_GETFD) != -1 {
+      return .currentStandardInput
+    }
+    return .fileDescriptor(Self.devNull, closeAfterSpawningProcess: false)
+  }
+
+  private static let devNull: FileDescriptor = {
+    // Opened once and kept: every plugin that takes no input shares it.
+    (try? FileDescriptor.open("/dev/null", .readOnly, options: .closeOnExec)) ?? .standardInput
+  }()
+
+  /// The first line is the handshake; everything after it is read and dropped, as go-plugin
+  /// does, so that a plugin printing to stdout never blocks on a full pipe.
+  private func readStandardOutput(_ output: SubprocessOutputSequence) async {
+    var splitter = LineSplitter(maximumLineLength: 64 * 1024)
+    // The sequence can be iterated once: the handshake and the drain share one iterator.
+    var chunks = output.makeAsyncIterator()
+    do {
+      while let chunk = try await chunks.next() {
+        if let first = chunk.withUnsafeBytes({ splitter.feed($0) }).first {
+          self.firstLine.fulfil(.line(String(decoding: first, as: UTF8.self)))
+          while try await chunks.next() != nil {}
+          return
+        }
+      }
+      // Like Go's scanner, a last line without a newline still counts at end of stream.
+      if let rest = splitter.finish() {
+        self.firstLine.fulfil(.line(String(decoding: rest, as: UTF8.self)))
+      } else {
+        self.firstLine.fulfil(.closed)
+      }
+    } catch {
+      self.firstLine.fulfil(.closed)
+      self.logger.debug("error reading plugin stdout", metadata: ["error": "\(error)"])
+    }
+  }
+
+  private static func logStandardError(_ output: SubprocessOutputSequence, to logger: Logger) async {
+    var splitter = LineSplitter()
+    var parser = PluginLogParser()
+    func emit(_ line: [UInt8]) {
+      let record = parser.parse(line)
+      logger.log(level: record.level, "\(record.message)", metadata: record.metadata)
+    }
+    do {
+      for try await chunk in output {
+        for line in chunk.withUnsafeBytes({ splitter.feed($0) }) { emit(line) }
+      }
+    } catch {
+      logger.debug("error reading plugin stderr", metadata: ["error": "\(error)"])
+    }
+    if let rest = splitter.finish() { emit(rest) }
+  }
+}

@@ -1,0 +1,118 @@
+import GRPCCore
+import GoPluginProtos
+import SwiftProtobuf
+
+/// Ends when the plugin begins to stop or the RPC is cancelled, whichever is first.
+///
+/// gRPC does not cancel a handler's task when its client goes away or the server shuts down;
+/// a long-lived handler that did not watch both would hold graceful shutdown open for ever.
+func waitUntilStoppingOrCancelled(_ stopping: OneShot<Void>, context: ServerContext) async {
+  let cancelled = OneShot<Void>()
+  await withRPCCancellationHandler {
+    await withTaskGroup(of: Void.self) { group in
+      group.addTask { _ = await stopping.wait() }
+      group.addTask { _ = await cancelled.wait() }
+      await group.next()
+      group.cancelAll()
+    }
+  } onCancelRPC: {
+    cancelled.fulfil(())
+  }
+}
+
+/// `grpc.health.v1.Health`: the plugin as a whole (`"plugin"`, and the server as `""`) is
+/// SERVING for as long as it runs. Hosts use `Check`; `Watch` and `List` are there because
+/// grpc-go's stock health server, which Go plugins use, has them.
+struct HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
+  let stopping: OneShot<Void>
+
+  private static let known: Set<String> = ["", PluginEnvironment.healthServiceName]
+
+  func check(
+    request: Grpc_Health_V1_HealthCheckRequest,
+    context: ServerContext
+  ) async throws -> Grpc_Health_V1_HealthCheckResponse {
+    guard Self.known.contains(request.service) else {
+      throw RPCError(code: .notFound, message: "unknown service \(request.service)")
+    }
+    return .with { $0.status = self.status }
+  }
+
+  func list(
+    request: Grpc_Health_V1_HealthListRequest,
+    context: ServerContext
+  ) async throws -> Grpc_Health_V1_HealthListResponse {
+    let status = Grpc_Health_V1_HealthCheckResponse.with { $0.status = self.status }
+    return .with { response in
+      for name in Self.known { response.statuses[name] = status }
+    }
+  }
+
+  func watch(
+    request: Grpc_Health_V1_HealthCheckRequest,
+    response: RPCWriter<Grpc_Health_V1_HealthCheckResponse>,
+    context: ServerContext
+  ) async throws {
+    let status: Grpc_Health_V1_HealthCheckResponse.ServingStatus =
+      Self.known.contains(request.service) ? self.status : .serviceUnknown
+    try await response.write(.with { $0.status = status })
+    await waitUntilStoppingOrCancelled(self.stopping, context: context)
+    if Self.known.contains(request.service) {
+      try? await response.write(.with { $0.status = .notServing })
+    }
+  }
+
+  private var status: Grpc_Health_V1_HealthCheckResponse.ServingStatus {
+    self.stopping.current == nil ? .serving : .notServing
+  }
+}
+
+/// `plugin.GRPCController`: `Shutdown` asks the plugin to stop. The answer is sent before the
+/// server stops, so a Swift plugin's host sees OK (a Go plugin's sees UNAVAILABLE).
+struct ControllerService: Plugin_GRPCController.SimpleServiceProtocol {
+  let shutdownRequested: OneShot<Void>
+
+  func shutdown(request: Plugin_Empty, context: ServerContext) async throws -> Plugin_Empty {
+    self.shutdownRequested.fulfil(())
+    return Plugin_Empty()
+  }
+}
+
+/// `plugin.GRPCBroker`: holds the host's stream open for the plugin's lifetime and reads what
+/// the host sends on it. Brokered connections build on this stream.
+struct BrokerService: Plugin_GRPCBroker.SimpleServiceProtocol {
+  let stopping: OneShot<Void>
+
+  func startStream(
+    request: RPCAsyncSequence<Plugin_ConnInfo, any Error>,
+    response: RPCWriter<Plugin_ConnInfo>,
+    context: ServerContext
+  ) async throws {
+    await withTaskGroup(of: Void.self) { group in
+      group.addTask {
+        // The host closing its side ends the stream; errors mean the host went away.
+        do {
+          for try await _ in request {}
+        } catch {}
+      }
+      group.addTask { await waitUntilStoppingOrCancelled(self.stopping, context: context) }
+      await group.next()
+      group.cancelAll()
+    }
+  }
+}
+
+/// `plugin.GRPCStdio`: a plugin that does not capture its own stdout and stderr has nothing to
+/// forward, so the stream stays open and empty until the plugin stops, as go-plugin documents
+/// for plugins in other languages.
+struct StdioService: Plugin_GRPCStdio.SimpleServiceProtocol {
+  let stopping: OneShot<Void>
+
+  func streamStdio(
+    request: Google_Protobuf_Empty,
+    response: RPCWriter<Plugin_StdioData>,
+    context: ServerContext
+  ) async throws {
+    await waitUntilStoppingOrCancelled(self.stopping, context: context)
+  }
+}

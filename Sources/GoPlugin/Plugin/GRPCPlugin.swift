@@ -1,0 +1,70 @@
+public import GRPCCore
+public import GRPCNIOTransportHTTP2Posix
+public import Logging
+
+/// One named plugin, described once for both sides of the wire: which gRPC services the plugin
+/// process registers, and which typed client the host gets when it dispenses it.
+///
+/// A type conforming to this protocol is shared by the host and the plugin, in the way
+/// go-plugin's `GRPCPlugin` is: the plugin creates it with its implementation and serves it,
+/// the host creates it without one and asks it for clients.
+///
+/// ```swift
+/// struct KVPlugin: GRPCPlugin {
+///   var implementation: (any KV)?
+///   func services(context: PluginServiceContext) throws -> [any RegistrableRPCService] {
+///     [KVService(implementation!)]
+///   }
+///   func client(connection: PluginConnection) -> KVClient { KVClient(connection.grpcClient) }
+/// }
+/// ```
+public protocol GRPCPlugin: Sendable {
+  /// What the host gets from ``PluginClient/dispense(_:as:)``.
+  associatedtype Client: Sendable
+
+  /// Plugin side: the services to serve for this plugin.
+  func services(context: PluginServiceContext) throws -> [any RegistrableRPCService]
+
+  /// Host side: a client that calls this plugin over `connection`. Creating it sends nothing.
+  func client(connection: PluginConnection) -> Client
+}
+
+/// What a plugin's services may use while they are being set up.
+public struct PluginServiceContext: Sendable {
+  /// The name the plugin is registered under.
+  public var name: String
+  /// The application protocol version negotiated with the host.
+  public var negotiatedVersion: Int
+  /// The plugin process's logger.
+  public var logger: Logger
+}
+
+/// The gRPC client transport a host uses to reach its plugins.
+public typealias PluginTransport = HTTP2ClientTransport.Posix
+
+/// A host's connection to a running plugin, from which typed clients are made.
+public struct PluginConnection: Sendable {
+  /// The gRPC client bound to the plugin's connection; generated stubs wrap it.
+  public let grpcClient: GRPCClient<PluginTransport>
+  /// The name of the plugin being dispensed.
+  public let name: String
+  /// The negotiated application protocol version.
+  public let negotiatedVersion: Int
+}
+
+/// Plugins by name, for one application protocol version.
+public struct PluginSet: Sendable, ExpressibleByDictionaryLiteral {
+  public var plugins: [String: any GRPCPlugin]
+
+  public init(_ plugins: [String: any GRPCPlugin]) {
+    self.plugins = plugins
+  }
+
+  public init(dictionaryLiteral elements: (String, any GRPCPlugin)...) {
+    self.plugins = Dictionary(elements, uniquingKeysWith: { _, last in last })
+  }
+
+  public subscript(name: String) -> (any GRPCPlugin)? {
+    self.plugins[name]
+  }
+}

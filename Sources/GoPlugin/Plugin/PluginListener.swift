@@ -1,0 +1,133 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A listening socket the plugin opened itself before handing it to gRPC.
+///
+/// Binding it here, rather than letting the transport bind a path, means an existing file is
+/// never replaced (the transport unlinks whatever is at the path first), the mode is set before
+/// anyone can connect, and the port scan of go-plugin's TCP listener can be reproduced.
+struct PluginListener: Sendable {
+  enum Kind: Sendable, Hashable {
+    /// A unix socket in `directory`, or in `PLUGIN_UNIX_SOCKET_DIR`, `TMPDIR` or `/tmp`.
+    case unix(directory: String?)
+    /// TCP on 127.0.0.1, on the first free port of `PLUGIN_MIN_PORT`...`PLUGIN_MAX_PORT`.
+    case tcp
+  }
+
+  let descriptor: Int32
+  let network: HandshakeLine.Network
+  let address: String
+
+  /// Opens a listener as go-plugin's plugins do (spec §2.2, §2.3).
+  static func open(_ kind: Kind, environment: [String: String]) throws(PluginError) -> PluginListener {
+    switch kind {
+    case .unix(let directory):
+      let base =
+        directory ?? environment[PluginEnvironment.unixSocketDirectory].flatMap { $0.isEmpty ? nil : $0 }
+        ?? environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+      return try Self.openUnix(in: base)
+    case .tcp:
+      return try Self.openTCP(environment: environment)
+    }
+  }
+
+  /// Removes the socket file, if this is a unix listener.
+  func removeSocketFile() {
+    if self.network == .unix { unlink(self.address) }
+  }
+
+  private static func openUnix(in directory: String) throws(PluginError) -> PluginListener {
+    // go-plugin names sockets "plugin" followed by random digits; a name taken by something
+    // else is skipped, never replaced.
+    for _ in 0..<32 {
+      let path = "\(directory)/plugin\(UInt32.random(in: 0...UInt32.max))"
+      guard path.utf8.count < 104 else {
+        throw PluginError(code: .listenFailed, message: "unix socket path too long: \(path)")
+      }
+      let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+      guard fd >= 0 else { throw Self.failure("socket", path) }
+      var address = sockaddr_un()
+      address.sun_family = sa_family_t(AF_UNIX)
+      withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        raw.copyBytes(from: path.utf8)
+        raw[path.utf8.count] = 0
+      }
+      let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+          bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+        }
+      }
+      if bound != 0 {
+        let bindErrno = errno
+        close(fd)
+        if bindErrno == EADDRINUSE { continue }
+        throw Self.failure("bind", path, bindErrno)
+      }
+      // Only the owner may connect: the socket carries an unauthenticated gRPC server. Nobody
+      // can connect before listen(), so setting the mode here leaves no window.
+      guard chmod(path, 0o600) == 0, listen(fd, 128) == 0 else {
+        let listenErrno = errno
+        close(fd)
+        unlink(path)
+        throw Self.failure("listen", path, listenErrno)
+      }
+      return PluginListener(descriptor: fd, network: .unix, address: path)
+    }
+    throw PluginError(code: .listenFailed, message: "no free socket name in \(directory)")
+  }
+
+  private static func openTCP(environment: [String: String]) throws(PluginError) -> PluginListener {
+    func port(_ key: String) throws(PluginError) -> Int {
+      guard let text = environment[key], !text.isEmpty else { return 0 }
+      guard let value = Int(text), (0...65535).contains(value) else {
+        throw PluginError(
+          code: .listenFailed,
+          message: "couldn't get value from \(key): strconv.Atoi: parsing \"\(text)\": invalid syntax"
+        )
+      }
+      return value
+    }
+    let minPort = try port(PluginEnvironment.minPort)
+    let maxPort = try port(PluginEnvironment.maxPort)
+    guard minPort <= maxPort else {
+      throw PluginError(
+        code: .listenFailed,
+        message: "PLUGIN_MIN_PORT value of \(minPort) is greater than PLUGIN_MAX_PORT value of \(maxPort)"
+      )
+    }
+    for candidate in minPort...maxPort {
+      let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+      guard fd >= 0 else { throw Self.failure("socket", "127.0.0.1") }
+      var address = sockaddr_in()
+      address.sin_family = sa_family_t(AF_INET)
+      address.sin_port = in_port_t(UInt16(candidate).bigEndian)
+      address.sin_addr.s_addr = in_addr_t(UInt32(0x7f00_0001).bigEndian)
+      let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+          bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
+      }
+      guard bound == 0, listen(fd, 128) == 0 else {
+        close(fd)
+        continue
+      }
+      var actual = sockaddr_in()
+      var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+      _ = withUnsafeMutablePointer(to: &actual) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+      }
+      let boundPort = UInt16(bigEndian: actual.sin_port)
+      return PluginListener(descriptor: fd, network: .tcp, address: "127.0.0.1:\(boundPort)")
+    }
+    throw PluginError(code: .listenFailed, message: "couldn't bind plugin TCP listener")
+  }
+
+  private static func failure(_ call: String, _ target: String, _ code: Int32 = errno) -> PluginError {
+    PluginError(code: .listenFailed, message: "\(call) \(target): \(String(cString: strerror(code)))")
+  }
+}

@@ -1,0 +1,169 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import GoPluginProtos
+public import Logging
+
+/// How a plugin process serves its plugins.
+public struct PluginServeConfiguration: Sendable {
+  /// Where the plugin listens.
+  public enum Listener: Sendable, Hashable {
+    /// A unix socket, as go-plugin's plugins use everywhere but Windows: in `directory` if
+    /// given, else in `PLUGIN_UNIX_SOCKET_DIR`, `TMPDIR` or `/tmp`.
+    case unixSocket(directory: String? = nil)
+    /// TCP on 127.0.0.1, on the first free port from `PLUGIN_MIN_PORT` to `PLUGIN_MAX_PORT`.
+    case tcp
+  }
+
+  public var handshake: HandshakeConfiguration
+  /// The plugins to serve, by application protocol version.
+  public var versionedPlugins: [Int: PluginSet]
+  public var listener: Listener = .unixSocket()
+  /// The largest message the plugin accepts. go-plugin's plugins stop at 4 MiB; hosts send up
+  /// to 2 GiB, and so the default here takes what a host may send.
+  public var maxReceiveMessageSize: Int = Transports.defaultMaxMessageSize
+  /// How long in-flight calls may take to finish once the host asked the plugin to shut down.
+  /// The host waits two seconds in all before it kills the plugin.
+  public var shutdownGracePeriod: Duration = .milliseconds(1500)
+  public var logger: Logger
+
+  /// Serves `plugins` at the handshake's protocol version.
+  public init(handshake: HandshakeConfiguration, plugins: PluginSet, logger: Logger? = nil) {
+    self.init(handshake: handshake, versionedPlugins: [handshake.protocolVersion: plugins], logger: logger)
+  }
+
+  /// Serves a set of plugins per application protocol version; the host and plugin settle on
+  /// the highest version both know.
+  public init(handshake: HandshakeConfiguration, versionedPlugins: [Int: PluginSet], logger: Logger? = nil) {
+    self.handshake = handshake
+    self.versionedPlugins = versionedPlugins
+    self.logger = logger ?? Logger(label: "plugin") { HCLogHandler(label: $0) }
+  }
+}
+
+/// The plugin side: serve plugins to the host that launched this process.
+public enum PluginServer {
+  /// go-plugin's words for a person who runs a plugin by hand.
+  static let launchedByHandMessage = """
+    This binary is a plugin. These are not meant to be executed directly.
+    Please execute the program that consumes these plugins, which will
+    load any plugins automatically
+
+    """
+
+  /// The one call a plugin's `main` makes: checks that a host launched the process, negotiates
+  /// the version, listens, prints the handshake and serves until the host shuts it down.
+  ///
+  /// It returns after the host asked the plugin to shut down and the server has stopped, so
+  /// that `main` returns and the process exits with status 0. If the process was not launched
+  /// by a host, or cannot serve, it says why on standard error and exits with status 1.
+  public static func serve(_ configuration: PluginServeConfiguration) async {
+    do {
+      try await self.run(configuration)
+    } catch let error as PluginError where error.code == .magicCookieMismatch {
+      POSIX.writeAll(error.message, to: 2)
+      exit(1)
+    } catch {
+      configuration.logger.error("plugin init error", metadata: ["error": "\(error)"])
+      exit(1)
+    }
+  }
+
+  /// Serves like ``serve(_:)`` but reports failures by throwing, and tells `onListening` the
+  /// handshake instead of printing it when given one (for serving inside a test process).
+  ///
+  /// - Parameters:
+  ///   - environment: where the host's handshake variables are read from; this process's
+  ///     environment when `nil`.
+  ///   - onListening: receives the handshake once the server accepts connections; when `nil`
+  ///     it is printed on standard output, which is what a host reads.
+  public static func run(
+    _ configuration: PluginServeConfiguration,
+    environment: [String: String]? = nil,
+    onListening: (@Sendable (HandshakeLine) -> Void)? = nil
+  ) async throws {
+    let environment = environment ?? ProcessInfo.processInfo.environment
+    let onListening = onListening ?? { line in POSIX.writeAll(line.encoded + "\n", to: 1) }
+    let handshake = configuration.handshake
+    guard !handshake.magicCookieKey.isEmpty, !handshake.magicCookieValue.isEmpty else {
+      throw PluginError(
+        code: .invalidConfiguration,
+        message: "Misconfigured ServeConfig given to serve this plugin: no magic cookie\nkey or value was set. Please notify the plugin author and report\nthis as a bug.\n"
+      )
+    }
+    guard environment[handshake.magicCookieKey] == handshake.magicCookieValue else {
+      throw PluginError(code: .magicCookieMismatch, message: Self.launchedByHandMessage)
+    }
+
+    let hostVersions = VersionNegotiation.parseHostVersions(environment[PluginEnvironment.protocolVersions]) { bad in
+      // go-plugin's wording (it calls the host "server" here) and no newline, as peers print it.
+      POSIX.writeAll("server sent invalid plugin version \"\(bad)\"", to: 2)
+    }
+    guard let version = VersionNegotiation.choose(pluginVersions: configuration.versionedPlugins.keys, hostVersions: hostVersions),
+      let plugins = configuration.versionedPlugins[version]
+    else {
+      throw PluginError(code: .invalidConfiguration, message: "no plugins to serve")
+    }
+
+    let logger = configuration.logger
+    let listenerKind: PluginListener.Kind =
+      switch configuration.listener {
+      case .unixSocket(let directory): .unix(directory: directory)
+      case .tcp: .tcp
+      }
+    let listener = try PluginListener.open(listenerKind, environment: environment)
+    defer { listener.removeSocketFile() }
+
+    let shutdownRequested = OneShot<Void>()
+    let stopping = OneShot<Void>()
+    var services: [any RegistrableRPCService] = [
+      HealthService(stopping: stopping),
+      ControllerService(shutdownRequested: shutdownRequested),
+      BrokerService(stopping: stopping),
+      StdioService(stopping: stopping),
+    ]
+    for (name, plugin) in plugins.plugins.sorted(by: { $0.key < $1.key }) {
+      let context = PluginServiceContext(name: name, negotiatedVersion: version, logger: logger)
+      services += try plugin.services(context: context)
+    }
+
+    let transport = Transports.server(listener: listener, maxReceiveMessageSize: configuration.maxReceiveMessageSize)
+    let server = GRPCServer(transport: transport, services: services)
+    // A host asking for multiplexing gets a clear "no" until this side can multiplex.
+    let multiplexing: Bool? = (environment[PluginEnvironment.multiplexGRPC] ?? "").isEmpty ? nil : false
+    let line = HandshakeLine(
+      appVersion: version,
+      network: listener.network,
+      address: listener.address,
+      multiplexingSupported: multiplexing
+    )
+
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await server.serve() }
+      group.addTask { _ = await shutdownRequested.wait() }
+
+      // Resolves once the server accepts connections, so the host never dials too early.
+      _ = try await transport.listeningAddress
+      logger.debug("plugin address", metadata: ["network": "\(line.network)", "address": "\(line.address)"])
+      // Ctrl-C reaches the whole process group; the host, not the terminal, stops plugins.
+      POSIX.ignoreInterrupts()
+      onListening(line)
+
+      // Either the host asked to shut down, or the server stopped by itself.
+      try await group.next()
+      stopping.fulfil(())
+      server.beginGracefulShutdown()
+      group.addTask { [grace = configuration.shutdownGracePeriod] in
+        try await Task.sleep(for: grace)
+        throw CancellationError()
+      }
+      do {
+        try await group.next()
+      } catch is CancellationError {
+        logger.debug("calls still running after the grace period; stopping hard")
+      }
+      group.cancelAll()
+    }
+    logger.debug("plugin stopped")
+  }
+}

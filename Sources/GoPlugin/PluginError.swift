@@ -1,0 +1,99 @@
+/// An error raised while launching, handshaking with, serving or stopping a plugin.
+///
+/// Failures of individual RPCs are not wrapped: they stay gRPC's `RPCError`, so the code that
+/// made the call sees exactly what the plugin answered.
+///
+/// Where go-plugin has a well-known text for a failure, ``message`` carries that text (people
+/// search for it), and ``description`` adds which plugin and which process it was about.
+public struct PluginError: Error, Sendable, Hashable, CustomStringConvertible {
+  /// What went wrong, as a value to switch on.
+  public struct Code: Hashable, Sendable, CustomStringConvertible {
+    private enum Wrapped: Hashable, Sendable {
+      case invalidConfiguration
+      case launchFailed
+      case malformedHandshake
+      case incompatibleCoreVersion
+      case incompatibleAppVersion
+      case unknownAddressType
+      case unsupportedProtocol
+      case invalidServerCertificate
+      case multiplexingNotSupported
+      case exitedBeforeHandshake
+      case startTimeout
+      case unknownPlugin
+      case pluginTypeMismatch
+      case notRunning
+      case magicCookieMismatch
+      case listenFailed
+    }
+
+    private let wrapped: Wrapped
+    private init(_ wrapped: Wrapped) { self.wrapped = wrapped }
+
+    /// The configuration cannot work; nothing was launched.
+    public static let invalidConfiguration = Code(.invalidConfiguration)
+    /// The operating system could not start the plugin's executable.
+    public static let launchFailed = Code(.launchFailed)
+    /// The plugin's first line on stdout is not a handshake.
+    public static let malformedHandshake = Code(.malformedHandshake)
+    /// The plugin speaks another core protocol version than 1.
+    public static let incompatibleCoreVersion = Code(.incompatibleCoreVersion)
+    /// The plugin chose an application protocol version the host did not offer.
+    public static let incompatibleAppVersion = Code(.incompatibleAppVersion)
+    /// The handshake names a network other than `unix` or `tcp`.
+    public static let unknownAddressType = Code(.unknownAddressType)
+    /// The plugin speaks a protocol (such as `netrpc`) that the host does not allow.
+    public static let unsupportedProtocol = Code(.unsupportedProtocol)
+    /// The handshake's certificate field cannot be decoded.
+    public static let invalidServerCertificate = Code(.invalidServerCertificate)
+    /// The host asked for broker multiplexing and the plugin does not offer it.
+    public static let multiplexingNotSupported = Code(.multiplexingNotSupported)
+    /// The plugin exited (or closed stdout) before it printed a handshake.
+    public static let exitedBeforeHandshake = Code(.exitedBeforeHandshake)
+    /// The plugin printed no handshake within the start timeout.
+    public static let startTimeout = Code(.startTimeout)
+    /// No plugin of that name is in the negotiated plugin set.
+    public static let unknownPlugin = Code(.unknownPlugin)
+    /// A plugin of that name exists but is of another type than the one asked for.
+    public static let pluginTypeMismatch = Code(.pluginTypeMismatch)
+    /// The plugin is not running (it was stopped, it exited, or it never started).
+    public static let notRunning = Code(.notRunning)
+    /// Plugin side: the process was not launched by a host that knows the magic cookie.
+    public static let magicCookieMismatch = Code(.magicCookieMismatch)
+    /// Plugin side: no listener could be opened.
+    public static let listenFailed = Code(.listenFailed)
+
+    public var description: String { String(describing: self.wrapped) }
+  }
+
+  /// What went wrong.
+  public var code: Code
+  /// What went wrong, in words; go-plugin's own text where it has one.
+  public var message: String
+  /// The executable of the plugin this is about, when known.
+  public var pluginPath: String?
+  /// The process ID of the plugin this is about, when it was running.
+  public var pid: Int32?
+
+  public init(code: Code, message: String, pluginPath: String? = nil, pid: Int32? = nil) {
+    self.code = code
+    self.message = message
+    self.pluginPath = pluginPath
+    self.pid = pid
+  }
+
+  public var description: String {
+    var where_: [String] = []
+    if let pluginPath { where_.append("plugin \(pluginPath)") }
+    if let pid { where_.append("pid \(pid)") }
+    if where_.isEmpty { return "\(self.code): \(self.message)" }
+    return "\(self.code) (\(where_.joined(separator: ", "))): \(self.message)"
+  }
+
+  func about(path: String?, pid: Int32?) -> PluginError {
+    var copy = self
+    copy.pluginPath = copy.pluginPath ?? path
+    copy.pid = copy.pid ?? pid
+    return copy
+  }
+}

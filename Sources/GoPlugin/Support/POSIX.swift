@@ -1,0 +1,30 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+enum POSIX {
+  /// Writes all of `text` to a file descriptor, unbuffered: the handshake line must reach the
+  /// host at once, and log lines must not wait in a buffer that a crash would lose.
+  static func writeAll(_ text: String, to descriptor: Int32) {
+    var bytes = Array(text.utf8)
+    bytes.withUnsafeMutableBytes { raw in
+      var offset = 0
+      while offset < raw.count {
+        let written = write(descriptor, raw.baseAddress! + offset, raw.count - offset)
+        if written < 0 {
+          if errno == EINTR { continue }
+          return
+        }
+        offset += written
+      }
+    }
+  }
+
+  static func ignoreInterrupts() {
+    signal(SIGINT, SIG_IGN)
+  }
+}

@@ -1,0 +1,70 @@
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import NIOCore
+
+/// How the library configures grpc-swift's HTTP/2 transports for plugin connections.
+enum Transports {
+  /// go-plugin hosts accept messages up to 2 GiB; so do we, by default, in both directions.
+  static let defaultMaxMessageSize = Int(Int32.max)
+
+  static func server(
+    listener: PluginListener,
+    maxReceiveMessageSize: Int
+  ) -> HTTP2ServerTransport.Posix {
+    HTTP2ServerTransport.Posix(
+      listeningSocketDescriptor: Int(listener.descriptor),
+      transportSecurity: .plaintext,
+      config: .defaults { config in
+        config.rpc.maxRequestPayloadSize = maxReceiveMessageSize
+        config.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
+          PingResponder.install(on: channel, isServer: true)
+        }
+      }
+    )
+  }
+
+  static func client(
+    network: HandshakeLine.Network,
+    address: String,
+    maxMessageSize: Int,
+    onConnect: @escaping @Sendable () -> Void = {}
+  ) throws -> HTTP2ClientTransport.Posix {
+    let target: any ResolvableTarget
+    if network == .unix {
+      target = .unixDomainSocket(path: address)
+    } else {
+      let (host, port) = try Self.splitHostPort(address)
+      target = .dns(host: host, port: port)
+    }
+    // One method config for every service: go-plugin hosts lift the message size limits.
+    var methodConfig = MethodConfig(names: [MethodConfig.Name(service: "")])
+    methodConfig.maxRequestMessageBytes = maxMessageSize
+    methodConfig.maxResponseMessageBytes = maxMessageSize
+    return try HTTP2ClientTransport.Posix(
+      target: target,
+      transportSecurity: .plaintext,
+      config: .defaults { config in
+        // go-plugin hosts send "unused" as the authority; plugins must not look at it.
+        config.http2.authority = "unused"
+        config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
+          onConnect()
+          return PingResponder.install(on: channel, isServer: false)
+        }
+      },
+      serviceConfig: ServiceConfig(methodConfig: [methodConfig])
+    )
+  }
+
+  /// `host:port` as Go's `ResolveTCPAddr` takes it: an empty host means this machine, and IPv6
+  /// hosts come in brackets.
+  static func splitHostPort(_ address: String) throws(PluginError) -> (String, Int) {
+    guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
+      (0...65535).contains(port)
+    else {
+      throw PluginError(code: .unknownAddressType, message: "unknown address type: \(address)")
+    }
+    var host = String(address[..<colon])
+    if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+    return (host.isEmpty ? "127.0.0.1" : host, port)
+  }
+}

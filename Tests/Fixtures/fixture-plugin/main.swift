@@ -1,0 +1,84 @@
+// A plugin whose behaviour the tests choose with its first argument. Each mode is one way a real
+// plugin behaves or misbehaves; the host under test sees a real process either way.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import GoPlugin
+import KVInterface
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+let environment = ProcessInfo.processInfo.environment
+
+func say(_ text: String) {
+  FileHandle.standardOutput.write(Data(text.utf8))
+}
+
+/// A KV store with keys that make the plugin misbehave on request.
+final class FixtureKV: KV {
+  let memory = MemoryKV()
+  let version: Int
+
+  init(version: Int) { self.version = version }
+
+  func get(_ key: String) async throws -> [UInt8] {
+    if key == "version" { return Array(String(self.version).utf8) }
+    if key == "pid" { return Array(String(getpid()).utf8) }
+    if key == "crash" { exit(3) }
+    if key.hasPrefix("env:") { return Array((environment[String(key.dropFirst(4))] ?? "<unset>").utf8) }
+    if key.hasPrefix("sleep:"), let milliseconds = Int(key.dropFirst(6)) {
+      try await Task.sleep(for: .milliseconds(milliseconds))
+      return Array("slept".utf8)
+    }
+    return try await self.memory.get(key)
+  }
+
+  func put(_ key: String, value: [UInt8]) async throws { try await self.memory.put(key, value: value) }
+  func upload(_ chunks: [[UInt8]]) async throws -> UploadCount { try await self.memory.upload(chunks) }
+}
+
+/// Serves KV at each version in FIXTURE_VERSIONS (default: 1).
+func serve(listener: PluginServeConfiguration.Listener = .unixSocket()) async {
+  let versions = (environment["FIXTURE_VERSIONS"] ?? "1").split(separator: ",").compactMap { Int($0) }
+  var sets: [Int: PluginSet] = [:]
+  for version in versions {
+    sets[version] = ["kv": KVPlugin(serving: FixtureKV(version: version))]
+  }
+  var configuration = PluginServeConfiguration(handshake: .kv, versionedPlugins: sets)
+  configuration.listener = listener
+  await PluginServer.serve(configuration)
+}
+
+switch arguments.first ?? "serve" {
+case "serve":
+  await serve()
+case "serve-tcp":
+  await serve(listener: .tcp)
+case "ignore-shutdown":
+  // Serves, and after the host's Shutdown keeps the process alive: the host must kill it.
+  await serve()
+  while true { pause() }
+case "print":
+  // Prints the given line as the handshake, then waits to be killed.
+  say(arguments.dropFirst().joined(separator: " ") + "\n")
+  while true { pause() }
+case "junk":
+  say("starting up...\n1|1|unix|/tmp/nothing|grpc|\n")
+  while true { pause() }
+case "exit":
+  exit(Int32(arguments.dropFirst().first ?? "0") ?? 0)
+case "hang":
+  while true { pause() }
+case "log":
+  // One stderr line of each form a host has to classify, then serve.
+  FileHandle.standardError.write(Data("""
+    {"@level":"warn","@message":"json warning","@timestamp":"2026-11-21T10:00:00.123456Z","@module":"fixture","answer":42}
+    [ERROR] prefixed error
+    just text
+
+    """.utf8))
+  await serve()
+default:
+  FileHandle.standardError.write(Data("unknown fixture mode \(arguments)\n".utf8))
+  exit(2)
+}

@@ -1,0 +1,338 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import GRPCCore
+import GoPluginTesting
+import KVInterface
+import Logging
+import Testing
+
+@testable import GoPlugin
+
+/// A configuration that launches the fixture plugin in `mode`.
+func fixture(
+  _ mode: String = "serve",
+  _ arguments: String...,
+  environment: [String: String] = [:],
+  versions: [Int] = [1]
+) throws -> PluginClientConfiguration {
+  let command = try BuildProducts.command("fixture-plugin", arguments: [mode] + arguments, environment: environment)
+  var sets: [Int: PluginSet] = [:]
+  for version in versions { sets[version] = ["kv": KVPlugin()] }
+  var configuration = PluginClientConfiguration(command: command, handshake: .kv, versionedPlugins: sets)
+  configuration.standardInput = .none
+  return configuration
+}
+
+func isAlive(_ pid: Int32) -> Bool {
+  // A reaped child is gone; an unreaped one (a zombie) would still answer kill(0).
+  kill(pid, 0) == 0
+}
+
+/// Starts a client whose start is expected to fail, and returns the error and how it ended.
+func failedStart(_ configuration: PluginClientConfiguration) async throws -> (PluginError, PluginExit) {
+  let client = PluginClient(configuration: configuration)
+  do {
+    try await client.run()
+  } catch {
+    return (error, await client.exit)
+  }
+  Issue.record("the plugin started")
+  throw CancellationError()
+}
+
+@Suite("Swift host and Swift plugin")
+struct HostTests {
+  @Test("the KV plugin works end to end and stops gracefully")
+  func endToEnd() async throws {
+    let command = try BuildProducts.command("kv-plugin")
+    var configuration = PluginClientConfiguration(command: command, handshake: .kv, plugins: ["kv": KVPlugin()])
+    configuration.standardInput = .none
+    let client = PluginClient(configuration: configuration)
+    var socket = ""
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await client.run() }
+      let info = try await client.info
+      socket = info.address
+      #expect(info.protocol == .grpc)
+      #expect(info.negotiatedVersion == 1)
+      #expect(info.network == .unix)
+      // The socket lives in a directory of its own that only this user can enter.
+      var directory = stat()
+      #expect(stat((socket as NSString).deletingLastPathComponent, &directory) == 0)
+      #expect(directory.st_mode & 0o777 == 0o700)
+      var file = stat()
+      #expect(lstat(socket, &file) == 0)
+      #expect(file.st_mode & S_IFMT == S_IFSOCK)
+
+      let kv = try await client.dispense("kv", as: KVPlugin.self)
+      try await kv.put("a", value: [1, 2, 3])
+      #expect(try await kv.get("a") == [1, 2, 3])
+      #expect(try await kv.get("missing") == [])
+      let count = try await kv.upload([[1], [2, 2], [3, 3, 3]])
+      #expect(count == UploadCount(bytes: 6, chunks: 3))
+      try await client.ping()
+
+      await client.kill()
+      try await group.waitForAll()
+    }
+    let exit = await client.exit
+    #expect(exit == PluginExit(status: .exited(0), reason: .stopped))
+    #expect(!FileManager.default.fileExists(atPath: socket))
+    #expect(!FileManager.default.fileExists(atPath: (socket as NSString).deletingLastPathComponent))
+  }
+
+  @Test("the scoped form stops the plugin when the body returns, and when it throws")
+  func scoped() async throws {
+    struct Oops: Error {}
+    var pid: Int32 = 0
+    let value = try await withPluginClient(try fixture()) { client in
+      pid = try await client.info.pid
+      #expect(isAlive(pid))
+      return try await client.dispense("kv", as: KVPlugin.self).get("pid")
+    }
+    #expect(String(decoding: value, as: UTF8.self) == String(pid))
+    #expect(!isAlive(pid))
+
+    await #expect(throws: Oops.self) {
+      try await withPluginClient(try fixture()) { client in
+        pid = try await client.info.pid
+        throw Oops()
+      }
+    }
+    #expect(!isAlive(pid))
+  }
+
+  @Test("kill is idempotent and safe from many tasks at once")
+  func concurrentKill() async throws {
+    let client = PluginClient(configuration: try fixture())
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await client.run() }
+      let pid = try await client.info.pid
+      for _ in 0..<8 { group.addTask { await client.kill() } }
+      try await group.waitForAll()
+      await client.kill()
+      #expect(!isAlive(pid))
+    }
+    #expect(await client.exit == PluginExit(status: .exited(0), reason: .stopped))
+    await #expect(throws: PluginError.self) { try await client.dispense("kv", as: KVPlugin.self) }
+  }
+
+  @Test("a plugin that ignores Shutdown is killed after the grace period")
+  func ignoresShutdown() async throws {
+    var configuration = try fixture("ignore-shutdown")
+    configuration.gracefulStopTimeout = .milliseconds(300)
+    let client = PluginClient(configuration: configuration)
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await client.run() }
+      _ = try await client.info
+      await client.kill()
+    }
+    #expect(await client.exit == PluginExit(status: .signalled(SIGKILL), reason: .killed))
+  }
+
+  @Test("a plugin killed in the middle of a call fails the call, not the host")
+  func killedMidCall() async throws {
+    let client = PluginClient(configuration: try fixture())
+    var socket = ""
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await client.run() }
+      let info = try await client.info
+      socket = info.address
+      let kv = try await client.dispense("kv", as: KVPlugin.self)
+      async let slow: Result<[UInt8], any Error> = {
+        do { return .success(try await kv.get("sleep:10000")) } catch { return .failure(error) }
+      }()
+      // Whether the slow call has reached the plugin yet or not, it must fail once the plugin
+      // is gone, and so must every later call.
+      _ = try await kv.get("x")
+      #expect(kill(info.pid, SIGKILL) == 0)
+      let outcome = await slow
+      #expect(throws: RPCError.self) { try outcome.get() }
+      #expect(await client.exit == PluginExit(status: .signalled(SIGKILL), reason: .exitedUnexpectedly))
+      await #expect(throws: (any Error).self) { try await kv.get("x") }
+      await client.kill()
+    }
+    #expect(!FileManager.default.fileExists(atPath: socket))
+  }
+
+  @Test("a plugin that crashes inside a call is reported as exited")
+  func crashMidCall() async throws {
+    let client = PluginClient(configuration: try fixture())
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await client.run() }
+      let kv = try await client.dispense("kv", as: KVPlugin.self)
+      await #expect(throws: RPCError.self) { try await kv.get("crash") }
+      #expect(await client.exit == PluginExit(status: .exited(3), reason: .exitedUnexpectedly))
+    }
+  }
+
+  @Test("versions: the highest common one wins")
+  func versionNegotiation() async throws {
+    var configuration = try fixture(environment: ["FIXTURE_VERSIONS": "1,2,3"], versions: [2, 3, 4])
+    configuration.command.environment["FIXTURE_VERSIONS"] = "1,2,3"
+    try await withPluginClient(configuration) { client in
+      #expect(try await client.info.negotiatedVersion == 3)
+      let kv = try await client.dispense("kv", as: KVPlugin.self)
+      #expect(String(decoding: try await kv.get("version"), as: UTF8.self) == "3")
+    }
+  }
+
+  @Test("versions: no common version is an app version mismatch")
+  func versionMismatch() async throws {
+    let (error, exit) = try await failedStart(try fixture(environment: ["FIXTURE_VERSIONS": "2,3"], versions: [1]))
+    #expect(error.code == .incompatibleAppVersion)
+    #expect(error.message == "incompatible API version with plugin. Plugin version: 2, Client versions: [1]")
+    #expect(exit.reason == .killed)
+  }
+
+  @Test("a plugin listening on TCP works")
+  func tcp() async throws {
+    try await withPluginClient(try fixture("serve-tcp")) { client in
+      let info = try await client.info
+      #expect(info.network == .tcp)
+      #expect(info.address.hasPrefix("127.0.0.1:"))
+      let port = Int(info.address.split(separator: ":").last!)!
+      #expect((10000...25000).contains(port))
+      let kv = try await client.dispense("kv", as: KVPlugin.self)
+      try await kv.put("k", value: [9])
+      #expect(try await kv.get("k") == [9])
+    }
+  }
+
+  @Test("dispense is typed: unknown names and other types are errors")
+  func dispenseErrors() async throws {
+    struct OtherPlugin: GRPCPlugin {
+      func services(context: PluginServiceContext) throws -> [any RegistrableRPCService] { [] }
+      func client(connection: PluginConnection) -> Int { 0 }
+    }
+    try await withPluginClient(try fixture()) { client in
+      await #expect {
+        try await client.dispense("nope", as: KVPlugin.self)
+      } throws: { ($0 as? PluginError)?.code == .unknownPlugin && ($0 as? PluginError)?.message == "unknown plugin type: nope" }
+      await #expect {
+        try await client.dispense("kv", as: OtherPlugin.self)
+      } throws: { ($0 as? PluginError)?.code == .pluginTypeMismatch }
+    }
+  }
+
+  @Test("the plugin sees go-plugin's variables and none of the host's PLUGIN_ ones")
+  func environment() async throws {
+    setenv("PLUGIN_LEAKED_FROM_HOST", "1", 1)
+    setenv("GOPLUGIN_TEST_INHERITED", "yes", 1)
+    defer {
+      unsetenv("PLUGIN_LEAKED_FROM_HOST")
+      unsetenv("GOPLUGIN_TEST_INHERITED")
+    }
+    func read(_ names: [String], inherit: Bool) async throws -> [String: String] {
+      var configuration = try fixture(environment: ["OWN": "mine"])
+      configuration.inheritEnvironment = inherit
+      return try await withPluginClient(configuration) { client in
+        let kv = try await client.dispense("kv", as: KVPlugin.self)
+        var values: [String: String] = [:]
+        for name in names { values[name] = String(decoding: try await kv.get("env:\(name)"), as: UTF8.self) }
+        return values
+      }
+    }
+    let names = ["BASIC_PLUGIN", "PLUGIN_PROTOCOL_VERSIONS", "PLUGIN_MIN_PORT", "PLUGIN_MAX_PORT", "PLUGIN_LEAKED_FROM_HOST",
+                 "GOPLUGIN_TEST_INHERITED", "OWN", "PLUGIN_MULTIPLEX_GRPC", "PLUGIN_CLIENT_CERT"]
+    let inherited = try await read(names, inherit: true)
+    #expect(inherited == [
+      "BASIC_PLUGIN": "hello", "PLUGIN_PROTOCOL_VERSIONS": "1", "PLUGIN_MIN_PORT": "10000", "PLUGIN_MAX_PORT": "25000",
+      "PLUGIN_LEAKED_FROM_HOST": "<unset>", "GOPLUGIN_TEST_INHERITED": "yes", "OWN": "mine",
+      "PLUGIN_MULTIPLEX_GRPC": "<unset>", "PLUGIN_CLIENT_CERT": "<unset>",
+    ])
+    let clean = try await read(["GOPLUGIN_TEST_INHERITED", "OWN", "BASIC_PLUGIN", "PATH"], inherit: false)
+    #expect(clean == ["GOPLUGIN_TEST_INHERITED": "<unset>", "OWN": "mine", "BASIC_PLUGIN": "hello", "PATH": "<unset>"])
+  }
+
+  @Test("the plugin's stderr lines become log records at their levels, with plugin and pid")
+  func logs() async throws {
+    let capture = LogCapture()
+    var pid: Int32 = 0
+    try await withPluginClient(try fixture("log"), logger: capture.logger) { client in
+      pid = try await client.info.pid
+      // The lines were written before the handshake; a round trip later they have been read.
+      _ = try await client.dispense("kv", as: KVPlugin.self).get("x")
+    }
+    let records = capture.records
+    let json = try #require(records.first { $0.message == "json warning" })
+    #expect(json.level == .warning)
+    #expect(json.metadata["answer"] == "42")
+    #expect(json.metadata["@module"] == "fixture")
+    #expect(json.metadata["pid"] == String(pid))
+    #expect(json.metadata["plugin"] == "fixture-plugin")
+    #expect(records.contains { $0.message == "[ERROR] prefixed error" && $0.level == .error })
+    #expect(records.contains { $0.message == "just text" && $0.level == .debug })
+    // The plugin's own hclog line from the library, at debug, with its fields.
+    #expect(records.contains { $0.message == "plugin address" && $0.level == .debug && $0.metadata["network"] == "unix" })
+  }
+}
+
+@Suite("Plugins that fail to start")
+struct StartFailureTests {
+  @Test("junk before the handshake is a malformed handshake")
+  func junk() async throws {
+    let (error, exit) = try await failedStart(try fixture("junk"))
+    #expect(error.code == .malformedHandshake)
+    #expect(error.message.hasPrefix("Unrecognized remote plugin message: starting up...\nThis usually means"))
+    #expect(error.description.contains("fixture-plugin"))
+    #expect(error.pid != nil)
+    #expect(exit.reason == .killed)
+    #expect(!isAlive(error.pid!))
+  }
+
+  @Test("handshake lines the host must refuse", arguments: [
+    ("2|1|unix|/tmp/none|grpc|", PluginError.Code.incompatibleCoreVersion),
+    ("1|7|unix|/tmp/none|grpc|", .incompatibleAppVersion),
+    ("1|1|unix|/tmp/none|netrpc|", .unsupportedProtocol),
+    ("1|1|pipe|/tmp/none|grpc|", .unknownAddressType),
+  ])
+  func refused(_ line: String, _ code: PluginError.Code) async throws {
+    let (error, exit) = try await failedStart(try fixture("print", line))
+    #expect(error.code == code)
+    #expect(exit == PluginExit(status: .signalled(SIGKILL), reason: .killed))
+  }
+
+  @Test("a plugin that exits at once")
+  func exitsAtOnce() async throws {
+    let (error, exit) = try await failedStart(try fixture("exit", "4"))
+    #expect(error.code == .exitedBeforeHandshake)
+    #expect(error.message.contains("Failed to read any lines from plugin's stdout"))
+    #expect(exit.status == .exited(4))
+  }
+
+  @Test("a plugin that never answers hits the start timeout and is killed")
+  func neverAnswers() async throws {
+    var configuration = try fixture("hang")
+    configuration.startTimeout = .milliseconds(300)
+    let (error, exit) = try await failedStart(configuration)
+    #expect(error.code == .startTimeout)
+    #expect(error.message == "timeout while waiting for plugin to start")
+    #expect(exit == PluginExit(status: .signalled(SIGKILL), reason: .killed))
+  }
+
+  @Test("an executable that does not exist is a launch failure")
+  func missing() async throws {
+    let configuration = PluginClientConfiguration(command: PluginCommand("/nonexistent/plugin"), handshake: .kv, plugins: ["kv": KVPlugin()])
+    let (error, _) = try await failedStart(configuration)
+    #expect(error.code == .launchFailed)
+    #expect(error.pluginPath == "/nonexistent/plugin")
+  }
+
+  @Test("a plugin run by hand explains itself and exits 1")
+  func launchedByHand() async throws {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: try BuildProducts.path("kv-plugin"))
+    process.environment = [:]
+    let stderr = Pipe()
+    process.standardError = stderr
+    process.standardOutput = FileHandle.nullDevice
+    try process.run()
+    let output = stderr.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    #expect(process.terminationStatus == 1)
+    #expect(String(decoding: output, as: UTF8.self) == PluginServer.launchedByHandMessage)
+  }
+}

@@ -1,0 +1,159 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import GRPCCore
+import GoPluginTesting
+import KVInterface
+import Logging
+import Testing
+
+@testable import GoPlugin
+
+/// The Go and Python peers, built once per test run by Tests/Interop/build.sh.
+enum Peers {
+  static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+  private static let built: Result<String, any Error> = Result(catching: {
+    let output = ProcessInfo.processInfo.environment["GOPLUGIN_INTEROP_DIR"]
+      ?? repository.appendingPathComponent(".build/interop").path
+    let result = try run(repository.appendingPathComponent("Tests/Interop/build.sh").path, [output])
+    guard result.status == 0 else {
+      throw PluginError(code: .invalidConfiguration, message: "Tests/Interop/build.sh failed: \(result.stderr)")
+    }
+    return output
+  })
+
+  static func path(_ name: String) throws -> String {
+    try URL(fileURLWithPath: built.get()).appendingPathComponent(name).path
+  }
+
+  static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    let stdout = Pipe()
+    let stderr = Pipe()
+    process.standardOutput = stdout
+    process.standardError = stderr
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    // Both pipes are read at once, so neither can fill up and stall the child.
+    let group = DispatchGroup()
+    nonisolated(unsafe) var errorData = Data()
+    group.enter()
+    DispatchQueue.global().async {
+      errorData = stderr.fileHandleForReading.readDataToEndOfFile()
+      group.leave()
+    }
+    let outputData = stdout.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: outputData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
+  }
+}
+
+/// What go-kv-host prints (Tests/Interop/README.md).
+struct GoHostReport: Decodable {
+  var `protocol`: String?
+  var negotiatedVersion: Int?
+  var get: String?
+  var uploadBytes: Int?
+  var uploadChunks: Int?
+  var calls: Int?
+  var callFailures: Int?
+  var callsPerSecond: Double?
+  var ping: Bool?
+  var graceful: Bool?
+  var exitedWithError: Bool?
+  var error: String?
+}
+
+@Suite("Interop with go-plugin 1.0.1 and grpcio")
+struct InteropTests {
+  func kvConfiguration(_ command: PluginCommand) -> PluginClientConfiguration {
+    var configuration = PluginClientConfiguration(command: command, handshake: .kv, plugins: ["kv": KVPlugin()])
+    configuration.standardInput = .none
+    return configuration
+  }
+
+  @Test("a Go host loads the Swift kv-plugin, calls it, and stops it gracefully")
+  func goHostSwiftPlugin() throws {
+    let result = try Peers.run(try Peers.path("go-kv-host"), ["-plugin", try BuildProducts.path("kv-plugin"), "-calls", "5000"])
+    let report = try JSONDecoder().decode(GoHostReport.self, from: Data(result.stdout.utf8))
+    #expect(report.error == nil, "\(result.stderr)")
+    #expect(result.status == 0)
+    #expect(report.protocol == "grpc")
+    #expect(report.negotiatedVersion == 1)
+    #expect(report.get == "hello from go")
+    #expect(report.uploadBytes == 6000)
+    #expect(report.uploadChunks == 3)
+    #expect(report.calls == 5000)
+    #expect(report.callFailures == 0)
+    #expect(report.ping == true)
+    // go-plugin would have logged "plugin failed to exit gracefully" and sent SIGKILL.
+    #expect(report.graceful == true)
+    #expect(report.exitedWithError == false)
+    // The Go host logs the Swift plugin's hclog lines as its own, at their level.
+    #expect(result.stderr.contains("plugin address"))
+  }
+
+  @Test("the Swift host makes 100,000 calls to a Go plugin on one connection")
+  func swiftHostGoPlugin() async throws {
+    let client = PluginClient(configuration: self.kvConfiguration(PluginCommand(try Peers.path("go-kv-plugin"))))
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await client.run() }
+      let info = try await client.info
+      #expect(info.protocol == .grpc && info.network == .unix)
+      let kv = try await client.dispense("kv", as: KVPlugin.self)
+      let value = Array("from swift".utf8)
+      try await kv.put("greeting", value: value)
+      #expect(try await kv.upload([[UInt8](repeating: 1, count: 1000), [UInt8](repeating: 2, count: 5000)]) == UploadCount(bytes: 6000, chunks: 2))
+
+      // grpc-go pings after almost every request; without the ping responder swift-nio-http2
+      // closed this connection at about the 199th call.
+      var wrong = 0
+      for _ in 0..<100_000 where try await kv.get("greeting") != value {
+        wrong += 1
+      }
+      #expect(wrong == 0)
+      #expect(client.connectionsOpened == 1)
+      try await client.ping()
+      await client.kill()
+    }
+    // A Go plugin answers Shutdown with UNAVAILABLE and exits 0: a graceful stop.
+    #expect(await client.exit == PluginExit(status: .exited(0), reason: .stopped))
+  }
+
+  @Test("the Swift host loads a Python grpcio plugin over TCP")
+  func swiftHostPythonPlugin() async throws {
+    let client = PluginClient(configuration: self.kvConfiguration(PluginCommand(try Peers.path("python-kv-plugin"))))
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await client.run() }
+      let info = try await client.info
+      #expect(info.network == .tcp)
+      let kv = try await client.dispense("kv", as: KVPlugin.self)
+      try await kv.put("py", value: [4, 5, 6])
+      #expect(try await kv.get("py") == [4, 5, 6])
+      #expect(try await kv.upload([[1, 2], [3]]) == UploadCount(bytes: 3, chunks: 2))
+      for index in 0..<500 {
+        try await kv.put("k\(index)", value: [UInt8(index % 256)])
+      }
+      #expect(try await kv.get("k300") == [44])
+      try await client.ping()
+      await client.kill()
+    }
+    #expect(await client.exit == PluginExit(status: .exited(0), reason: .stopped))
+  }
+
+  @Test("the kv CLI drives the Go plugin with --plugin")
+  func cliWithGoPlugin() throws {
+    let kv = try BuildProducts.path("kv")
+    let plugin = try Peers.path("go-kv-plugin")
+    let demo = try Peers.run(kv, ["demo", "--plugin", plugin])
+    #expect(demo.status == 0, "\(demo.stderr)")
+    #expect(demo.stdout.contains("greeting = \"hello from swift-go-plugin\""))
+    #expect(demo.stdout.contains("plugin counted 4 chunks, 163840 bytes"))
+    #expect(demo.stdout.contains("exited with status 0 (stopped)"))
+  }
+}

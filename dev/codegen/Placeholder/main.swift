@@ -1,0 +1,1 @@
+print("build the protoc plugins with: swift build --product protoc-gen-swift --product protoc-gen-grpc-swift-2")
