@@ -42,7 +42,7 @@ func failedStart(_ configuration: PluginClientConfiguration) async throws -> (Pl
   throw CancellationError()
 }
 
-@Suite("Swift host and Swift plugin")
+@Suite("Swift host and Swift plugin", .timeLimit(.minutes(2)))
 struct HostTests {
   @Test("the KV plugin works end to end and stops gracefully")
   func endToEnd() async throws {
@@ -270,7 +270,7 @@ struct HostTests {
   }
 }
 
-@Suite("Plugins that fail to start")
+@Suite("Plugins that fail to start", .timeLimit(.minutes(2)))
 struct StartFailureTests {
   @Test("junk before the handshake is a malformed handshake")
   func junk() async throws {
@@ -334,5 +334,34 @@ struct StartFailureTests {
     process.waitUntilExit()
     #expect(process.terminationStatus == 1)
     #expect(String(decoding: output, as: UTF8.self) == PluginServer.launchedByHandMessage)
+  }
+}
+
+@Suite("Nothing left behind", .timeLimit(.minutes(2)))
+struct LeakTests {
+  @Test("after stops, kills, crashes and failed starts: no process, descriptor or socket remains")
+  func nothingLeaks() throws {
+    // The cycles run in a process of their own, where no other test opens descriptors.
+    let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("goplugin-leak-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+    try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: scratch) }
+
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: try BuildProducts.path("fixture-plugin"))
+    process.arguments = ["host-cycles", "3"]
+    process.environment = ProcessInfo.processInfo.environment.merging(["TMPDIR": scratch.path]) { _, new in new }
+    let output = Pipe()
+    process.standardOutput = output
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    #expect(process.terminationStatus == 0)
+
+    let report = try JSONDecoder().decode([String: [String]].self, from: data)
+    #expect(report["after"] == report["before"])
+    #expect(report["children"] == [])
+    // Socket directories, sockets: everything the plugins and the host made in TMPDIR is gone.
+    #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path) == [])
   }
 }

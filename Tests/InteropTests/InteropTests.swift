@@ -69,7 +69,7 @@ struct GoHostReport: Decodable {
   var error: String?
 }
 
-@Suite("Interop with go-plugin 1.0.1 and grpcio")
+@Suite("Interop with go-plugin 1.0.1 and grpcio", .timeLimit(.minutes(10)))
 struct InteropTests {
   func kvConfiguration(_ command: PluginCommand) -> PluginClientConfiguration {
     var configuration = PluginClientConfiguration(command: command, handshake: .kv, plugins: ["kv": KVPlugin()])
@@ -150,7 +150,7 @@ struct InteropTests {
   func cliWithGoPlugin() throws {
     let kv = try BuildProducts.path("kv")
     let plugin = try Peers.path("go-kv-plugin")
-    let demo = try Peers.run(kv, ["demo", "--plugin", plugin])
+    let demo = try Peers.run(kv, ["--plugin", plugin, "demo"])
     #expect(demo.status == 0, "\(demo.stderr)")
     #expect(demo.stdout.contains("greeting = \"hello from swift-go-plugin\""))
     #expect(demo.stdout.contains("plugin counted 4 chunks, 163840 bytes"))

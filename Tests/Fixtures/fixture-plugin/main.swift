@@ -78,7 +78,60 @@ case "log":
 
     """.utf8))
   await serve()
+case "host-cycles":
+  // Host mode: launches this same executable as a plugin through every kind of ending, and
+  // reports what is left afterwards, so a test can assert that nothing leaks.
+  await hostCycles(count: Int(arguments.dropFirst().first ?? "5") ?? 5)
 default:
   FileHandle.standardError.write(Data("unknown fixture mode \(arguments)\n".utf8))
   exit(2)
+}
+
+func openDescriptors() -> [String] {
+  let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+  return names.sorted().map { name in
+    let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(name)")) ?? "?"
+    return "\(name) -> \(target)"
+  }
+}
+
+func childProcesses() -> [String] {
+  let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+  return tasks.flatMap { task in
+    ((try? String(contentsOfFile: "/proc/self/task/\(task)/children", encoding: .utf8)) ?? "")
+      .split(separator: " ").map(String.init)
+  }
+}
+
+func hostCycles(count: Int) async {
+  let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+  func configuration(_ mode: String...) -> PluginClientConfiguration {
+    var configuration = PluginClientConfiguration(command: PluginCommand(me, arguments: mode), handshake: .kv, plugins: ["kv": KVPlugin()])
+    configuration.standardInput = .none
+    configuration.startTimeout = .milliseconds(500)
+    configuration.gracefulStopTimeout = .milliseconds(500)
+    return configuration
+  }
+  func cycle() async {
+    // A clean run and stop.
+    _ = try? await withPluginClient(configuration("serve")) { client in
+      try await client.dispense("kv", as: KVPlugin.self).put("k", value: [1])
+    }
+    // A plugin that crashes mid-call.
+    _ = try? await withPluginClient(configuration("serve")) { client in
+      _ = try? await client.dispense("kv", as: KVPlugin.self).get("crash")
+      _ = await client.exit
+    }
+    // A plugin that must be killed, and three that fail to start in different ways.
+    _ = try? await withPluginClient(configuration("ignore-shutdown")) { _ in }
+    _ = try? await withPluginClient(configuration("junk")) { _ in }
+    _ = try? await withPluginClient(configuration("exit", "1")) { _ in }
+    _ = try? await withPluginClient(configuration("hang")) { _ in }
+  }
+  // The first cycle creates what lives for the whole process (event loops, monitors).
+  await cycle()
+  let before = openDescriptors()
+  for _ in 0..<count { await cycle() }
+  let report: [String: [String]] = ["before": before, "after": openDescriptors(), "children": childProcesses()]
+  FileHandle.standardOutput.write(try! JSONEncoder().encode(report))
 }

@@ -13,6 +13,8 @@ struct KVCommand: AsyncParsableCommand {
     abstract: "Put and get values through a go-plugin KV plugin.",
     subcommands: [Put.self, Get.self, Demo.self]
   )
+
+  @OptionGroup var options: PluginOptions
 }
 
 struct PluginOptions: ParsableArguments {
@@ -41,35 +43,35 @@ struct PluginOptions: ParsableArguments {
 
 struct Put: AsyncParsableCommand {
   static let configuration = CommandConfiguration(abstract: "Store VALUE under KEY.")
-  @OptionGroup var options: PluginOptions
+  @ParentCommand var kv: KVCommand
   @Argument var key: String
   @Argument var value: String
 
   func run() async throws {
-    try await self.options.withKV { _, kv in try await kv.put(self.key, value: Array(self.value.utf8)) }
+    try await self.kv.options.withKV { _, kv in try await kv.put(self.key, value: Array(self.value.utf8)) }
   }
 }
 
 struct Get: AsyncParsableCommand {
   static let configuration = CommandConfiguration(abstract: "Print the value stored under KEY.")
-  @OptionGroup var options: PluginOptions
+  @ParentCommand var kv: KVCommand
   @Argument var key: String
 
   func run() async throws {
-    let value = try await self.options.withKV { _, kv in try await kv.get(self.key) }
+    let value = try await self.kv.options.withKV { _, kv in try await kv.get(self.key) }
     print(String(decoding: value, as: UTF8.self))
   }
 }
 
 struct Demo: AsyncParsableCommand {
   static let configuration = CommandConfiguration(abstract: "Put, get and upload in one session, and say what happened.")
-  @OptionGroup var options: PluginOptions
+  @ParentCommand var kv: KVCommand
 
   func run() async throws {
     let clock = ContinuousClock()
     let launchedAt = clock.now
     var stoppedClient: PluginClient?
-    try await self.options.withKV { client, kv in
+    try await self.kv.options.withKV { client, kv in
       stoppedClient = client
       let info = try await client.info
       print("plugin:     \(client.configuration.command.executable) (pid \(info.pid))")
@@ -77,7 +79,9 @@ struct Demo: AsyncParsableCommand {
       try await kv.put("greeting", value: Array("hello from swift-go-plugin".utf8))
       let value = try await kv.get("greeting")
       print("put/get:    greeting = \"\(String(decoding: value, as: UTF8.self))\"")
-      print("first call: \(clock.now - launchedAt) after launch")
+      let firstCall = (clock.now - launchedAt).components
+      let milliseconds = Double(firstCall.seconds) * 1000 + Double(firstCall.attoseconds) / 1e15
+      print("first call: \((milliseconds * 10).rounded() / 10) ms after launch")
       let chunks = (1...4).map { [UInt8](repeating: UInt8($0), count: 16 * 1024 * $0) }
       let count = try await kv.upload(chunks)
       print("upload:     sent \(chunks.count) chunks, \(chunks.reduce(0) { $0 + $1.count }) bytes; plugin counted \(count.chunks) chunks, \(count.bytes) bytes")

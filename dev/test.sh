@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the interop tests need (Go,
+# go-plugin and protoc from Debian's packages, grpcio from PyPI) when it is missing, checks
+# that the generated code is current, builds, and runs every test, interop included.
+#
+#   dev/test.sh            # everything
+#   dev/test.sh --filter X # passes extra arguments on to `swift test`
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+debian=(golang-go golang-github-hashicorp-go-plugin-dev golang-google-grpc-dev golang-goprotobuf-dev protobuf-compiler)
+missing=()
+for package in "${debian[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  step "installing ${missing[*]} from Debian"
+  sudo=""
+  [[ $(id -u) == 0 ]] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! python3 -c 'import grpc, grpc_tools, google.protobuf' 2>/dev/null; then
+  step "installing grpcio, grpcio-tools and protobuf from PyPI"
+  python3 -m pip install -q --disable-pip-version-check grpcio grpcio-tools protobuf
+fi
+
+step "checking that generated code matches Protos/"
+dev/check-generated.sh
+
+step "building the Go and Python interop peers"
+Tests/Interop/build.sh "$repo/.build/interop"
+
+step "building"
+swift build --build-tests
+
+step "testing"
+GOPLUGIN_INTEROP_DIR="$repo/.build/interop" swift test --skip-build --disable-xctest "$@"
