@@ -23,6 +23,7 @@ public struct PluginError: Error, Sendable, Hashable, CustomStringConvertible {
       case unknownPlugin
       case pluginTypeMismatch
       case notRunning
+      case unhealthy
       case magicCookieMismatch
       case listenFailed
     }
@@ -58,6 +59,8 @@ public struct PluginError: Error, Sendable, Hashable, CustomStringConvertible {
     public static let pluginTypeMismatch = Code(.pluginTypeMismatch)
     /// The plugin is not running (it was stopped, it exited, or it never started).
     public static let notRunning = Code(.notRunning)
+    /// The plugin runs but its health service reports something other than SERVING.
+    public static let unhealthy = Code(.unhealthy)
     /// Plugin side: the process was not launched by a host that knows the magic cookie.
     public static let magicCookieMismatch = Code(.magicCookieMismatch)
     /// Plugin side: no listener could be opened.

@@ -142,6 +142,8 @@ struct NegotiationTests {
     #expect(VersionNegotiation.parseHostVersions("1, 2,x,,4", reportInvalid: { invalid.append($0) }) == [1, 4])
     #expect(invalid == [" 2", "x", ""])
     #expect(VersionNegotiation.parseHostVersions(nil, reportInvalid: { invalid.append($0) }) == [])
+    #expect(VersionNegotiation.parseHostVersions("", reportInvalid: { invalid.append($0) }) == [])
+    #expect(invalid == [" 2", "x", ""])
   }
 }
 

@@ -119,6 +119,51 @@ struct HostTests {
     await #expect(throws: PluginError.self) { try await client.dispense("kv", as: KVPlugin.self) }
   }
 
+  @Test("kill before run: nothing starts, and the exit says so")
+  func killBeforeRun() async throws {
+    let client = PluginClient(configuration: try fixture())
+    await client.kill()
+    #expect(await client.exit == PluginExit(status: nil, reason: .notStarted))
+    await #expect { try await client.run() } throws: { ($0 as? PluginError)?.code == .notRunning }
+  }
+
+  @Test("a finished client is freed, with its connection")
+  func clientIsFreed() async throws {
+    weak var weakClient: PluginClient?
+    do {
+      let client = PluginClient(configuration: try fixture())
+      weakClient = client
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await client.run() }
+        try await client.dispense("kv", as: KVPlugin.self).put("k", value: [1])
+        await client.kill()
+      }
+    }
+    #expect(weakClient == nil)
+  }
+
+  @Test("PLUGIN_UNIX_SOCKET_GROUP: the socket belongs to that group, mode 0660")
+  func socketGroup() async throws {
+    let group = try #require(getgrnam("nogroup"), "Debian's nogroup").pointee.gr_gid
+    let configuration = try fixture(environment: ["PLUGIN_UNIX_SOCKET_GROUP": "nogroup"])
+    try await withPluginClient(configuration) { client in
+      var file = stat()
+      #expect(lstat(try await client.info.address, &file) == 0)
+      #expect(file.st_mode & 0o777 == 0o660)
+      #expect(file.st_gid == group)
+      try await client.dispense("kv", as: KVPlugin.self).put("k", value: [1])
+    }
+  }
+
+  @Test("a plugin asked for AutoMTLS says it cannot, instead of failing the first call")
+  func refusesAutoMTLS() async throws {
+    let capture = LogCapture()
+    let client = PluginClient(configuration: try fixture(environment: ["PLUGIN_CLIENT_CERT": "-----BEGIN CERTIFICATE-----"]), logger: capture.logger)
+    await #expect { try await client.run() } throws: { ($0 as? PluginError)?.code == .exitedBeforeHandshake }
+    #expect(await client.exit.status == .exited(1))
+    #expect(capture.records.contains { $0.message.contains("AutoMTLS (PLUGIN_CLIENT_CERT)") })
+  }
+
   @Test("a plugin that ignores Shutdown is killed after the grace period")
   func ignoresShutdown() async throws {
     var configuration = try fixture("ignore-shutdown")

@@ -7,8 +7,9 @@ enum VersionNegotiation {
     _ value: String?,
     reportInvalid: (String) -> Void
   ) -> [Int] {
-    // A host too old to send the variable offers nothing, and gets the lowest version.
-    guard let value else { return [] }
+    // A host too old to send the variable offers nothing, and gets the lowest version; go-plugin
+    // reads an empty value the same way.
+    guard let value, !value.isEmpty else { return [] }
     var versions: [Int] = []
     for item in value.split(separator: ",", omittingEmptySubsequences: false) {
       if let version = Int(item) {

@@ -61,11 +61,11 @@ public final class PluginClient: Sendable {
   private let stopRequested = OneShot<Void>()
   private let exited = OneShot<PluginExit>()
   private let finished = OneShot<Void>()
-  private let connections = Atomic<Int>(0)
+  private let connections = ConnectionCounter()
 
   /// How many connections the client has opened to the plugin; one for the plugin's lifetime
   /// unless the connection broke.
-  var connectionsOpened: Int { self.connections.load(ordering: .relaxed) }
+  var connectionsOpened: Int { self.connections.count }
 
   /// - Parameters:
   ///   - logger: receives the client's own events and the plugin's stderr lines (with `plugin`
@@ -125,13 +125,12 @@ public final class PluginClient: Sendable {
     options.timeout = timeout
     let response = try await health.check(.with { $0.service = PluginEnvironment.healthServiceName }, options: options)
     guard response.status == .serving else {
-      throw self.error(.notRunning, "plugin health status is \(response.status)", pid: session.info.pid)
+      throw self.error(.unhealthy, "plugin health status is \(response.status)", pid: session.info.pid)
     }
   }
 
-  /// Stops the plugin: closes the broker stream, asks the plugin to shut down, waits for it to
-  /// exit for ``PluginClientConfiguration/gracefulStopTimeout``, and kills it with SIGKILL if it
-  /// has not. Returns once the process has been reaped and everything the client opened for it
+  /// Stops the plugin: closes the broker stream, asks the plugin to shut down, and kills it with
+  /// SIGKILL if it has not exited within ``PluginClientConfiguration/gracefulStopTimeout``. Returns once the process has been reaped and everything the client opened for it
   /// is closed. Safe to call more than once and from several tasks at once.
   public func kill() async {
     self.stopRequested.fulfil(())
@@ -142,9 +141,11 @@ public final class PluginClient: Sendable {
     }
     if wasIdle {
       self.started.fulfil(.failure(self.error(.notRunning, "the plugin was stopped before it was started")))
+      self.exited.fulfil(PluginExit(status: nil, reason: .notStarted))
       self.finished.fulfil(())
     }
-    _ = await self.finished.wait()
+    // Even a cancelled caller returns only once the plugin is gone, as documented.
+    await self.finished.valueIgnoringCancellation()
   }
 
   /// How the plugin process ended; waits for it to end.
@@ -187,6 +188,9 @@ public final class PluginClient: Sendable {
       return true
     }
     guard firstRun else {
+      if self.exited.current?.reason == .notStarted {
+        throw self.error(.notRunning, "the plugin was stopped before it was started")
+      }
       throw self.error(.invalidConfiguration, "a PluginClient runs its plugin once; make a new client to launch it again")
     }
     defer {
@@ -206,7 +210,10 @@ public final class PluginClient: Sendable {
   private func launchAndServe() async throws(PluginError) {
     let configuration = self.configuration
     try configuration.validate()
-    let executable = try Self.resolveExecutable(configuration.command.executable)
+    let executable = try Self.resolveExecutable(
+      configuration.command.executable,
+      searchPath: configuration.command.environment["PATH"] ?? ProcessInfo.processInfo.environment["PATH"]
+    )
     let socketDirectory = try Self.makeSocketDirectory()
     defer { Self.removeTree(socketDirectory) }
 
@@ -236,8 +243,8 @@ public final class PluginClient: Sendable {
     group: inout TaskGroup<Void>
   ) async -> Result<Void, PluginError> {
     let configuration = self.configuration
-    guard let pid = await process.launched.wait() ?? nil else {
-      let status = await process.terminated.wait() ?? nil
+    guard let pid = await process.launched.valueIgnoringCancellation() else {
+      let status = await process.terminated.valueIgnoringCancellation()
       self.exited.fulfil(PluginExit(status: status, reason: .launchFailed))
       if case .launchFailed(let reason)? = process.firstLine.current {
         return .failure(self.error(.launchFailed, "could not launch \(executable): \(reason)"))
@@ -256,7 +263,7 @@ public final class PluginClient: Sendable {
       case .closed?, .launchFailed?:
         line = try HandshakeLine.parse(nil, expecting: self.expectations)
       case nil:
-        if self.stopRequested.current != nil {
+        if self.stopRequested.current != nil || Task.isCancelled {
           throw PluginError(code: .notRunning, message: "the plugin was stopped before it finished starting")
         }
         throw PluginError(code: .startTimeout, message: "timeout while waiting for plugin to start")
@@ -273,7 +280,7 @@ public final class PluginClient: Sendable {
         network: line.network,
         address: line.address,
         maxMessageSize: configuration.maxMessageSize,
-        onConnect: { self.connections.add(1, ordering: .relaxed) }
+        onConnect: { [connections] in connections.increment() }
       )
     } catch {
       await self.killAndReap(process, reason: .killed)
@@ -315,13 +322,17 @@ public final class PluginClient: Sendable {
 
     // Asked to stop while the plugin still ran: shut it down, wait, and kill it if it lingers.
     // Otherwise it went away by itself. Each path records the exit exactly once.
+    // A cancelled run has no time to be graceful: the plugin is killed at once.
     let askedToStop = process.terminated.current == nil
-    if askedToStop {
-      await self.shutDown(grpcClient)
+    let deadline = ContinuousClock.now + configuration.gracefulStopTimeout
+    if askedToStop && !Task.isCancelled {
+      await self.shutDown(grpcClient, deadline: deadline)
     }
     grpcClient.beginGracefulShutdown()
-    if askedToStop {
-      if let status = await process.terminated.wait(timeout: configuration.gracefulStopTimeout) {
+    if askedToStop && Task.isCancelled {
+      await self.killAndReap(process, reason: .killed)
+    } else if askedToStop {
+      if let status = await process.terminated.wait(timeout: deadline - ContinuousClock.now) {
         self.exited.fulfil(PluginExit(status: status, reason: .stopped))
         self.logger.debug("plugin exited")
       } else {
@@ -363,16 +374,16 @@ public final class PluginClient: Sendable {
 
   private func killAndReap(_ process: PluginProcess, reason: PluginExit.Reason) async {
     process.kill()
-    let status = await process.terminated.wait() ?? nil
+    let status = await process.terminated.valueIgnoringCancellation()
     self.exited.fulfil(PluginExit(status: status, reason: reason))
   }
 
   /// `GRPCController.Shutdown`, bounded in time. A Go plugin stops its server before it answers,
   /// so UNAVAILABLE is the usual answer, and a success.
-  private func shutDown(_ grpcClient: GRPCClient<PluginTransport>) async {
+  private func shutDown(_ grpcClient: GRPCClient<PluginTransport>, deadline: ContinuousClock.Instant) async {
     let controller = Plugin_GRPCController.Client(wrapping: grpcClient)
     var options = CallOptions.defaults
-    options.timeout = self.configuration.gracefulStopTimeout
+    options.timeout = max(deadline - ContinuousClock.now, .milliseconds(1))
     do {
       _ = try await controller.shutdown(Plugin_Empty(), options: options)
     } catch let error as RPCError where error.code == .unavailable {
@@ -437,15 +448,15 @@ public final class PluginClient: Sendable {
     return environment
   }
 
-  private static func resolveExecutable(_ executable: String) throws(PluginError) -> String {
+  /// A bare name is looked up as the plugin's own environment would find it.
+  private static func resolveExecutable(_ executable: String, searchPath: String?) throws(PluginError) -> String {
     if executable.contains("/") {
       guard access(executable, X_OK) == 0 else {
         throw PluginError(code: .launchFailed, message: "\(executable) is not an executable file: \(String(cString: strerror(errno)))", pluginPath: executable)
       }
       return executable
     }
-    let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-    for directory in path.split(separator: ":") {
+    for directory in (searchPath ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":") {
       let candidate = "\(directory)/\(executable)"
       if access(candidate, X_OK) == 0 { return candidate }
     }
@@ -500,4 +511,12 @@ public func withPluginClient<Result: Sendable>(
       throw error
     }
   }
+}
+
+/// Counts connections; kept apart from the client because the transport holds its callbacks
+/// for as long as it lives, and they must not keep the client alive.
+private final class ConnectionCounter: Sendable {
+  private let value = Atomic<Int>(0)
+  func increment() { self.value.add(1, ordering: .relaxed) }
+  var count: Int { self.value.load(ordering: .relaxed) }
 }

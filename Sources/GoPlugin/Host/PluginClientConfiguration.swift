@@ -12,12 +12,13 @@ public struct PluginClientConfiguration: Sendable {
   public var handshake: HandshakeConfiguration
   /// The plugins the host knows, by application protocol version; all versions are offered.
   public var versionedPlugins: [Int: PluginSet]
-  /// The protocols the host accepts. Only gRPC is spoken by this library.
+  /// The protocols the host accepts. This library speaks gRPC only, so this can only narrow
+  /// to gRPC; a `netrpc` plugin is refused with go-plugin's "unsupported plugin protocol".
   public var allowedProtocols: Set<PluginProtocol> = [.grpc]
   /// How long the plugin may take, from launch, to print its handshake.
   public var startTimeout: Duration = .seconds(60)
-  /// How long the plugin may take to exit after the host asked it to shut down, before it is
-  /// killed with SIGKILL.
+  /// How long the plugin may take, from the host's Shutdown request, to exit before it is
+  /// killed with SIGKILL; the Shutdown call itself counts against it.
   public var gracefulStopTimeout: Duration = .seconds(2)
   /// Whether the plugin inherits the host's environment. The host's own `PLUGIN_*` variables
   /// are never passed on, so a host that is itself a plugin does not leak its handshake.
@@ -47,7 +48,9 @@ public struct PluginClientConfiguration: Sendable {
       throw invalid("the handshake needs a magic cookie key and value")
     }
     if self.versionedPlugins.isEmpty { throw invalid("no plugin versions to offer") }
-    if self.allowedProtocols.isEmpty { throw invalid("no allowed protocols") }
+    if self.allowedProtocols != [.grpc] {
+      throw invalid("allowed protocols must be [grpc]: this library does not speak \(self.allowedProtocols.subtracting([.grpc]).map(\.rawValue).sorted())")
+    }
     if self.startTimeout <= .zero { throw invalid("the start timeout must be positive") }
     if !(0...65535).contains(self.portRange.lowerBound) || !(0...65535).contains(self.portRange.upperBound) {
       throw invalid("the port range must lie within 0...65535")

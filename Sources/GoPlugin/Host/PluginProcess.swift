@@ -26,11 +26,18 @@ public struct PluginExit: Sendable, Hashable, CustomStringConvertible {
     case exitedUnexpectedly
     /// It never ran: the executable could not be launched.
     case launchFailed
+    /// It never ran: the client was stopped before it launched the plugin.
+    case notStarted
   }
 
   /// The wait status, or `nil` if the process never ran.
   public var status: Status?
   public var reason: Reason
+
+  public init(status: Status?, reason: Reason) {
+    self.status = status
+    self.reason = reason
+  }
 
   public var description: String {
     switch self.status {
@@ -65,7 +72,12 @@ final class PluginProcess: Sendable {
   /// The wait status, once the process has been reaped (`nil` if it never ran).
   let terminated = OneShot<PluginExit.Status?>()
 
-  private let signaller = Mutex<(@Sendable (Signal) -> Void)?>(nil)
+  private struct Signaller: Sendable {
+    var descriptor: Int32
+    var send: @Sendable (Signal) -> Void
+  }
+
+  private let signaller = Mutex<Signaller?>(nil)
 
   init(
     executablePath: String,
@@ -85,7 +97,7 @@ final class PluginProcess: Sendable {
 
   /// Sends SIGKILL, if the process has not been reaped yet.
   func kill() {
-    self.signaller.withLock { $0?(.kill) }
+    self.signaller.withLock { $0?.send(.kill) }
   }
 
   /// Runs the process to its end. Never throws: every outcome is reported through
@@ -109,9 +121,7 @@ final class PluginProcess: Sendable {
         error: .sequence
       ) { execution in
         let pid = execution.processIdentifier.value
-        self.signaller.withLock { signaller in
-          signaller = { signal in try? execution.send(signal: signal) }
-        }
+        self.arm(execution)
         self.launched.fulfil(pid)
         var pidLogger = self.logger
         pidLogger[metadataKey: "pid"] = "\(pid)"
@@ -121,7 +131,7 @@ final class PluginProcess: Sendable {
           group.addTask { await Self.logStandardError(execution.standardError, to: stderrLogger) }
         }
       }
-      self.signaller.withLock { $0 = nil }
+      self.disarm()
       let status: PluginExit.Status =
         switch result.terminationStatus {
         case .exited(let code): .exited(code)
@@ -131,10 +141,44 @@ final class PluginProcess: Sendable {
       self.launched.fulfil(nil)
       self.terminated.fulfil(status)
     } catch {
-      self.signaller.withLock { $0 = nil }
+      self.disarm()
       self.firstLine.fulfil(.launchFailed("\(error)"))
       self.launched.fulfil(nil)
       self.terminated.fulfil(nil)
+    }
+  }
+
+  /// Makes ``kill()`` work for this execution.
+  ///
+  /// Subprocess reaps the child and closes its pidfd before `run` returns, and a pidfd number
+  /// closed there can be reused by the next plugin's launch; a late kill through it would hit
+  /// the wrong process. So the signaller keeps a pidfd of its own, open until it is disarmed,
+  /// and signals only while that pidfd says the process has not exited (so not been reaped,
+  /// so its pid cannot have been reused).
+  private func arm<I, O, E>(_ execution: Execution<I, O, E>) {
+    let pid = execution.processIdentifier.value
+    #if os(Linux)
+    let descriptor = execution.processIdentifier.processDescriptor
+    let ownDescriptor = descriptor >= 0 ? fcntl(descriptor, F_DUPFD_CLOEXEC, 0) : -1
+    if ownDescriptor >= 0 {
+      self.signaller.withLock { signaller in
+        signaller = Signaller(descriptor: ownDescriptor) { signal in
+          var exited = pollfd(fd: ownDescriptor, events: Int16(POLLIN), revents: 0)
+          if poll(&exited, 1, 0) == 0 { Glibc.kill(pid, signal.rawValue) }
+        }
+      }
+      return
+    }
+    #endif
+    self.signaller.withLock { signaller in
+      signaller = Signaller(descriptor: -1) { signal in try? execution.send(signal: signal) }
+    }
+  }
+
+  private func disarm() {
+    self.signaller.withLock { signaller in
+      if let descriptor = signaller?.descriptor, descriptor >= 0 { close(descriptor) }
+      signaller = nil
     }
   }
 

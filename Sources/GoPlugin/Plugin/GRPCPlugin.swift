@@ -11,11 +11,16 @@ public import Logging
 ///
 /// ```swift
 /// struct KVPlugin: GRPCPlugin {
-///   var implementation: (any KV)?
+///   var store: (any KV)?   // set on the plugin side only
+///
 ///   func services(context: PluginServiceContext) throws -> [any RegistrableRPCService] {
-///     [KVService(implementation!)]
+///     guard let store else { throw PluginError(code: .invalidConfiguration, message: "no store") }
+///     return [KVService(store: store)]
 ///   }
-///   func client(connection: PluginConnection) -> KVClient { KVClient(connection.grpcClient) }
+///
+///   func client(connection: PluginConnection) -> KVClient {
+///     KVClient(Kvbench_KV.Client(wrapping: connection.grpcClient))
+///   }
 /// }
 /// ```
 public protocol GRPCPlugin: Sendable {
@@ -37,6 +42,12 @@ public struct PluginServiceContext: Sendable {
   public var negotiatedVersion: Int
   /// The plugin process's logger.
   public var logger: Logger
+
+  public init(name: String, negotiatedVersion: Int, logger: Logger) {
+    self.name = name
+    self.negotiatedVersion = negotiatedVersion
+    self.logger = logger
+  }
 }
 
 /// The gRPC client transport a host uses to reach its plugins.
@@ -50,6 +61,14 @@ public struct PluginConnection: Sendable {
   public let name: String
   /// The negotiated application protocol version.
   public let negotiatedVersion: Int
+
+  /// A connection over any gRPC client, for instance to test a plugin's client type against an
+  /// in-process server.
+  public init(grpcClient: GRPCClient<PluginTransport>, name: String, negotiatedVersion: Int) {
+    self.grpcClient = grpcClient
+    self.name = name
+    self.negotiatedVersion = negotiatedVersion
+  }
 }
 
 /// Plugins by name, for one application protocol version.

@@ -30,7 +30,8 @@ struct PluginListener: Sendable {
       let base =
         directory ?? environment[PluginEnvironment.unixSocketDirectory].flatMap { $0.isEmpty ? nil : $0 }
         ?? environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
-      return try Self.openUnix(in: base)
+      let group = environment[PluginEnvironment.unixSocketGroup].flatMap { $0.isEmpty ? nil : $0 }
+      return try Self.openUnix(in: base, socketGroup: group)
     case .tcp:
       return try Self.openTCP(environment: environment)
     }
@@ -41,7 +42,7 @@ struct PluginListener: Sendable {
     if self.network == .unix { unlink(self.address) }
   }
 
-  private static func openUnix(in directory: String) throws(PluginError) -> PluginListener {
+  private static func openUnix(in directory: String, socketGroup: String?) throws(PluginError) -> PluginListener {
     // go-plugin names sockets "plugin" followed by random digits; a name taken by something
     // else is skipped, never replaced.
     for _ in 0..<32 {
@@ -49,7 +50,7 @@ struct PluginListener: Sendable {
       guard path.utf8.count < 104 else {
         throw PluginError(code: .listenFailed, message: "unix socket path too long: \(path)")
       }
-      let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+      let fd = Self.makeSocket(AF_UNIX)
       guard fd >= 0 else { throw Self.failure("socket", path) }
       var address = sockaddr_un()
       address.sun_family = sa_family_t(AF_UNIX)
@@ -68,13 +69,20 @@ struct PluginListener: Sendable {
         if bindErrno == EADDRINUSE { continue }
         throw Self.failure("bind", path, bindErrno)
       }
-      // Only the owner may connect: the socket carries an unauthenticated gRPC server. Nobody
-      // can connect before listen(), so setting the mode here leaves no window.
-      guard chmod(path, 0o600) == 0, listen(fd, 128) == 0 else {
-        let listenErrno = errno
+      // Only the owner (or, when the host asks, a group) may connect: the socket carries an
+      // unauthenticated gRPC server. Nobody can connect before listen(), so setting ownership
+      // and mode here leaves no window.
+      do throws(PluginError) {
+        if let group = socketGroup {
+          let gid = try Self.groupID(group)
+          guard chown(path, uid_t.max, gid) == 0 else { throw Self.failure("chown", path) }
+        }
+        guard chmod(path, socketGroup == nil ? 0o600 : 0o660) == 0 else { throw Self.failure("chmod", path) }
+        guard listen(fd, 128) == 0 else { throw Self.failure("listen", path) }
+      } catch {
         close(fd)
         unlink(path)
-        throw Self.failure("listen", path, listenErrno)
+        throw error
       }
       return PluginListener(descriptor: fd, network: .unix, address: path)
     }
@@ -101,7 +109,7 @@ struct PluginListener: Sendable {
       )
     }
     for candidate in minPort...maxPort {
-      let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+      let fd = Self.makeSocket(AF_INET)
       guard fd >= 0 else { throw Self.failure("socket", "127.0.0.1") }
       var address = sockaddr_in()
       address.sin_family = sa_family_t(AF_INET)
@@ -125,6 +133,26 @@ struct PluginListener: Sendable {
       return PluginListener(descriptor: fd, network: .tcp, address: "127.0.0.1:\(boundPort)")
     }
     throw PluginError(code: .listenFailed, message: "couldn't bind plugin TCP listener")
+  }
+
+  private static func makeSocket(_ domain: Int32) -> Int32 {
+    #if canImport(Glibc)
+    let fd = socket(domain, Int32(SOCK_STREAM.rawValue), 0)
+    #else
+    let fd = socket(domain, SOCK_STREAM, 0)
+    #endif
+    // Plugins launch their own children; the listener must not leak into them.
+    if fd >= 0 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+    return fd
+  }
+
+  /// A group name or a numeric gid, as `PLUGIN_UNIX_SOCKET_GROUP` may hold either.
+  private static func groupID(_ group: String) throws(PluginError) -> gid_t {
+    if let gid = gid_t(group) { return gid }
+    guard let entry = getgrnam(group) else {
+      throw PluginError(code: .listenFailed, message: "failed to find gid from \"\(group)\": unknown group")
+    }
+    return entry.pointee.gr_gid
   }
 
   private static func failure(_ call: String, _ target: String, _ code: Int32 = errno) -> PluginError {

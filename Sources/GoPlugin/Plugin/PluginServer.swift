@@ -60,8 +60,9 @@ public enum PluginServer {
   public static func serve(_ configuration: PluginServeConfiguration) async {
     do {
       try await self.run(configuration)
-    } catch let error as PluginError where error.code == .magicCookieMismatch {
-      POSIX.writeAll(error.message, to: 2)
+    } catch let error as PluginError where error.code == .magicCookieMismatch || error.code == .invalidConfiguration {
+      // Messages for a person at a terminal, as go-plugin prints them: plain text, not a log line.
+      POSIX.writeAll(error.message.hasSuffix("\n") ? error.message : error.message + "\n", to: 2)
       exit(1)
     } catch {
       configuration.logger.error("plugin init error", metadata: ["error": "\(error)"])
@@ -69,20 +70,22 @@ public enum PluginServer {
     }
   }
 
-  /// Serves like ``serve(_:)`` but reports failures by throwing, and tells `onListening` the
-  /// handshake instead of printing it when given one (for serving inside a test process).
+  /// Serves like ``serve(_:)`` but reports failures by throwing, and hands the handshake to
+  /// `onListening` instead of printing it when given one.
   ///
   /// - Parameters:
   ///   - environment: where the host's handshake variables are read from; this process's
   ///     environment when `nil`.
   ///   - onListening: receives the handshake once the server accepts connections; when `nil`
-  ///     it is printed on standard output, which is what a host reads.
+  ///     it is printed on standard output, which is what a host reads, and SIGINT is ignored
+  ///     from then on, as a plugin process must (the host, not the terminal, stops plugins).
   public static func run(
     _ configuration: PluginServeConfiguration,
     environment: [String: String]? = nil,
     onListening: (@Sendable (HandshakeLine) -> Void)? = nil
   ) async throws {
     let environment = environment ?? ProcessInfo.processInfo.environment
+    let isPluginProcess = onListening == nil
     let onListening = onListening ?? { line in POSIX.writeAll(line.encoded + "\n", to: 1) }
     let handshake = configuration.handshake
     guard !handshake.magicCookieKey.isEmpty, !handshake.magicCookieValue.isEmpty else {
@@ -105,15 +108,15 @@ public enum PluginServer {
       throw PluginError(code: .invalidConfiguration, message: "no plugins to serve")
     }
 
-    let logger = configuration.logger
-    let listenerKind: PluginListener.Kind =
-      switch configuration.listener {
-      case .unixSocket(let directory): .unix(directory: directory)
-      case .tcp: .tcp
-      }
-    let listener = try PluginListener.open(listenerKind, environment: environment)
-    defer { listener.removeSocketFile() }
+    // Refused plainly rather than failing at the host's first call with a TLS error.
+    if !(environment[PluginEnvironment.clientCertificate] ?? "").isEmpty {
+      throw PluginError(
+        code: .invalidConfiguration,
+        message: "the host asked for AutoMTLS (PLUGIN_CLIENT_CERT), which this plugin does not support yet"
+      )
+    }
 
+    let logger = configuration.logger
     let shutdownRequested = OneShot<Void>()
     let stopping = OneShot<Void>()
     var services: [any RegistrableRPCService] = [
@@ -127,6 +130,14 @@ public enum PluginServer {
       services += try plugin.services(context: context)
     }
 
+    // Opened last, once nothing else can fail, so that gRPC always takes over the descriptor.
+    let listenerKind: PluginListener.Kind =
+      switch configuration.listener {
+      case .unixSocket(let directory): .unix(directory: directory)
+      case .tcp: .tcp
+      }
+    let listener = try PluginListener.open(listenerKind, environment: environment)
+    defer { listener.removeSocketFile() }
     let transport = Transports.server(listener: listener, maxReceiveMessageSize: configuration.maxReceiveMessageSize)
     let server = GRPCServer(transport: transport, services: services)
     // A host asking for multiplexing gets a clear "no" until this side can multiplex.
@@ -146,11 +157,13 @@ public enum PluginServer {
       _ = try await transport.listeningAddress
       logger.debug("plugin address", metadata: ["network": "\(line.network)", "address": "\(line.address)"])
       // Ctrl-C reaches the whole process group; the host, not the terminal, stops plugins.
-      POSIX.ignoreInterrupts()
+      if isPluginProcess { POSIX.ignoreInterrupts() }
       onListening(line)
 
-      // Either the host asked to shut down, or the server stopped by itself.
+      // Either the host asked to shut down, or the server stopped by itself; either way the
+      // waiter for a shutdown request has nothing left to wait for.
       try await group.next()
+      shutdownRequested.fulfil(())
       stopping.fulfil(())
       server.beginGracefulShutdown()
       group.addTask { [grace = configuration.shutdownGracePeriod] in

@@ -52,6 +52,20 @@ final class OneShot<Value: Sendable>: Sendable {
     }
   }
 
+  /// Waits for the value even if the waiting task is cancelled: for teardown, which must see
+  /// the end of what it stops (a process reaped, a run finished) before it returns.
+  func valueIgnoringCancellation() async -> Value {
+    await withCheckedContinuation { (continuation: CheckedContinuation<Value?, Never>) in
+      let immediate: Value? = self.state.withLock { state in
+        if let value = state.value { return value }
+        defer { state.nextWaiter += 1 }
+        state.waiters[state.nextWaiter] = continuation
+        return nil
+      }
+      if let immediate { continuation.resume(returning: immediate) }
+    }!
+  }
+
   /// Waits for the value for at most `timeout`; `nil` if it did not come in time.
   func wait(timeout: Duration) async -> Value? {
     if let value = self.current { return value }

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOHTTP2
 
 /// Answers the peer's HTTP/2 PINGs beneath the HTTP/2 handler, so that they never reach it.
 ///
@@ -109,19 +110,13 @@ extension PingResponder {
   /// Puts a responder in front of the HTTP/2 handler of a freshly configured gRPC channel.
   ///
   /// Called from the transport's connection callbacks, which run after the gRPC pipeline is in
-  /// place; the responder goes after TLS when there is TLS, otherwise first.
+  /// place: the responder goes right before the HTTP/2 handler, so it sees plaintext frames
+  /// whether or not TLS sits beneath it.
   static func install(on channel: any Channel, isServer: Bool) -> EventLoopFuture<Void> {
     channel.eventLoop.makeCompletedFuture {
       let pipeline = channel.pipeline.syncOperations
-      let responder = PingResponder(isServer: isServer)
-      if let tls = try? pipeline.context(name: PingResponder.tlsHandlerName) {
-        try pipeline.addHandler(responder, position: .after(tls.handler))
-      } else {
-        try pipeline.addHandler(responder, position: .first)
-      }
+      let http2 = try pipeline.handler(type: NIOHTTP2Handler.self)
+      try pipeline.addHandler(PingResponder(isServer: isServer), position: .before(http2))
     }
   }
-
-  /// The name under which our own TLS set-up registers its handler.
-  static let tlsHandlerName = "goplugin.tls"
 }
