@@ -42,6 +42,28 @@ func failedStart(_ configuration: PluginClientConfiguration) async throws -> (Pl
   throw CancellationError()
 }
 
+enum CapturedStream { case standardOutput, standardError }
+
+/// Runs a program to its end outside any plugin machinery, keeping one of its output streams.
+func runCapturing(
+  _ path: String,
+  arguments: [String] = [],
+  environment: [String: String],
+  capture: CapturedStream
+) throws -> (status: Int32, output: Data) {
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: path)
+  process.arguments = arguments
+  process.environment = environment
+  let pipe = Pipe()
+  process.standardOutput = capture == .standardOutput ? pipe : FileHandle.nullDevice
+  process.standardError = capture == .standardError ? pipe : FileHandle.nullDevice
+  try process.run()
+  let output = pipe.fileHandleForReading.readDataToEndOfFile()
+  process.waitUntilExit()
+  return (process.terminationStatus, output)
+}
+
 @Suite("Swift host and Swift plugin", .timeLimit(.minutes(2)))
 struct HostTests {
   @Test("the KV plugin works end to end and stops gracefully")
@@ -246,6 +268,16 @@ struct HostTests {
     }
   }
 
+  @Test("handshakes ending in CRLF, or with five fields, are accepted", arguments: ["serve-crlf", "serve-five-fields"])
+  func otherHandshakeForms(_ mode: String) async throws {
+    try await withPluginClient(try fixture(mode)) { client in
+      #expect(try await client.info.network == .unix)
+      let kv = try await client.dispense("kv", as: KVPlugin.self)
+      try await kv.put("form", value: Array(mode.utf8))
+      #expect(try await kv.get("form") == Array(mode.utf8))
+    }
+  }
+
   @Test("dispense is typed: unknown names and other types are errors")
   func dispenseErrors() async throws {
     struct OtherPlugin: GRPCPlugin {
@@ -368,16 +400,8 @@ struct StartFailureTests {
 
   @Test("a plugin run by hand explains itself and exits 1")
   func launchedByHand() async throws {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: try BuildProducts.path("kv-plugin"))
-    process.environment = [:]
-    let stderr = Pipe()
-    process.standardError = stderr
-    process.standardOutput = FileHandle.nullDevice
-    try process.run()
-    let output = stderr.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    #expect(process.terminationStatus == 1)
+    let (status, output) = try runCapturing(try BuildProducts.path("kv-plugin"), environment: [:], capture: .standardError)
+    #expect(status == 1)
     #expect(String(decoding: output, as: UTF8.self) == PluginServer.launchedByHandMessage)
   }
 }
@@ -391,17 +415,13 @@ struct LeakTests {
     try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: scratch) }
 
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: try BuildProducts.path("fixture-plugin"))
-    process.arguments = ["host-cycles", "3"]
-    process.environment = ProcessInfo.processInfo.environment.merging(["TMPDIR": scratch.path]) { _, new in new }
-    let output = Pipe()
-    process.standardOutput = output
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    #expect(process.terminationStatus == 0)
+    let (status, data) = try runCapturing(
+      try BuildProducts.path("fixture-plugin"),
+      arguments: ["host-cycles", "3"],
+      environment: ProcessInfo.processInfo.environment.merging(["TMPDIR": scratch.path]) { _, new in new },
+      capture: .standardOutput
+    )
+    #expect(status == 0)
 
     let report = try JSONDecoder().decode([String: [String]].self, from: data)
     #expect(report["after"] == report["before"])

@@ -242,7 +242,6 @@ public final class PluginClient: Sendable {
     executable: String,
     group: inout TaskGroup<Void>
   ) async -> Result<Void, PluginError> {
-    let configuration = self.configuration
     guard let pid = await process.launched.valueIgnoringCancellation() else {
       let status = await process.terminated.valueIgnoringCancellation()
       self.exited.fulfil(PluginExit(status: status, reason: .launchFailed))
@@ -253,33 +252,22 @@ public final class PluginClient: Sendable {
     }
     self.logger.debug("plugin started", metadata: ["path": "\(executable)", "pid": "\(pid)"])
 
-    // The handshake, raced against the start timeout and a stop request.
-    let firstLine = await self.waitForFirstLine(process, timeout: configuration.startTimeout)
     let line: HandshakeLine
-    do throws(PluginError) {
-      switch firstLine {
-      case .line(let text)?:
-        line = try HandshakeLine.parse(text, expecting: self.expectations)
-      case .closed?, .launchFailed?:
-        line = try HandshakeLine.parse(nil, expecting: self.expectations)
-      case nil:
-        if self.stopRequested.current != nil || Task.isCancelled {
-          throw PluginError(code: .notRunning, message: "the plugin was stopped before it finished starting")
-        }
-        throw PluginError(code: .startTimeout, message: "timeout while waiting for plugin to start")
-      }
-    } catch {
+    switch await self.handshake(process) {
+    case .success(let parsed):
+      line = parsed
+    case .failure(let error):
       await self.killAndReap(process, reason: .killed)
       return .failure(error.about(path: executable, pid: pid))
     }
 
-    let plugins = configuration.versionedPlugins[line.appVersion] ?? PluginSet()
+    let plugins = self.configuration.versionedPlugins[line.appVersion] ?? PluginSet()
     let transport: HTTP2ClientTransport.Posix
     do {
       transport = try Transports.client(
         network: line.network,
         address: line.address,
-        maxMessageSize: configuration.maxMessageSize,
+        maxMessageSize: self.configuration.maxMessageSize,
         onConnect: { [connections] in connections.increment() }
       )
     } catch {
@@ -320,35 +308,59 @@ public final class PluginClient: Sendable {
       streams.cancelAll()
     }
 
-    // Asked to stop while the plugin still ran: shut it down, wait, and kill it if it lingers.
-    // Otherwise it went away by itself. Each path records the exit exactly once.
-    // A cancelled run has no time to be graceful: the plugin is killed at once.
-    let askedToStop = process.terminated.current == nil
-    let deadline = ContinuousClock.now + configuration.gracefulStopTimeout
-    if askedToStop && !Task.isCancelled {
-      await self.shutDown(grpcClient, deadline: deadline)
-    }
-    grpcClient.beginGracefulShutdown()
-    if askedToStop && Task.isCancelled {
-      await self.killAndReap(process, reason: .killed)
-    } else if askedToStop {
-      if let status = await process.terminated.wait(timeout: deadline - ContinuousClock.now) {
-        self.exited.fulfil(PluginExit(status: status, reason: .stopped))
-        self.logger.debug("plugin exited")
-      } else {
-        self.logger.warning("plugin failed to exit gracefully")
-        await self.killAndReap(process, reason: .killed)
-      }
-    } else {
-      let status = process.terminated.current ?? nil
-      self.exited.fulfil(PluginExit(status: status, reason: .exitedUnexpectedly))
-      self.logger.info("plugin process exited", metadata: ["status": "\(String(describing: status))"])
-    }
+    await self.stop(process, grpcClient: grpcClient)
     // A plugin that vanished without removing its socket (killed, crashed) leaves it behind.
     if line.network == .unix {
       Self.removeStaleSocket(line.address)
     }
     return .success(())
+  }
+
+  /// The first stdout line, parsed and validated, raced against the start timeout and a stop
+  /// request.
+  private func handshake(_ process: PluginProcess) async -> Result<HandshakeLine, PluginError> {
+    let firstLine = await self.waitForFirstLine(process, timeout: self.configuration.startTimeout)
+    return Result { () throws(PluginError) -> HandshakeLine in
+      switch firstLine {
+      case .line(let text)?:
+        return try HandshakeLine.parse(text, expecting: self.expectations)
+      case .closed?, .launchFailed?:
+        return try HandshakeLine.parse(nil, expecting: self.expectations)
+      case nil:
+        if self.stopRequested.current != nil || Task.isCancelled {
+          throw PluginError(code: .notRunning, message: "the plugin was stopped before it finished starting")
+        }
+        throw PluginError(code: .startTimeout, message: "timeout while waiting for plugin to start")
+      }
+    }
+  }
+
+  /// Ends a session and records how the plugin ended, exactly once: a plugin still running is
+  /// asked to shut down and killed if it lingers past the grace period (or at once, if this
+  /// task was cancelled); one that already exited went away by itself.
+  private func stop(_ process: PluginProcess, grpcClient: GRPCClient<PluginTransport>) async {
+    let askedToStop = process.terminated.current == nil
+    let deadline = ContinuousClock.now + self.configuration.gracefulStopTimeout
+    if askedToStop && !Task.isCancelled {
+      await self.shutDown(grpcClient, deadline: deadline)
+    }
+    grpcClient.beginGracefulShutdown()
+
+    guard askedToStop else {
+      let status = process.terminated.current ?? nil
+      self.exited.fulfil(PluginExit(status: status, reason: .exitedUnexpectedly))
+      self.logger.info("plugin process exited", metadata: ["status": "\(String(describing: status))"])
+      return
+    }
+    if !Task.isCancelled, let status = await process.terminated.wait(timeout: deadline - ContinuousClock.now) {
+      self.exited.fulfil(PluginExit(status: status, reason: .stopped))
+      self.logger.debug("plugin exited")
+      return
+    }
+    if !Task.isCancelled {
+      self.logger.warning("plugin failed to exit gracefully")
+    }
+    await self.killAndReap(process, reason: .killed)
   }
 
   private var expectations: HandshakeLine.Expectations {

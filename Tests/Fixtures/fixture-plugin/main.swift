@@ -54,6 +54,15 @@ case "serve":
   await serve()
 case "serve-tcp":
   await serve(listener: .tcp)
+case "serve-crlf", "serve-five-fields":
+  // Serves for real, but prints the handshake as other real plugins do: with a Windows line
+  // ending, or in the five-field form of go-plugin's docs and its Python example.
+  let crlf = arguments.first == "serve-crlf"
+  let configuration = PluginServeConfiguration(handshake: .kv, plugins: ["kv": KVPlugin(serving: FixtureKV(version: 1))])
+  try await PluginServer.run(configuration) { line in
+    let text = crlf ? line.encoded + "\r\n" : line.encoded.split(separator: "|", omittingEmptySubsequences: false).prefix(5).joined(separator: "|") + "\n"
+    say(text)
+  }
 case "ignore-shutdown":
   // Serves, and after the host's Shutdown keeps the process alive: the host must kill it.
   await serve()

@@ -11,7 +11,7 @@ struct KVCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "kv",
     abstract: "Put and get values through a go-plugin KV plugin.",
-    subcommands: [Put.self, Get.self, Demo.self]
+    subcommands: [Put.self, Get.self, Demo.self, Bench.self]
   )
 
   @OptionGroup var options: PluginOptions
@@ -79,9 +79,7 @@ struct Demo: AsyncParsableCommand {
       try await kv.put("greeting", value: Array("hello from swift-go-plugin".utf8))
       let value = try await kv.get("greeting")
       print("put/get:    greeting = \"\(String(decoding: value, as: UTF8.self))\"")
-      let firstCall = (clock.now - launchedAt).components
-      let milliseconds = Double(firstCall.seconds) * 1000 + Double(firstCall.attoseconds) / 1e15
-      print("first call: \((milliseconds * 10).rounded() / 10) ms after launch")
+      print("first call: \(Bench.milliseconds(clock.now - launchedAt)) ms after launch")
       let chunks = (1...4).map { [UInt8](repeating: UInt8($0), count: 16 * 1024 * $0) }
       let count = try await kv.upload(chunks)
       print("upload:     sent \(chunks.count) chunks, \(chunks.reduce(0) { $0 + $1.count }) bytes; plugin counted \(count.chunks) chunks, \(count.bytes) bytes")
@@ -91,5 +89,44 @@ struct Demo: AsyncParsableCommand {
     if let stoppedClient {
       print("stopped:    \(await stoppedClient.exit)")
     }
+  }
+}
+
+struct Bench: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Time the start to the first call, and sequential Get calls on one connection."
+  )
+  @ParentCommand var kv: KVCommand
+  @Option(help: "How many sequential Get calls to time.") var calls = 10_000
+  @Option(help: "How many launches to time for the first call.") var launches = 10
+
+  func run() async throws {
+    let clock = ContinuousClock()
+    var firstCalls: [Duration] = []
+    for _ in 0..<self.launches {
+      let start = clock.now
+      try await self.kv.options.withKV { _, kv in
+        _ = try await kv.get("warm-up")
+        firstCalls.append(clock.now - start)
+      }
+    }
+    let perSecond = try await self.kv.options.withKV { _, kv in
+      try await kv.put("k", value: Array(repeating: 7, count: 16))
+      for _ in 0..<1000 { _ = try await kv.get("k") }
+      let start = clock.now
+      for _ in 0..<self.calls { _ = try await kv.get("k") }
+      return Double(self.calls) / Self.seconds(clock.now - start)
+    }
+    let median = firstCalls.sorted()[firstCalls.count / 2]
+    print("start to first call: \(Self.milliseconds(median)) ms (median of \(self.launches))")
+    print("sequential Get:      \(Int(perSecond)) calls/s (\(self.calls) calls, one connection)")
+  }
+
+  static func seconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+  }
+
+  static func milliseconds(_ duration: Duration) -> Double {
+    (seconds(duration) * 10_000).rounded() / 10
   }
 }
