@@ -347,9 +347,9 @@ public final class PluginClient: Sendable {
     grpcClient.beginGracefulShutdown()
 
     guard askedToStop else {
-      let status = process.terminated.current ?? nil
-      self.exited.fulfil(PluginExit(status: status, reason: .exitedUnexpectedly))
-      self.logger.info("plugin process exited", metadata: ["status": "\(String(describing: status))"])
+      let exit = PluginExit(status: process.terminated.current ?? nil, reason: .exitedUnexpectedly)
+      self.exited.fulfil(exit)
+      self.logger.info("plugin process exited", metadata: ["exit": "\(exit)"])
       return
     }
     if !Task.isCancelled, let status = await process.terminated.wait(timeout: deadline - ContinuousClock.now) {
