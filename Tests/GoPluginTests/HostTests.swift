@@ -177,15 +177,6 @@ struct HostTests {
     }
   }
 
-  @Test("a plugin asked for AutoMTLS says it cannot, instead of failing the first call")
-  func refusesAutoMTLS() async throws {
-    let capture = LogCapture()
-    let client = PluginClient(configuration: try fixture(environment: ["PLUGIN_CLIENT_CERT": "-----BEGIN CERTIFICATE-----"]), logger: capture.logger)
-    await #expect { try await client.run() } throws: { ($0 as? PluginError)?.code == .exitedBeforeHandshake }
-    #expect(await client.exit.status == .exited(1))
-    #expect(capture.records.contains { $0.message.contains("AutoMTLS (PLUGIN_CLIENT_CERT)") })
-  }
-
   @Test("a plugin that ignores Shutdown is killed after the grace period")
   func ignoresShutdown() async throws {
     var configuration = try fixture("ignore-shutdown")

@@ -125,6 +125,35 @@ struct InteropTests {
     #expect(await client.exit == PluginExit(status: .exited(0), reason: .stopped))
   }
 
+  @Test("a Go host with AutoMTLS loads the Swift plugin")
+  func goHostAutoMTLS() throws {
+    let result = try Peers.run(try Peers.path("go-kv-host"), ["-plugin", try BuildProducts.path("kv-plugin"), "-calls", "500", "-automtls"])
+    let report = try JSONDecoder().decode(GoHostReport.self, from: Data(result.stdout.utf8))
+    #expect(report.error == nil, "\(result.stderr)")
+    #expect(report.get == "hello from go")
+    #expect(report.uploadBytes == 6000)
+    #expect(report.callFailures == 0)
+    #expect(report.graceful == true)
+  }
+
+  @Test("the Swift host with AutoMTLS loads a Go plugin")
+  func swiftHostAutoMTLSGoPlugin() async throws {
+    var configuration = self.kvConfiguration(PluginCommand(try Peers.path("go-kv-plugin")))
+    configuration.tls = .autoMTLS
+    let client = PluginClient(configuration: configuration)
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await client.run() }
+      // The Go plugin answered with its P-521 certificate, which the TLS connection verified.
+      #expect(try await client.info.serverCertificate != nil)
+      let kv = try await client.dispense("kv", as: KVPlugin.self)
+      try await kv.put("tls", value: [1, 2, 3])
+      for _ in 0..<1000 { #expect(try await kv.get("tls") == [1, 2, 3]) }
+      #expect(client.connectionsOpened == 1)
+      await client.kill()
+    }
+    #expect(await client.exit == PluginExit(status: .exited(0), reason: .stopped))
+  }
+
   @Test("the Swift host loads a Python grpcio plugin over TCP")
   func swiftHostPythonPlugin() async throws {
     let client = PluginClient(configuration: self.kvConfiguration(PluginCommand(try Peers.path("python-kv-plugin"))))

@@ -10,6 +10,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import GoPluginProtos
 public import Logging
+import NIOSSL
 import SwiftProtobuf
 import Synchronization
 
@@ -23,6 +24,8 @@ public struct PluginInfo: Sendable, Hashable {
   public var network: HandshakeLine.Network
   /// Where the plugin listens: a socket path or `host:port`.
   public var address: String
+  /// The certificate (DER) the plugin announced for AutoMTLS, if it sent one.
+  public var serverCertificate: [UInt8]?
 }
 
 /// A host's handle on one plugin process: it launches the plugin, connects to it, hands out
@@ -214,13 +217,21 @@ public final class PluginClient: Sendable {
       configuration.command.executable,
       searchPath: configuration.command.environment["PATH"] ?? ProcessInfo.processInfo.environment["PATH"]
     )
+    var certificate: AutoMTLSCertificate?
+    if case .autoMTLS? = configuration.tls?.mode {
+      do {
+        certificate = try AutoMTLSCertificate.generate()
+      } catch {
+        throw self.error(.invalidConfiguration, "failed to generate client certificate: \(error)")
+      }
+    }
     let socketDirectory = try Self.makeSocketDirectory()
     defer { Self.removeTree(socketDirectory) }
 
     let process = PluginProcess(
       executablePath: executable,
       arguments: configuration.command.arguments,
-      environment: self.childEnvironment(socketDirectory: socketDirectory),
+      environment: self.childEnvironment(socketDirectory: socketDirectory, clientCertificate: certificate?.pem),
       workingDirectory: configuration.command.workingDirectory,
       standardInput: configuration.standardInput,
       logger: self.logger
@@ -229,7 +240,7 @@ public final class PluginClient: Sendable {
     let outcome: Result<Void, PluginError> = await withTaskGroup(of: Void.self) { group in
       group.addTask { await process.run() }
       defer { group.cancelAll() }
-      let result = await self.connectAndServe(process: process, executable: executable, group: &group)
+      let result = await self.connectAndServe(process: process, executable: executable, certificate: certificate, group: &group)
       // Whatever happened, the process is gone and reaped when the group ends.
       return result
     }
@@ -240,6 +251,7 @@ public final class PluginClient: Sendable {
   private func connectAndServe(
     process: PluginProcess,
     executable: String,
+    certificate: AutoMTLSCertificate?,
     group: inout TaskGroup<Void>
   ) async -> Result<Void, PluginError> {
     guard let pid = await process.launched.valueIgnoringCancellation() else {
@@ -253,10 +265,11 @@ public final class PluginClient: Sendable {
     self.logger.debug("plugin started", metadata: ["path": "\(executable)", "pid": "\(pid)"])
 
     let line: HandshakeLine
-    switch await self.handshake(process) {
-    case .success(let parsed):
-      line = parsed
-    case .failure(let error):
+    let security: (context: NIOSSLContext, serverHostname: String?)?
+    do throws(PluginError) {
+      line = try await self.handshake(process).get()
+      security = try self.security(for: line, certificate: certificate)
+    } catch {
       await self.killAndReap(process, reason: .killed)
       return .failure(error.about(path: executable, pid: pid))
     }
@@ -268,6 +281,8 @@ public final class PluginClient: Sendable {
         network: line.network,
         address: line.address,
         maxMessageSize: self.configuration.maxMessageSize,
+        tls: security?.context,
+        serverHostname: security?.serverHostname,
         onConnect: { [connections] in connections.increment() }
       )
     } catch {
@@ -289,7 +304,8 @@ public final class PluginClient: Sendable {
       negotiatedVersion: line.appVersion,
       protocol: line.protocol,
       network: line.network,
-      address: line.address
+      address: line.address,
+      serverCertificate: line.serverCertificate
     )
     self.logger.debug("using plugin", metadata: ["version": "\(info.negotiatedVersion)", "address": "\(info.address)"])
     self.started.fulfil(.success(Session(info: info, plugins: plugins, grpcClient: grpcClient)))
@@ -332,6 +348,44 @@ public final class PluginClient: Sendable {
         }
         throw PluginError(code: .startTimeout, message: "timeout while waiting for plugin to start")
       }
+    }
+  }
+
+  /// The TLS the connection needs, from the configuration and what the handshake brought.
+  private func security(
+    for line: HandshakeLine,
+    certificate: AutoMTLSCertificate?
+  ) throws(PluginError) -> (context: NIOSSLContext, serverHostname: String?)? {
+    do {
+      switch self.configuration.tls?.mode {
+      case nil:
+        // A plugin that inherited another host's PLUGIN_CLIENT_CERT may answer with a
+        // certificate nobody asked for; go-plugin hosts crash on that, this one ignores it.
+        if line.serverCertificate != nil {
+          self.logger.debug("ignoring a server certificate the host did not ask for")
+        }
+        return nil
+      case .autoMTLS?:
+        guard let der = line.serverCertificate, let certificate else {
+          throw PluginError(
+            code: .invalidServerCertificate,
+            message: "the host asked for AutoMTLS, but the plugin's handshake carries no certificate"
+          )
+        }
+        let peer: NIOSSLCertificate
+        do {
+          peer = try NIOSSLCertificate(bytes: der, format: .der)
+        } catch {
+          throw PluginError(code: .invalidServerCertificate, message: "error parsing server cert: \(error)")
+        }
+        return (try TLSContexts.autoMTLSClient(own: certificate, peer: peer), "localhost")
+      case .custom(let configuration, let serverHostname)?:
+        return (try TLSContexts.custom(configuration), serverHostname)
+      }
+    } catch let error as PluginError {
+      throw error
+    } catch {
+      throw PluginError(code: .invalidConfiguration, message: "TLS configuration: \(error)")
     }
   }
 
@@ -442,7 +496,7 @@ public final class PluginClient: Sendable {
 
   /// go-plugin's environment (spec §1.1), except that the host's own `PLUGIN_*` variables are
   /// never inherited: a host that is itself a plugin must not pass its handshake on.
-  private func childEnvironment(socketDirectory: String) -> [String: String] {
+  private func childEnvironment(socketDirectory: String, clientCertificate: String?) -> [String: String] {
     let configuration = self.configuration
     var environment: [String: String] = [:]
     if configuration.inheritEnvironment {
@@ -457,6 +511,9 @@ public final class PluginClient: Sendable {
     environment[PluginEnvironment.protocolVersions] =
       configuration.versionedPlugins.keys.sorted().map(String.init).joined(separator: ",")
     environment[PluginEnvironment.unixSocketDirectory] = socketDirectory
+    if let clientCertificate {
+      environment[PluginEnvironment.clientCertificate] = clientCertificate
+    }
     return environment
   }
 

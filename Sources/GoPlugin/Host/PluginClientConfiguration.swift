@@ -28,6 +28,8 @@ public struct PluginClientConfiguration: Sendable {
   /// The largest message the host sends or accepts on the plugin's connection.
   public var maxMessageSize: Int = Transports.defaultMaxMessageSize
   public var standardInput: StandardInput = .inherit
+  /// How the connection to the plugin is secured; plaintext over the private socket when `nil`.
+  public var tls: PluginTLS?
 
   /// A host for plugins of one protocol version, the handshake's.
   public init(command: PluginCommand, handshake: HandshakeConfiguration, plugins: PluginSet) {

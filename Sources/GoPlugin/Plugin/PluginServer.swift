@@ -3,6 +3,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import GoPluginProtos
 public import Logging
+public import NIOSSL
 
 /// How a plugin process serves its plugins.
 public struct PluginServeConfiguration: Sendable {
@@ -25,6 +26,10 @@ public struct PluginServeConfiguration: Sendable {
   /// How long in-flight calls may take to finish once the host asked the plugin to shut down.
   /// The host waits two seconds in all before it kills the plugin.
   public var shutdownGracePeriod: Duration = .milliseconds(1500)
+  /// Your own server-side TLS (go-plugin's `TLSProvider`), for a host given a matching client
+  /// configuration. It takes precedence over AutoMTLS; without either, a host that sends
+  /// `PLUGIN_CLIENT_CERT` gets AutoMTLS, and any other host plaintext over the private socket.
+  public var tls: TLSConfiguration?
   public var logger: Logger
 
   /// Serves `plugins` at the handshake's protocol version.
@@ -108,13 +113,7 @@ public enum PluginServer {
       throw PluginError(code: .invalidConfiguration, message: "no plugins to serve")
     }
 
-    // Refused plainly rather than failing at the host's first call with a TLS error.
-    if !(environment[PluginEnvironment.clientCertificate] ?? "").isEmpty {
-      throw PluginError(
-        code: .invalidConfiguration,
-        message: "the host asked for AutoMTLS (PLUGIN_CLIENT_CERT), which this plugin does not support yet"
-      )
-    }
+    let (tls, certificate) = try Self.security(configuration, environment: environment)
 
     let logger = configuration.logger
     let shutdownRequested = OneShot<Void>()
@@ -138,7 +137,7 @@ public enum PluginServer {
       }
     let listener = try PluginListener.open(listenerKind, environment: environment)
     defer { listener.removeSocketFile() }
-    let transport = Transports.server(listener: listener, maxReceiveMessageSize: configuration.maxReceiveMessageSize)
+    let transport = Transports.server(listener: listener, maxReceiveMessageSize: configuration.maxReceiveMessageSize, tls: tls)
     let server = GRPCServer(transport: transport, services: services)
     // A host asking for multiplexing gets a clear "no" until this side can multiplex.
     let multiplexing: Bool? = (environment[PluginEnvironment.multiplexGRPC] ?? "").isEmpty ? nil : false
@@ -146,6 +145,7 @@ public enum PluginServer {
       appVersion: version,
       network: listener.network,
       address: listener.address,
+      serverCertificate: certificate,
       multiplexingSupported: multiplexing
     )
 
@@ -178,5 +178,27 @@ public enum PluginServer {
       group.cancelAll()
     }
     logger.debug("plugin stopped")
+  }
+
+  /// The server's TLS, and the certificate to announce in the handshake under AutoMTLS.
+  private static func security(
+    _ configuration: PluginServeConfiguration,
+    environment: [String: String]
+  ) throws -> (NIOSSLContext?, [UInt8]?) {
+    if let custom = configuration.tls {
+      return (try TLSContexts.custom(custom), nil)
+    }
+    guard let pem = environment[PluginEnvironment.clientCertificate], !pem.isEmpty else {
+      return (nil, nil)
+    }
+    let hostCertificate: NIOSSLCertificate
+    do {
+      hostCertificate = try NIOSSLCertificate(bytes: Array(pem.utf8), format: .pem)
+    } catch {
+      // go-plugin carries on here with a pool that trusts nothing; failing says why at once.
+      throw PluginError(code: .invalidConfiguration, message: "client cert provided but failed to parse: \(error)")
+    }
+    let own = try AutoMTLSCertificate.generate()
+    return (try TLSContexts.autoMTLSServer(own: own, peer: hostCertificate), own.der)
   }
 }

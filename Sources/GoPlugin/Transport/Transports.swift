@@ -1,6 +1,7 @@
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import NIOCore
+import NIOSSL
 
 /// How the library configures grpc-swift's HTTP/2 transports for plugin connections.
 enum Transports {
@@ -9,7 +10,8 @@ enum Transports {
 
   static func server(
     listener: PluginListener,
-    maxReceiveMessageSize: Int
+    maxReceiveMessageSize: Int,
+    tls: NIOSSLContext?
   ) -> HTTP2ServerTransport.Posix {
     HTTP2ServerTransport.Posix(
       listeningSocketDescriptor: Int(listener.descriptor),
@@ -17,7 +19,8 @@ enum Transports {
       config: .defaults { config in
         config.rpc.maxRequestPayloadSize = maxReceiveMessageSize
         config.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
-          PingResponder.install(on: channel, isServer: true)
+          Self.secure(channel) { tls.map { NIOSSLServerHandler(context: $0) } }
+            .flatMap { PingResponder.install(on: channel, isServer: true) }
         }
       }
     )
@@ -27,6 +30,8 @@ enum Transports {
     network: HandshakeLine.Network,
     address: String,
     maxMessageSize: Int,
+    tls: NIOSSLContext? = nil,
+    serverHostname: String? = nil,
     onConnect: @escaping @Sendable () -> Void = {}
   ) throws -> HTTP2ClientTransport.Posix {
     let target: any ResolvableTarget
@@ -48,11 +53,27 @@ enum Transports {
         config.http2.authority = "unused"
         config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
           onConnect()
-          return PingResponder.install(on: channel, isServer: false)
+          return Self.secure(channel) { try tls.map { try NIOSSLClientHandler(context: $0, serverHostname: serverHostname) } }
+            .flatMap { PingResponder.install(on: channel, isServer: false) }
         }
       },
       serviceConfig: ServiceConfig(methodConfig: [methodConfig])
     )
+  }
+
+  /// Puts TLS beneath everything gRPC configured. The transport itself is told it is plaintext:
+  /// its own TLS options cannot verify the P-521 certificates go-plugin uses (BoringSSL's
+  /// default list lacks the algorithm) and are not open to a configuration built here. Both
+  /// callbacks run before the channel is active, so the HTTP/2 preface is already encrypted.
+  private static func secure(
+    _ channel: any Channel,
+    handler makeHandler: @escaping () throws -> (any ChannelHandler)?
+  ) -> EventLoopFuture<Void> {
+    channel.eventLoop.makeCompletedFuture {
+      if let handler = try makeHandler() {
+        try channel.pipeline.syncOperations.addHandler(handler, position: .first)
+      }
+    }
   }
 
   /// `host:port` as Go's `ResolveTCPAddr` takes it: an empty host means this machine, and IPv6

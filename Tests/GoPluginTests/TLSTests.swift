@@ -1,0 +1,92 @@
+import GRPCCore
+import GoPluginProtos
+import GoPluginTesting
+import KVInterface
+import Crypto
+import Foundation
+import SwiftASN1
+import NIOSSL
+import SwiftProtobuf
+import Testing
+import X509
+
+@testable import GoPlugin
+
+@Suite("AutoMTLS and TLS", .timeLimit(.minutes(2)))
+struct TLSTests {
+  @Test("certificates are go-plugin's: P-521, SHA-512, localhost, a CA for both ends")
+  func certificateShape() throws {
+    let certificate = try AutoMTLSCertificate.generate()
+    #expect(certificate.pem.hasPrefix("-----BEGIN CERTIFICATE-----\n"))
+    #expect(certificate.pem.hasSuffix("-----END CERTIFICATE-----\n"))
+    // A P-521 certificate's DER is about 600 bytes: ~800 base64 characters in the handshake.
+    #expect((560...660).contains(certificate.der.count))
+    let parsed = try Certificate(derEncoded: certificate.der)
+    #expect(parsed.signatureAlgorithm == .ecdsaWithSHA512)
+    #expect(P521.Signing.PublicKey(parsed.publicKey) != nil)
+    #expect(parsed.subject.description.contains("CN=localhost"))
+    #expect(parsed.subject == parsed.issuer)
+    #expect(try parsed.extensions.basicConstraints == .isCertificateAuthority(maxPathLength: nil))
+    #expect(try parsed.extensions.subjectAlternativeNames?.contains(.dnsName("localhost")) == true)
+    let usages = try #require(try parsed.extensions.extendedKeyUsage)
+    #expect(usages.contains(.serverAuth) && usages.contains(.clientAuth))
+    // go-plugin's validity: from 30 s ago, for 262,980 hours.
+    let lifetime = parsed.notValidAfter.timeIntervalSince(parsed.notValidBefore)
+    #expect(abs(lifetime - (262_980 * 3600 + 30)) < 2)
+  }
+
+  @Test("Swift host and Swift plugin talk over AutoMTLS")
+  func autoMTLS() async throws {
+    var configuration = try fixture()
+    configuration.tls = .autoMTLS
+    try await withPluginClient(configuration) { client in
+      let info = try await client.info
+      let certificate = try #require(info.serverCertificate)
+      #expect(certificate.count > 500)
+      #expect(HandshakeLine(appVersion: 1, network: .unix, address: "/p", serverCertificate: certificate).encoded.count > 700)
+      let kv = try await client.dispense("kv", as: KVPlugin.self)
+      try await kv.put("secret", value: [4, 2])
+      #expect(try await kv.get("secret") == [4, 2])
+      try await client.ping()
+
+      // Anyone else on the machine: no certificate, or a certificate the plugin does not know.
+      let pluginCertificate = try NIOSSLCertificate(bytes: certificate, format: .der)
+      let stranger = try AutoMTLSCertificate.generate()
+      for tls in [nil, try TLSContexts.autoMTLSClient(own: stranger, peer: pluginCertificate)] {
+        let transport = try Transports.client(
+          network: info.network,
+          address: info.address,
+          maxMessageSize: 1 << 20,
+          tls: tls,
+          serverHostname: "localhost"
+        )
+        try await withGRPCClient(transport: transport) { intruder in
+          var options = CallOptions.defaults
+          options.timeout = .seconds(2)
+          options.waitForReady = false
+          await #expect(throws: RPCError.self) {
+            _ = try await Grpc_Health_V1_Health.Client(wrapping: intruder).check(.with { $0.service = "plugin" }, options: options)
+          }
+        }
+      }
+    }
+  }
+
+  @Test("an unreadable PLUGIN_CLIENT_CERT stops the plugin with a reason")
+  func badClientCertificate() async throws {
+    let capture = LogCapture()
+    let client = PluginClient(configuration: try fixture(environment: ["PLUGIN_CLIENT_CERT": "not a certificate"]), logger: capture.logger)
+    await #expect { try await client.run() } throws: { ($0 as? PluginError)?.code == .exitedBeforeHandshake }
+    #expect(await client.exit.status == .exited(1))
+    #expect(capture.records.contains { $0.message.contains("client cert provided but failed to parse") })
+  }
+
+  @Test("a plugin that ignores AutoMTLS is refused before any call")
+  func pluginWithoutCertificate() async throws {
+    var configuration = try fixture("serve-five-fields")
+    configuration.tls = .autoMTLS
+    let (error, exit) = try await failedStart(configuration)
+    #expect(error.code == .invalidServerCertificate)
+    #expect(exit.reason == .killed)
+  }
+}
