@@ -105,7 +105,7 @@ let package = Package(
     // A plugin whose misbehaviours the tests ask for by name.
     .executableTarget(
       name: "fixture-plugin",
-      dependencies: ["GoPlugin", "KVInterface", logging],
+      dependencies: ["GoPlugin", "KVInterface", logging, .product(name: "NIOSSL", package: "swift-nio-ssl")],
       path: "Tests/Fixtures/fixture-plugin",
       swiftSettings: strictSettings
     ),

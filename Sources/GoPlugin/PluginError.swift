@@ -25,6 +25,7 @@ public struct PluginError: Error, Sendable, Hashable, CustomStringConvertible {
       case notRunning
       case unhealthy
       case magicCookieMismatch
+      case checksumMismatch
       case listenFailed
     }
 
@@ -61,6 +62,8 @@ public struct PluginError: Error, Sendable, Hashable, CustomStringConvertible {
     public static let notRunning = Code(.notRunning)
     /// The plugin runs but its health service reports something other than SERVING.
     public static let unhealthy = Code(.unhealthy)
+    /// The executable's digest is not the one the configuration requires; it was not run.
+    public static let checksumMismatch = Code(.checksumMismatch)
     /// Plugin side: the process was not launched by a host that knows the magic cookie.
     public static let magicCookieMismatch = Code(.magicCookieMismatch)
     /// Plugin side: no listener could be opened.

@@ -87,6 +87,7 @@ struct HostTests {
       var file = stat()
       #expect(lstat(socket, &file) == 0)
       #expect(file.st_mode & S_IFMT == S_IFSOCK)
+      #expect(file.st_mode & 0o777 == 0o600)
 
       let kv = try await client.dispense("kv", as: KVPlugin.self)
       try await kv.put("a", value: [1, 2, 3])
@@ -164,15 +165,21 @@ struct HostTests {
     #expect(weakClient == nil)
   }
 
-  @Test("PLUGIN_UNIX_SOCKET_GROUP: the socket belongs to that group, mode 0660")
+  @Test("a socket group: directory 0770 and socket 0660, both owned by the group")
   func socketGroup() async throws {
     let group = try #require(getgrnam("nogroup"), "Debian's nogroup").pointee.gr_gid
-    let configuration = try fixture(environment: ["PLUGIN_UNIX_SOCKET_GROUP": "nogroup"])
+    var configuration = try fixture()
+    configuration.unixSocketGroup = "nogroup"
     try await withPluginClient(configuration) { client in
+      let socket = try await client.info.address
       var file = stat()
-      #expect(lstat(try await client.info.address, &file) == 0)
+      #expect(lstat(socket, &file) == 0)
       #expect(file.st_mode & 0o777 == 0o660)
       #expect(file.st_gid == group)
+      var directory = stat()
+      #expect(stat((socket as NSString).deletingLastPathComponent, &directory) == 0)
+      #expect(directory.st_mode & 0o777 == 0o770)
+      #expect(directory.st_gid == group)
       try await client.dispense("kv", as: KVPlugin.self).put("k", value: [1])
     }
   }
@@ -295,7 +302,7 @@ struct HostTests {
     }
     func read(_ names: [String], inherit: Bool) async throws -> [String: String] {
       var configuration = try fixture(environment: ["OWN": "mine"])
-      configuration.inheritEnvironment = inherit
+      configuration.inheritedEnvironment = inherit ? .all : .none
       return try await withPluginClient(configuration) { client in
         let kv = try await client.dispense("kv", as: KVPlugin.self)
         var values: [String: String] = [:]
@@ -313,6 +320,32 @@ struct HostTests {
     ])
     let clean = try await read(["GOPLUGIN_TEST_INHERITED", "OWN", "BASIC_PLUGIN", "PATH"], inherit: false)
     #expect(clean == ["GOPLUGIN_TEST_INHERITED": "<unset>", "OWN": "mine", "BASIC_PLUGIN": "hello", "PATH": "<unset>"])
+
+    // Without inheritance the plugin gets exactly go-plugin's variables and the command's own.
+    var none = try fixture(environment: ["OWN": "mine"])
+    none.inheritedEnvironment = .none
+    let everything = try await withPluginClient(none) { client in
+      let info = try await client.info
+      let text = String(decoding: try await client.dispense("kv", as: KVPlugin.self).get("env"), as: UTF8.self)
+      return (text.split(separator: "\n").map(String.init), (info.address as NSString).deletingLastPathComponent)
+    }
+    #expect(everything.0 == [
+      "BASIC_PLUGIN=hello", "OWN=mine", "PLUGIN_MAX_PORT=25000", "PLUGIN_MIN_PORT=10000",
+      "PLUGIN_PROTOCOL_VERSIONS=1", "PLUGIN_UNIX_SOCKET_DIR=\(everything.1)",
+    ])
+
+    var allowList = try fixture(environment: ["OWN": "mine"])
+    allowList.inheritedEnvironment = .only(["GOPLUGIN_TEST_INHERITED", "PLUGIN_LEAKED_FROM_HOST"])
+    let allowed = try await withPluginClient(allowList) { client in
+      let kv = try await client.dispense("kv", as: KVPlugin.self)
+      var values: [String: String] = [:]
+      for name in ["GOPLUGIN_TEST_INHERITED", "PLUGIN_LEAKED_FROM_HOST", "PATH", "OWN"] {
+        values[name] = String(decoding: try await kv.get("env:\(name)"), as: UTF8.self)
+      }
+      return values
+    }
+    // Even when allowed by name, the host's own PLUGIN_ variables stay with the host.
+    #expect(allowed == ["GOPLUGIN_TEST_INHERITED": "yes", "PLUGIN_LEAKED_FROM_HOST": "<unset>", "PATH": "<unset>", "OWN": "mine"])
   }
 
   @Test("the plugin's stderr lines become log records at their levels, with plugin and pid")
@@ -419,5 +452,85 @@ struct LeakTests {
     #expect(report["children"] == [])
     // Socket directories, sockets: everything the plugins and the host made in TMPDIR is gone.
     #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path) == [])
+  }
+}
+
+@Suite("Checksum verification", .timeLimit(.minutes(2)))
+struct ChecksumTests {
+  /// A plugin script that leaves a marker when it runs, then becomes the fixture plugin.
+  func makeScript(in directory: URL, marker: URL) throws -> String {
+    let script = directory.appendingPathComponent("plugin.sh")
+    let text = "#!/bin/sh\n# a comment to tamper with\ntouch '\(marker.path)'\nexec '\(try BuildProducts.path("fixture-plugin"))' serve\n"
+    try Data(text.utf8).write(to: script)
+    chmod(script.path, 0o755)
+    return script.path
+  }
+
+  func scratch() throws -> URL {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("goplugin-checksum-\(UInt32.random(in: 0...UInt32.max))")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    return directory
+  }
+
+  @Test("the right digest runs the plugin", arguments: PluginChecksum.Algorithm.allCases)
+  func matching(_ algorithm: PluginChecksum.Algorithm) async throws {
+    let directory = try scratch()
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let marker = directory.appendingPathComponent("ran")
+    let script = try makeScript(in: directory, marker: marker)
+    let descriptor = open(script, O_RDONLY)
+    let digest = try PluginChecksum.digest(of: descriptor, algorithm: algorithm)
+    close(descriptor)
+
+    var configuration = PluginClientConfiguration(command: PluginCommand(script), handshake: .kv, plugins: ["kv": KVPlugin()])
+    configuration.standardInput = .none
+    configuration.checksum = digest
+    try await withPluginClient(configuration) { client in
+      try await client.dispense("kv", as: KVPlugin.self).put("k", value: [1])
+    }
+    #expect(FileManager.default.fileExists(atPath: marker.path))
+  }
+
+  @Test("a binary with one byte changed is refused before it runs")
+  func tampered() async throws {
+    let directory = try scratch()
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let marker = directory.appendingPathComponent("ran")
+    let script = try makeScript(in: directory, marker: marker)
+    let original = try PluginChecksum(.sha256, hex: sha256Hex(of: script))
+
+    var bytes = try Data(contentsOf: URL(fileURLWithPath: script))
+    let index = try #require(bytes.firstIndex(of: UInt8(ascii: "c")))
+    bytes[index] = UInt8(ascii: "C")
+    try bytes.write(to: URL(fileURLWithPath: script))
+
+    var configuration = PluginClientConfiguration(command: PluginCommand(script), handshake: .kv, plugins: ["kv": KVPlugin()])
+    configuration.checksum = original
+    let (error, exit) = try await failedStart(configuration)
+    #expect(error.code == .checksumMismatch)
+    #expect(error.message.contains("expected \(original)"))
+    #expect(error.message.contains("got sha256:\(try sha256Hex(of: script))"))
+    #expect(exit.status == nil)
+    #expect(!FileManager.default.fileExists(atPath: marker.path))
+  }
+
+  @Test("hex digests are read as sha256sum prints them")
+  func hex() throws {
+    let hex = "00ff10" + String(repeating: "ab", count: 29)
+    let checksum = try PluginChecksum(.sha256, hex: hex.uppercased())
+    #expect(checksum.digest.prefix(3) == [0, 255, 16])
+    #expect(checksum.description == "sha256:" + hex)
+    // Wrong characters, signs, odd or wrong lengths for the algorithm.
+    for bad in ["0g" + hex.dropFirst(2), "+f" + hex.dropFirst(2), String(hex.dropLast()), "00ff10"] {
+      #expect(throws: PluginError.self) { try PluginChecksum(.sha256, hex: bad) }
+    }
+    #expect(throws: PluginError.self) { try PluginChecksum(.sha512, hex: hex) }
+  }
+
+  /// The digest as `sha256sum` computes it, so the test does not only check itself.
+  func sha256Hex(of path: String) throws -> String {
+    let (status, output) = try runCapturing("/usr/bin/sha256sum", arguments: [path], environment: [:], capture: .standardOutput)
+    #expect(status == 0)
+    return String(String(decoding: output, as: UTF8.self).prefix(64))
   }
 }

@@ -72,6 +72,40 @@ struct TLSTests {
     }
   }
 
+  @Test("custom TLS: the host's configuration and the plugin's, with certificates of their own")
+  func customTLS() async throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("goplugin-tls-\(UInt32.random(in: 0...UInt32.max))")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let server = try AutoMTLSCertificate.generate()
+    let client = try AutoMTLSCertificate.generate()
+    try Data(server.pem.utf8).write(to: directory.appendingPathComponent("server.pem"))
+    try Data(server.privateKeyPEM.utf8).write(to: directory.appendingPathComponent("server.key"))
+    try Data(client.pem.utf8).write(to: directory.appendingPathComponent("client.pem"))
+
+    func configuration(presenting certificate: AutoMTLSCertificate) throws -> PluginClientConfiguration {
+      var tls = TLSConfiguration.makeClientConfiguration()
+      tls.certificateChain = [.certificate(certificate.certificate)]
+      tls.privateKey = .privateKey(certificate.privateKey)
+      tls.trustRoots = .certificates([server.certificate])
+      var configuration = try fixture("serve-tls", environment: ["FIXTURE_TLS_DIR": directory.path])
+      configuration.tls = .custom(tls)
+      return configuration
+    }
+
+    try await withPluginClient(try configuration(presenting: client)) { plugin in
+      #expect(try await plugin.info.serverCertificate == nil)
+      let kv = try await plugin.dispense("kv", as: KVPlugin.self)
+      try await kv.put("custom", value: [7])
+      #expect(try await kv.get("custom") == [7])
+    }
+    // A client certificate the plugin was not given is turned away.
+    try await withPluginClient(try configuration(presenting: try AutoMTLSCertificate.generate())) { plugin in
+      await #expect(throws: RPCError.self) { try await plugin.ping(timeout: .seconds(2)) }
+      return ()
+    }
+  }
+
   @Test("an unreadable PLUGIN_CLIENT_CERT stops the plugin with a reason")
   func badClientCertificate() async throws {
     let capture = LogCapture()

@@ -217,6 +217,11 @@ public final class PluginClient: Sendable {
       configuration.command.executable,
       searchPath: configuration.command.environment["PATH"] ?? ProcessInfo.processInfo.environment["PATH"]
     )
+    // Opened and checked before anything else happens, and kept open until the plugin is gone.
+    let verified = try configuration.checksum.map { checksum throws(PluginError) in
+      try VerifiedExecutable(path: executable, checksum: checksum)
+    }
+    defer { withExtendedLifetime(verified) {} }
     var certificate: AutoMTLSCertificate?
     if case .autoMTLS? = configuration.tls?.mode {
       do {
@@ -225,11 +230,12 @@ public final class PluginClient: Sendable {
         throw self.error(.invalidConfiguration, "failed to generate client certificate: \(error)")
       }
     }
-    let socketDirectory = try Self.makeSocketDirectory()
+    let socketDirectory = try Self.makeSocketDirectory(group: configuration.unixSocketGroup)
     defer { Self.removeTree(socketDirectory) }
 
     let process = PluginProcess(
-      executablePath: executable,
+      executablePath: verified?.launchPath ?? executable,
+      argumentZero: executable,
       arguments: configuration.command.arguments,
       environment: self.childEnvironment(socketDirectory: socketDirectory, clientCertificate: certificate?.pem),
       workingDirectory: configuration.command.workingDirectory,
@@ -499,9 +505,11 @@ public final class PluginClient: Sendable {
   private func childEnvironment(socketDirectory: String, clientCertificate: String?) -> [String: String] {
     let configuration = self.configuration
     var environment: [String: String] = [:]
-    if configuration.inheritEnvironment {
-      for (key, value) in ProcessInfo.processInfo.environment where !key.hasPrefix("PLUGIN_") {
-        environment[key] = value
+    for (key, value) in ProcessInfo.processInfo.environment where !key.hasPrefix("PLUGIN_") {
+      switch configuration.inheritedEnvironment {
+      case .all: environment[key] = value
+      case .only(let names) where names.contains(key): environment[key] = value
+      case .none, .only: break
       }
     }
     environment.merge(configuration.command.environment) { _, new in new }
@@ -511,6 +519,9 @@ public final class PluginClient: Sendable {
     environment[PluginEnvironment.protocolVersions] =
       configuration.versionedPlugins.keys.sorted().map(String.init).joined(separator: ",")
     environment[PluginEnvironment.unixSocketDirectory] = socketDirectory
+    if let group = configuration.unixSocketGroup {
+      environment[PluginEnvironment.unixSocketGroup] = group
+    }
     if let clientCertificate {
       environment[PluginEnvironment.clientCertificate] = clientCertificate
     }
@@ -534,13 +545,22 @@ public final class PluginClient: Sendable {
 
   /// A private directory per plugin for its sockets: only this user can enter it, and it is
   /// removed, with whatever the plugin left in it, when the plugin is gone.
-  private static func makeSocketDirectory() throws(PluginError) -> String {
+  private static func makeSocketDirectory(group: String?) throws(PluginError) -> String {
     let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
     var template = Array("\(base)/plugin-dir-XXXXXX".utf8CString)
     guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
       throw PluginError(code: .launchFailed, message: "could not create a socket directory in \(base): \(String(cString: strerror(errno)))")
     }
-    return String(cString: made)
+    let directory = String(cString: made)
+    if let group {
+      let gid = try PluginListener.groupID(group)
+      guard chown(directory, uid_t.max, gid) == 0, chmod(directory, 0o770) == 0 else {
+        let reason = String(cString: strerror(errno))
+        Self.removeTree(directory)
+        throw PluginError(code: .invalidConfiguration, message: "could not give \(directory) to group \(group): \(reason)")
+      }
+    }
+    return directory
   }
 
   private static func removeTree(_ path: String) {

@@ -20,16 +20,34 @@ public struct PluginClientConfiguration: Sendable {
   /// How long the plugin may take, from the host's Shutdown request, to exit before it is
   /// killed with SIGKILL; the Shutdown call itself counts against it.
   public var gracefulStopTimeout: Duration = .seconds(2)
-  /// Whether the plugin inherits the host's environment. The host's own `PLUGIN_*` variables
-  /// are never passed on, so a host that is itself a plugin does not leak its handshake.
-  public var inheritEnvironment: Bool = true
+  /// Which of the host's environment variables the plugin inherits.
+  public enum InheritedEnvironment: Sendable, Hashable {
+    /// All of them (go-plugin's default).
+    case all
+    /// None (go-plugin's `SkipHostEnv`): the plugin sees only the command's variables and
+    /// go-plugin's own.
+    case none
+    /// Only these, if the host has them.
+    case only(Set<String>)
+  }
+
+  /// Which of the host's variables the plugin inherits. The host's own `PLUGIN_*` variables are
+  /// never passed on, so a host that is itself a plugin does not leak its handshake.
+  public var inheritedEnvironment: InheritedEnvironment = .all
+  /// The digest the executable must have; it is not run otherwise.
+  public var checksum: PluginChecksum?
   /// The ports a plugin that listens on TCP may use (`PLUGIN_MIN_PORT`, `PLUGIN_MAX_PORT`).
   public var portRange: ClosedRange<Int> = 10000...25000
   /// The largest message the host sends or accepts on the plugin's connection.
   public var maxMessageSize: Int = Transports.defaultMaxMessageSize
   public var standardInput: StandardInput = .inherit
-  /// How the connection to the plugin is secured; plaintext over the private socket when `nil`.
+  /// How the connection to the plugin is secured. When `nil` it is plaintext, protected only by
+  /// the socket's permissions (and, for a plugin listening on TCP, by nothing).
   public var tls: PluginTLS?
+  /// A group (name or gid) whose members may also reach the plugin's socket, for a plugin that
+  /// runs as another user: the socket directory becomes 0770 and the socket 0660, both owned
+  /// by that group, and the plugin learns it from `PLUGIN_UNIX_SOCKET_GROUP`.
+  public var unixSocketGroup: String?
 
   /// A host for plugins of one protocol version, the handshake's.
   public init(command: PluginCommand, handshake: HandshakeConfiguration, plugins: PluginSet) {

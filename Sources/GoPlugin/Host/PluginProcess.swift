@@ -59,6 +59,7 @@ final class PluginProcess: Sendable {
   }
 
   let executablePath: String
+  private let argumentZero: String
   private let arguments: [String]
   private let environment: [String: String]
   private let workingDirectory: String?
@@ -81,6 +82,7 @@ final class PluginProcess: Sendable {
 
   init(
     executablePath: String,
+    argumentZero: String,
     arguments: [String],
     environment: [String: String],
     workingDirectory: String?,
@@ -88,6 +90,7 @@ final class PluginProcess: Sendable {
     logger: Logger
   ) {
     self.executablePath = executablePath
+    self.argumentZero = argumentZero
     self.arguments = arguments
     self.environment = environment
     self.workingDirectory = workingDirectory
@@ -112,7 +115,8 @@ final class PluginProcess: Sendable {
     do {
       let result = try await Subprocess.run(
         .path(FilePath(self.executablePath)),
-        arguments: Arguments(self.arguments),
+        // The plugin sees its own name as argv[0], even when launched through a descriptor.
+        arguments: Arguments(executablePathOverride: self.argumentZero, remainingValues: self.arguments),
         environment: environment,
         workingDirectory: self.workingDirectory.map { FilePath($0) },
         platformOptions: options,
@@ -225,7 +229,10 @@ final class PluginProcess: Sendable {
     var splitter = LineSplitter()
     var parser = PluginLogParser()
     func emit(_ line: [UInt8]) {
-      let record = parser.parse(line)
+      var record = parser.parse(line)
+      // Who logged it is the host's to say; a plugin's fields of the same names do not override.
+      record.metadata["plugin"] = nil
+      record.metadata["pid"] = nil
       logger.log(level: record.level, "\(record.message)", metadata: record.metadata)
     }
     do {

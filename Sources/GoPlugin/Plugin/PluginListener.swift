@@ -147,7 +147,7 @@ struct PluginListener: Sendable {
   }
 
   /// A group name or a numeric gid, as `PLUGIN_UNIX_SOCKET_GROUP` may hold either.
-  private static func groupID(_ group: String) throws(PluginError) -> gid_t {
+  static func groupID(_ group: String) throws(PluginError) -> gid_t {
     if let gid = gid_t(group) { return gid }
     guard let entry = getgrnam(group) else {
       throw PluginError(code: .listenFailed, message: "failed to find gid from \"\(group)\": unknown group")

@@ -16,6 +16,8 @@ struct AutoMTLSCertificate: Sendable {
   let pem: String
   let certificate: NIOSSLCertificate
   let privateKey: NIOSSLPrivateKey
+  /// The key as PKCS#8 PEM, for tests that hand a pair to a custom TLS configuration.
+  let privateKeyPEM: String
 
   static func generate() throws -> AutoMTLSCertificate {
     let key = P521.Signing.PrivateKey()
@@ -48,7 +50,8 @@ struct AutoMTLSCertificate: Sendable {
       der: der,
       pem: try certificate.serializeAsPEM().pemString + "\n",
       certificate: try NIOSSLCertificate(bytes: der, format: .der),
-      privateKey: try NIOSSLPrivateKey(bytes: Array(key.pemRepresentation.utf8), format: .pem)
+      privateKey: try NIOSSLPrivateKey(bytes: Array(key.pemRepresentation.utf8), format: .pem),
+      privateKeyPEM: key.pemRepresentation
     )
   }
 }

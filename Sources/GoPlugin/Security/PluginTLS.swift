@@ -57,9 +57,14 @@ enum TLSContexts {
     return try NIOSSLContext(configuration: Self.hardened(configuration))
   }
 
-  /// A user's configuration, with what gRPC to Go needs added where it says nothing.
+  /// A user's configuration, with what gRPC to Go needs added where it says nothing, and no
+  /// protocol older than TLS 1.2 (NIOSSL's default floor is 1.0; no go-plugin peer needs it).
   static func custom(_ configuration: TLSConfiguration) throws -> NIOSSLContext {
     var configuration = configuration
+    switch configuration.minimumTLSVersion {
+    case .tlsv1, .tlsv11: configuration.minimumTLSVersion = .tlsv12
+    default: break
+    }
     if configuration.applicationProtocols.isEmpty { configuration.applicationProtocols = ["h2"] }
     if configuration.verifySignatureAlgorithms == nil { configuration.verifySignatureAlgorithms = Self.signatureAlgorithms }
     return try NIOSSLContext(configuration: configuration)

@@ -6,6 +6,7 @@ import Glibc
 import Foundation
 import GoPlugin
 import KVInterface
+import NIOSSL
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 let environment = ProcessInfo.processInfo.environment
@@ -25,6 +26,10 @@ final class FixtureKV: KV {
     if key == "version" { return Array(String(self.version).utf8) }
     if key == "pid" { return Array(String(getpid()).utf8) }
     if key == "crash" { exit(3) }
+    if key == "env" {
+      // The whole environment, one NAME=value per line, sorted.
+      return Array(environment.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: "\n").utf8)
+    }
     if key.hasPrefix("env:") { return Array((environment[String(key.dropFirst(4))] ?? "<unset>").utf8) }
     if key.hasPrefix("sleep:"), let milliseconds = Int(key.dropFirst(6)) {
       try await Task.sleep(for: .milliseconds(milliseconds))
@@ -54,6 +59,19 @@ case "serve":
   await serve()
 case "serve-tcp":
   await serve(listener: .tcp)
+case "serve-tls":
+  // Serves with the TLS files in FIXTURE_TLS_DIR: server.pem, server.key, and client.pem, the
+  // only client certificate it accepts.
+  let directory = environment["FIXTURE_TLS_DIR"] ?? "."
+  var tls = TLSConfiguration.makeServerConfiguration(
+    certificateChain: try NIOSSLCertificate.fromPEMFile(directory + "/server.pem").map { .certificate($0) },
+    privateKey: .privateKey(try NIOSSLPrivateKey(file: directory + "/server.key", format: .pem))
+  )
+  tls.trustRoots = .file(directory + "/client.pem")
+  tls.certificateVerification = .noHostnameVerification
+  var configuration = PluginServeConfiguration(handshake: .kv, plugins: ["kv": KVPlugin(serving: FixtureKV(version: 1))])
+  configuration.tls = tls
+  await PluginServer.serve(configuration)
 case "serve-crlf", "serve-five-fields":
   // Serves for real, but prints the handshake as other real plugins do: with a Windows line
   // ending, or in the five-field form of go-plugin's docs and its Python example.
@@ -81,7 +99,7 @@ case "hang":
 case "log":
   // One stderr line of each form a host has to classify, then serve.
   FileHandle.standardError.write(Data("""
-    {"@level":"warn","@message":"json warning","@timestamp":"2026-11-21T10:00:00.123456Z","@module":"fixture","answer":42}
+    {"@level":"warn","@message":"json warning","@timestamp":"2026-11-21T10:00:00.123456Z","@module":"fixture","answer":42,"pid":"1","plugin":"someone-else"}
     [ERROR] prefixed error
     just text
 

@@ -24,11 +24,15 @@ struct PluginOptions: ParsableArguments {
   @Flag(name: .shortAndLong, help: "Log the plugin's and the host's debug output to stderr.")
   var verbose = false
 
+  @Flag(name: .customLong("auto-mtls"), help: "Secure the connection with go-plugin's automatic mutual TLS.")
+  var autoMTLS = false
+
   func withKV<Result: Sendable>(_ body: (PluginClient, KVClient) async throws -> Result) async throws -> Result {
     var logger = Logger(label: "kv")
     logger.logLevel = self.verbose ? .debug : .warning
     let command = try self.plugin.map { try PluginCommand(commandLine: $0) } ?? PluginCommand(Self.bundledPlugin)
-    let configuration = PluginClientConfiguration(command: command, handshake: .kv, plugins: ["kv": KVPlugin()])
+    var configuration = PluginClientConfiguration(command: command, handshake: .kv, plugins: ["kv": KVPlugin()])
+    if self.autoMTLS { configuration.tls = .autoMTLS }
     return try await withPluginClient(configuration, logger: logger) { client in
       try await body(client, try await client.dispense("kv", as: KVPlugin.self))
     }
@@ -75,7 +79,8 @@ struct Demo: AsyncParsableCommand {
       stoppedClient = client
       let info = try await client.info
       print("plugin:     \(client.configuration.command.executable) (pid \(info.pid))")
-      print("handshake:  protocol \(info.protocol), version \(info.negotiatedVersion), \(info.network) \(info.address)")
+      let security = info.serverCertificate == nil ? "plaintext" : "AutoMTLS"
+      print("handshake:  protocol \(info.protocol), version \(info.negotiatedVersion), \(info.network) \(info.address), \(security)")
       try await kv.put("greeting", value: Array("hello from swift-go-plugin".utf8))
       let value = try await kv.get("greeting")
       print("put/get:    greeting = \"\(String(decoding: value, as: UTF8.self))\"")
