@@ -31,6 +31,8 @@ let package = Package(
     .library(name: "KVInterface", targets: ["KVInterface"]),
     .executable(name: "kv", targets: ["kv"]),
     .executable(name: "kv-plugin", targets: ["kv-plugin"]),
+    .executable(name: "counter", targets: ["counter"]),
+    .executable(name: "counter-plugin", targets: ["counter-plugin"]),
   ],
   dependencies: [
     .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
@@ -102,10 +104,30 @@ let package = Package(
       swiftSettings: strictSettings
     ),
 
+    // The bidirectional example: a counter plugin that calls back into its host.
+    .target(
+      name: "CounterInterface",
+      dependencies: ["GoPlugin", grpcCore, grpcProtobuf, swiftProtobuf],
+      path: "Examples/Counter/Sources/CounterInterface",
+      swiftSettings: strictSettings
+    ),
+    .executableTarget(
+      name: "counter-plugin",
+      dependencies: ["GoPlugin", "CounterInterface"],
+      path: "Examples/Counter/Sources/counter-plugin",
+      swiftSettings: strictSettings
+    ),
+    .executableTarget(
+      name: "counter",
+      dependencies: ["GoPlugin", "CounterInterface", argumentParser, logging],
+      path: "Examples/Counter/Sources/counter",
+      swiftSettings: strictSettings
+    ),
+
     // A plugin whose misbehaviours the tests ask for by name.
     .executableTarget(
       name: "fixture-plugin",
-      dependencies: ["GoPlugin", "KVInterface", logging, .product(name: "NIOSSL", package: "swift-nio-ssl")],
+      dependencies: ["GoPlugin", "KVInterface", grpcCore, logging, .product(name: "NIOSSL", package: "swift-nio-ssl")],
       path: "Tests/Fixtures/fixture-plugin",
       swiftSettings: strictSettings
     ),
@@ -126,7 +148,8 @@ let package = Package(
     .testTarget(
       name: "InteropTests",
       dependencies: [
-        "GoPlugin", "GoPluginTesting", "KVInterface", "kv-plugin", grpcCore, logging,
+        "GoPlugin", "GoPluginTesting", "KVInterface", "kv-plugin", "CounterInterface", "counter-plugin", "counter",
+        grpcCore, logging,
       ],
       swiftSettings: strictSettings
     ),

@@ -22,7 +22,7 @@ if [[ -x $plugins/protoc-gen-swift && -x $plugins/protoc-gen-grpc-swift-2 ]] && 
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
   PROTOC_PLUGINS=$plugins dev/generate-protos.sh "$tmp" >/dev/null
-  for dir in Sources/GoPluginProtos/Generated Examples/KV/Sources/KVInterface/Generated; do
+  for dir in Sources/GoPluginProtos/Generated Examples/*/Sources/*/Generated; do
     if ! diff -r "$tmp/$dir" "$dir" >/dev/null; then
       echo "$dir is stale: run dev/generate-protos.sh and commit the result" >&2
       status=1
@@ -37,7 +37,7 @@ if ! sha256sum --quiet -c dev/generated.sha256; then
   status=1
 fi
 recorded=$(cut -d' ' -f3 dev/generated.sha256 | LC_ALL=C sort)
-present=$(find Protos Sources/GoPluginProtos/Generated Examples/KV/Sources/KVInterface/Generated -type f | LC_ALL=C sort)
+present=$(find Protos Sources/GoPluginProtos/Generated Examples/*/Sources/*/Generated -type f | LC_ALL=C sort)
 if [[ "$recorded" != "$present" ]]; then
   echo "files were added to or removed from Protos/ or the generated folders: run dev/generate-protos.sh" >&2
   status=1

@@ -41,10 +41,11 @@ generate Package "$out/Sources/GoPluginProtos/Generated" \
   plugin/grpc_broker.proto plugin/grpc_controller.proto plugin/grpc_stdio.proto grpc/health/v1/health.proto
 # The KV contract is shared with outside programs, so its types are public.
 generate Public "$out/Examples/KV/Sources/KVInterface/Generated" kvbench/kv.proto
+generate Public "$out/Examples/Counter/Sources/CounterInterface/Generated" counter/counter.proto
 
 # Recorded so that dev/check-generated.sh can tell, without the plugins, that nothing changed.
 if [[ $out == "$repo" ]]; then
   cd "$repo"
-  find Protos Sources/GoPluginProtos/Generated Examples/KV/Sources/KVInterface/Generated -type f \
+  find Protos Sources/GoPluginProtos/Generated Examples/*/Sources/*/Generated -type f \
     | LC_ALL=C sort | xargs sha256sum > dev/generated.sha256
 fi

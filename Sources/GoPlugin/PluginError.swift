@@ -26,6 +26,7 @@ public struct PluginError: Error, Sendable, Hashable, CustomStringConvertible {
       case unhealthy
       case magicCookieMismatch
       case checksumMismatch
+      case brokerTimeout
       case listenFailed
     }
 
@@ -64,6 +65,8 @@ public struct PluginError: Error, Sendable, Hashable, CustomStringConvertible {
     public static let unhealthy = Code(.unhealthy)
     /// The executable's digest is not the one the configuration requires; it was not run.
     public static let checksumMismatch = Code(.checksumMismatch)
+    /// The other side did not announce a brokered connection for the ID in time.
+    public static let brokerTimeout = Code(.brokerTimeout)
     /// Plugin side: the process was not launched by a host that knows the magic cookie.
     public static let magicCookieMismatch = Code(.magicCookieMismatch)
     /// Plugin side: no listener could be opened.

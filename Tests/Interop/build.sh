@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the interop peers (go-kv-plugin, go-kv-host, python-kv-plugin) into
-# an output directory: Tests/Interop/build.sh [outdir]  (default .build/interop).
+# Builds the interop peers (go-kv-plugin, go-kv-host, python-kv-plugin,
+# go-counter-plugin, go-counter-host) into an output directory:
+# Tests/Interop/build.sh [outdir]  (default .build/interop).
 # Installs nothing: a missing tool stops it with the package to install.
 set -euo pipefail
 
@@ -19,10 +20,12 @@ if command -v flock >/dev/null; then
 fi
 
 # Everything the outputs are made from; a change to any of them rebuilds.
+# Protos/ covers kvbench/, counter/, plugin/ and grpc/.
 sources=("$here/build.sh" "$here/go/src" "$repo/Protos")
+outputs=(go-kv-plugin go-kv-host python-kv-plugin go-counter-plugin go-counter-host)
 stamp="$out/.stamp"
-if [ -f "$stamp" ] && [ -x "$out/go-kv-plugin" ] && [ -x "$out/go-kv-host" ] && [ -x "$out/python-kv-plugin" ] &&
-    [ -z "$(find "${sources[@]}" -newer "$stamp")" ]; then
+built() { local o; for o in "${outputs[@]}"; do [ -x "$out/$o" ] || return 1; done; }
+if [ -f "$stamp" ] && built && [ -z "$(find "${sources[@]}" -newer "$stamp")" ]; then
     echo "interop peers up to date in $out"
     exit 0
 fi
@@ -39,17 +42,21 @@ command -v python3 >/dev/null || die "python3 not found: apt-get install python3
 python3 -c 'import grpc_tools.protoc' 2>/dev/null ||
     die "python grpc_tools not found: pip install grpcio grpcio-tools protobuf"
 
-# Go: generated kv code lives in a GOPATH of its own inside $out, the
-# programs in Tests/Interop/go, and go-plugin & co. in Debian's gocode.
+# Go: generated kv and counter code lives in a GOPATH of its own inside $out
+# (as kvbench/proto and counter/proto, from their go_package), the programs
+# in Tests/Interop/go, and go-plugin & co. in Debian's gocode.
 gopath="$out/gopath"
-rm -rf "$gopath/src/kvbench"
+rm -rf "$gopath/src/kvbench" "$gopath/src/counter"
 mkdir -p "$gopath/src"
 protoc -I "$repo/Protos" --go_out=plugins=grpc:"$gopath/src" "$repo/Protos/kvbench/kv.proto"
+protoc -I "$repo/Protos" --go_out=plugins=grpc:"$gopath/src" "$repo/Protos/counter/counter.proto"
 export GO111MODULE=off GOPATH="$gopath:$here/go:/usr/share/gocode" GOFLAGS=
 # go needs a cache; without HOME it has no default one.
 [ -n "${HOME:-}" ] || export GOCACHE="${GOCACHE:-$out/go-cache}"
 go build -o "$out/go-kv-plugin" interop/kvplugin
 go build -o "$out/go-kv-host" interop/kvhost
+go build -o "$out/go-counter-plugin" interop/counterplugin
+go build -o "$out/go-counter-host" interop/counterhost
 
 # Python: kvbench/, plugin/ and health/v1/ packages. health.proto is compiled
 # from Protos/grpc so its module is health.v1, not grpc.health.v1, which the

@@ -57,6 +57,7 @@ public final class PluginClient: Sendable {
     var info: PluginInfo
     var plugins: PluginSet
     var grpcClient: GRPCClient<PluginTransport>
+    var broker: GRPCBroker
   }
 
   private let phase = Mutex(Phase.idle)
@@ -112,9 +113,15 @@ public final class PluginClient: Sendable {
     let connection = PluginConnection(
       grpcClient: session.grpcClient,
       name: name,
-      negotiatedVersion: session.info.negotiatedVersion
+      negotiatedVersion: session.info.negotiatedVersion,
+      broker: session.broker
     )
     return typed.client(connection: connection)
+  }
+
+  /// Extra connections to and from the plugin; waits until the plugin has started.
+  public var broker: GRPCBroker {
+    get async throws(PluginError) { try await self.session().broker }
   }
 
   /// Asks the plugin's health service whether it is serving.
@@ -246,7 +253,13 @@ public final class PluginClient: Sendable {
     let outcome: Result<Void, PluginError> = await withTaskGroup(of: Void.self) { group in
       group.addTask { await process.run() }
       defer { group.cancelAll() }
-      let result = await self.connectAndServe(process: process, executable: executable, certificate: certificate, group: &group)
+      let result = await self.connectAndServe(
+        process: process,
+        executable: executable,
+        certificate: certificate,
+        socketDirectory: socketDirectory,
+        group: &group
+      )
       // Whatever happened, the process is gone and reaped when the group ends.
       return result
     }
@@ -258,6 +271,7 @@ public final class PluginClient: Sendable {
     process: PluginProcess,
     executable: String,
     certificate: AutoMTLSCertificate?,
+    socketDirectory: String,
     group: inout TaskGroup<Void>
   ) async -> Result<Void, PluginError> {
     guard let pid = await process.launched.valueIgnoringCancellation() else {
@@ -271,7 +285,7 @@ public final class PluginClient: Sendable {
     self.logger.debug("plugin started", metadata: ["path": "\(executable)", "pid": "\(pid)"])
 
     let line: HandshakeLine
-    let security: (context: NIOSSLContext, serverHostname: String?)?
+    let security: GRPCBroker.Security
     do throws(PluginError) {
       line = try await self.handshake(process).get()
       security = try self.security(for: line, certificate: certificate)
@@ -287,8 +301,8 @@ public final class PluginClient: Sendable {
         network: line.network,
         address: line.address,
         maxMessageSize: self.configuration.maxMessageSize,
-        tls: security?.context,
-        serverHostname: security?.serverHostname,
+        tls: security.client,
+        serverHostname: security.serverHostname,
         onConnect: { [connections] in connections.increment() }
       )
     } catch {
@@ -314,12 +328,19 @@ public final class PluginClient: Sendable {
       serverCertificate: line.serverCertificate
     )
     self.logger.debug("using plugin", metadata: ["version": "\(info.negotiatedVersion)", "address": "\(info.address)"])
-    self.started.fulfil(.success(Session(info: info, plugins: plugins, grpcClient: grpcClient)))
+    let broker = GRPCBroker(
+      socketDirectory: socketDirectory,
+      environment: [:],
+      security: security,
+      maxMessageSize: self.configuration.maxMessageSize,
+      logger: self.logger
+    )
+    self.started.fulfil(.success(Session(info: info, plugins: plugins, grpcClient: grpcClient, broker: broker)))
 
     // The session: the broker and stdio streams stay open until the plugin is stopped or exits.
     // Those streams ending (a plugin without a broker, a dropped connection) ends nothing.
     await withTaskGroup(of: Void.self) { streams in
-      streams.addTask { await self.holdBrokerStream(grpcClient) }
+      streams.addTask { await self.holdBrokerStream(grpcClient, broker: broker) }
       streams.addTask { await self.drainStdio(grpcClient) }
       await withTaskGroup(of: Void.self) { race in
         race.addTask { _ = await self.stopRequested.wait() }
@@ -329,6 +350,8 @@ public final class PluginClient: Sendable {
       }
       streams.cancelAll()
     }
+    // Brokered servers stop and dials fail before the plugin is asked to shut down.
+    broker.close()
 
     await self.stop(process, grpcClient: grpcClient)
     // A plugin that vanished without removing its socket (killed, crashed) leaves it behind.
@@ -357,11 +380,12 @@ public final class PluginClient: Sendable {
     }
   }
 
-  /// The TLS the connection needs, from the configuration and what the handshake brought.
+  /// The TLS the connection needs, from the configuration and what the handshake brought: the
+  /// main connection's client side, and both sides for brokered connections.
   private func security(
     for line: HandshakeLine,
     certificate: AutoMTLSCertificate?
-  ) throws(PluginError) -> (context: NIOSSLContext, serverHostname: String?)? {
+  ) throws(PluginError) -> GRPCBroker.Security {
     do {
       switch self.configuration.tls?.mode {
       case nil:
@@ -370,7 +394,7 @@ public final class PluginClient: Sendable {
         if line.serverCertificate != nil {
           self.logger.debug("ignoring a server certificate the host did not ask for")
         }
-        return nil
+        return GRPCBroker.Security()
       case .autoMTLS?:
         guard let der = line.serverCertificate, let certificate else {
           throw PluginError(
@@ -384,9 +408,17 @@ public final class PluginClient: Sendable {
         } catch {
           throw PluginError(code: .invalidServerCertificate, message: "error parsing server cert: \(error)")
         }
-        return (try TLSContexts.autoMTLSClient(own: certificate, peer: peer), "localhost")
+        return GRPCBroker.Security(
+          server: try TLSContexts.autoMTLSServer(own: certificate, peer: peer),
+          client: try TLSContexts.autoMTLSClient(own: certificate, peer: peer),
+          serverHostname: "localhost"
+        )
       case .custom(let configuration, let serverHostname)?:
-        return (try TLSContexts.custom(configuration), serverHostname)
+        return GRPCBroker.Security(
+          client: try TLSContexts.custom(configuration),
+          serverHostname: serverHostname,
+          unsupported: "the host's custom TLS configuration is a client configuration, so it cannot serve"
+        )
       }
     } catch let error as PluginError {
       throw error
@@ -465,14 +497,17 @@ public final class PluginClient: Sendable {
     }
   }
 
-  /// Opens `GRPCBroker.StartStream` and keeps it open for the session, as go-plugin hosts do.
-  private func holdBrokerStream(_ grpcClient: GRPCClient<PluginTransport>) async {
-    let broker = Plugin_GRPCBroker.Client(wrapping: grpcClient)
+  /// Opens `GRPCBroker.StartStream` and keeps it open for the session, as go-plugin hosts do:
+  /// the broker's announcements go out on it, the plugin's come back.
+  private func holdBrokerStream(_ grpcClient: GRPCClient<PluginTransport>, broker: GRPCBroker) async {
+    let stub = Plugin_GRPCBroker.Client(wrapping: grpcClient)
     do {
-      try await broker.startStream(
-        requestProducer: { _ in _ = await self.stopRequested.wait() },
+      try await stub.startStream(
+        requestProducer: { writer in
+          for await info in broker.outbound { try await writer.write(info) }
+        },
         onResponse: { response in
-          for try await _ in response.messages {}
+          for try await info in response.messages { broker.received(info) }
         }
       )
     } catch let error as RPCError where [.unimplemented, .unavailable, .cancelled].contains(error.code) {

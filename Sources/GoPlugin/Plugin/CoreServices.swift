@@ -78,22 +78,31 @@ struct ControllerService: Plugin_GRPCController.SimpleServiceProtocol {
   }
 }
 
-/// `plugin.GRPCBroker`: holds the host's stream open for the plugin's lifetime and reads what
-/// the host sends on it. Brokered connections build on this stream.
+/// `plugin.GRPCBroker`: the host's stream, held for the plugin's lifetime, over which both
+/// sides announce brokered connections.
 struct BrokerService: Plugin_GRPCBroker.SimpleServiceProtocol {
   let stopping: OneShot<Void>
+  let broker: GRPCBroker
 
   func startStream(
     request: RPCAsyncSequence<Plugin_ConnInfo, any Error>,
     response: RPCWriter<Plugin_ConnInfo>,
     context: ServerContext
   ) async throws {
+    guard self.broker.attachStream() else {
+      throw RPCError(code: .failedPrecondition, message: "the broker stream is already open")
+    }
     await withTaskGroup(of: Void.self) { group in
       group.addTask {
         // The host closing its side ends the stream; errors mean the host went away.
         do {
-          for try await _ in request {}
+          for try await info in request { self.broker.received(info) }
         } catch {}
+      }
+      group.addTask {
+        for await info in self.broker.outbound {
+          do { try await response.write(info) } catch { return }
+        }
       }
       group.addTask { await waitUntilStoppingOrCancelled(self.stopping, context: context) }
       await group.next()

@@ -42,11 +42,14 @@ public struct PluginServiceContext: Sendable {
   public var negotiatedVersion: Int
   /// The plugin process's logger.
   public var logger: Logger
+  /// Extra connections to and from the host.
+  public var broker: GRPCBroker
 
-  public init(name: String, negotiatedVersion: Int, logger: Logger) {
+  public init(name: String, negotiatedVersion: Int, logger: Logger, broker: GRPCBroker) {
     self.name = name
     self.negotiatedVersion = negotiatedVersion
     self.logger = logger
+    self.broker = broker
   }
 }
 
@@ -61,13 +64,16 @@ public struct PluginConnection: Sendable {
   public let name: String
   /// The negotiated application protocol version.
   public let negotiatedVersion: Int
+  /// Extra connections to and from the plugin.
+  public let broker: GRPCBroker
 
   /// A connection over any gRPC client, for instance to test a plugin's client type against an
   /// in-process server.
-  public init(grpcClient: GRPCClient<PluginTransport>, name: String, negotiatedVersion: Int) {
+  public init(grpcClient: GRPCClient<PluginTransport>, name: String, negotiatedVersion: Int, broker: GRPCBroker) {
     self.grpcClient = grpcClient
     self.name = name
     self.negotiatedVersion = negotiatedVersion
+    self.broker = broker
   }
 }
 

@@ -113,7 +113,16 @@ public enum PluginServer {
       throw PluginError(code: .invalidConfiguration, message: "no plugins to serve")
     }
 
-    let (tls, certificate) = try Self.security(configuration, environment: environment)
+    let (tls, certificate, brokerSecurity) = try Self.security(configuration, environment: environment)
+    let broker = GRPCBroker(
+      socketDirectory: nil,
+      environment: environment,
+      security: brokerSecurity,
+      maxMessageSize: configuration.maxReceiveMessageSize,
+      logger: configuration.logger
+    )
+    // When the plugin stops, so does everything served or dialled through the broker.
+    defer { broker.close() }
 
     let logger = configuration.logger
     let shutdownRequested = OneShot<Void>()
@@ -121,11 +130,11 @@ public enum PluginServer {
     var services: [any RegistrableRPCService] = [
       HealthService(stopping: stopping),
       ControllerService(shutdownRequested: shutdownRequested),
-      BrokerService(stopping: stopping),
+      BrokerService(stopping: stopping, broker: broker),
       StdioService(stopping: stopping),
     ]
     for (name, plugin) in plugins.plugins.sorted(by: { $0.key < $1.key }) {
-      let context = PluginServiceContext(name: name, negotiatedVersion: version, logger: logger)
+      let context = PluginServiceContext(name: name, negotiatedVersion: version, logger: logger, broker: broker)
       services += try plugin.services(context: context)
     }
 
@@ -165,6 +174,7 @@ public enum PluginServer {
       try await group.next()
       shutdownRequested.fulfil(())
       stopping.fulfil(())
+      broker.close()
       server.beginGracefulShutdown()
       group.addTask { [grace = configuration.shutdownGracePeriod] in
         try await Task.sleep(for: grace)
@@ -180,16 +190,22 @@ public enum PluginServer {
     logger.debug("plugin stopped")
   }
 
-  /// The server's TLS, and the certificate to announce in the handshake under AutoMTLS.
+  /// The server's TLS, the certificate to announce in the handshake under AutoMTLS, and the
+  /// broker's TLS for both roles.
   private static func security(
     _ configuration: PluginServeConfiguration,
     environment: [String: String]
-  ) throws -> (NIOSSLContext?, [UInt8]?) {
+  ) throws -> (NIOSSLContext?, [UInt8]?, GRPCBroker.Security) {
     if let custom = configuration.tls {
-      return (try TLSContexts.custom(custom), nil)
+      let context = try TLSContexts.custom(custom)
+      let broker = GRPCBroker.Security(
+        server: context,
+        unsupported: "the plugin's custom TLS configuration is a server configuration, so it cannot dial the host"
+      )
+      return (context, nil, broker)
     }
     guard let pem = environment[PluginEnvironment.clientCertificate], !pem.isEmpty else {
-      return (nil, nil)
+      return (nil, nil, GRPCBroker.Security())
     }
     let hostCertificate: NIOSSLCertificate
     do {
@@ -199,6 +215,9 @@ public enum PluginServer {
       throw PluginError(code: .invalidConfiguration, message: "client cert provided but failed to parse: \(error)")
     }
     let own = try AutoMTLSCertificate.generate()
-    return (try TLSContexts.autoMTLSServer(own: own, peer: hostCertificate), own.der)
+    let server = try TLSContexts.autoMTLSServer(own: own, peer: hostCertificate)
+    // The host may serve brokered connections too; then the plugin is the TLS client.
+    let client = try TLSContexts.autoMTLSClient(own: own, peer: hostCertificate)
+    return (server, own.der, GRPCBroker.Security(server: server, client: client, serverHostname: "localhost"))
   }
 }

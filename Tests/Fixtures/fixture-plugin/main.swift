@@ -6,6 +6,7 @@ import Glibc
 import Foundation
 import GoPlugin
 import KVInterface
+import GRPCCore
 import NIOSSL
 
 let arguments = Array(CommandLine.arguments.dropFirst())
@@ -19,13 +20,44 @@ func say(_ text: String) {
 final class FixtureKV: KV {
   let memory = MemoryKV()
   let version: Int
+  let broker: GRPCBroker?
 
-  init(version: Int) { self.version = version }
+  init(version: Int, broker: GRPCBroker? = nil) {
+    self.version = version
+    self.broker = broker
+  }
+
+  /// Keys of the form "broker-…:<id>[:<text>]" exercise the broker.
+  func brokered(_ key: String) async throws -> [UInt8]? {
+    let parts = key.split(separator: ":", maxSplits: 2).map(String.init)
+    guard let broker, parts.count >= 2, let id = UInt32(parts[1]) else { return nil }
+    switch parts[0] {
+    case "broker-get":
+      // Calls the KV the host serves under id, and returns what it has under the given key.
+      return try await broker.withClient(for: id) { try await KVClient(grpcClient: $0).get(parts[2]) }
+    case "broker-serve":
+      // Serves a KV holding "brokered" = text under id until the plugin stops.
+      let store = MemoryKV()
+      try await store.put("brokered", value: Array(parts[2].utf8))
+      try await broker.acceptAndServe(id: id, services: [KVService(store: store)])
+      return Array("stopped".utf8)
+    case "broker-get-timeout":
+      do {
+        _ = try await broker.withClient(for: id, timeout: .milliseconds(300)) { _ in 0 }
+        return Array("connected".utf8)
+      } catch let error as PluginError {
+        return Array("\(error.code)".utf8)
+      }
+    default:
+      return nil
+    }
+  }
 
   func get(_ key: String) async throws -> [UInt8] {
     if key == "version" { return Array(String(self.version).utf8) }
     if key == "pid" { return Array(String(getpid()).utf8) }
     if key == "crash" { exit(3) }
+    if let answer = try await self.brokered(key) { return answer }
     if key == "env" {
       // The whole environment, one NAME=value per line, sorted.
       return Array(environment.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: "\n").utf8)
@@ -42,12 +74,25 @@ final class FixtureKV: KV {
   func upload(_ chunks: [[UInt8]]) async throws -> UploadCount { try await self.memory.upload(chunks) }
 }
 
+/// The KV plugin, with a store that can reach the broker.
+struct FixturePlugin: GRPCPlugin {
+  let version: Int
+
+  func services(context: PluginServiceContext) throws -> [any RegistrableRPCService] {
+    [KVService(store: FixtureKV(version: self.version, broker: context.broker))]
+  }
+
+  func client(connection: PluginConnection) -> KVClient {
+    KVClient(grpcClient: connection.grpcClient)
+  }
+}
+
 /// Serves KV at each version in FIXTURE_VERSIONS (default: 1).
 func serve(listener: PluginServeConfiguration.Listener = .unixSocket()) async {
   let versions = (environment["FIXTURE_VERSIONS"] ?? "1").split(separator: ",").compactMap { Int($0) }
   var sets: [Int: PluginSet] = [:]
   for version in versions {
-    sets[version] = ["kv": KVPlugin(serving: FixtureKV(version: version))]
+    sets[version] = ["kv": FixturePlugin(version: version)]
   }
   var configuration = PluginServeConfiguration(handshake: .kv, versionedPlugins: sets)
   configuration.listener = listener

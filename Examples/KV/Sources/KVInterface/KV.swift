@@ -52,7 +52,7 @@ public struct KVPlugin: GRPCPlugin {
   }
 
   public func client(connection: PluginConnection) -> KVClient {
-    KVClient(Kvbench_KV.Client(wrapping: connection.grpcClient))
+    KVClient(grpcClient: connection.grpcClient)
   }
 }
 
@@ -60,8 +60,9 @@ public struct KVPlugin: GRPCPlugin {
 public struct KVClient: KV {
   private let stub: Kvbench_KV.Client<PluginTransport>
 
-  init(_ stub: Kvbench_KV.Client<PluginTransport>) {
-    self.stub = stub
+  /// A KV client over any connection to a KV server, such as a brokered one.
+  public init(grpcClient: GRPCClient<PluginTransport>) {
+    self.stub = Kvbench_KV.Client(wrapping: grpcClient)
   }
 
   public func get(_ key: String) async throws -> [UInt8] {
@@ -86,21 +87,26 @@ public struct KVClient: KV {
   }
 }
 
-/// Serves a ``KV`` store as the generated `kvbench.KV` service.
-struct KVService: Kvbench_KV.SimpleServiceProtocol {
+/// Serves a ``KV`` store as the generated `kvbench.KV` service, on a plugin's main connection
+/// or on a brokered one.
+public struct KVService: Kvbench_KV.SimpleServiceProtocol {
   let store: any KV
 
-  func get(request: Kvbench_GetRequest, context: ServerContext) async throws -> Kvbench_GetResponse {
+  public init(store: any KV) {
+    self.store = store
+  }
+
+  public func get(request: Kvbench_GetRequest, context: ServerContext) async throws -> Kvbench_GetResponse {
     let value = try await self.store.get(request.key)
     return .with { $0.value = Data(value) }
   }
 
-  func put(request: Kvbench_PutRequest, context: ServerContext) async throws -> Kvbench_Empty {
+  public func put(request: Kvbench_PutRequest, context: ServerContext) async throws -> Kvbench_Empty {
     try await self.store.put(request.key, value: Array(request.value))
     return Kvbench_Empty()
   }
 
-  func upload(request: RPCAsyncSequence<Kvbench_Chunk, any Error>, context: ServerContext) async throws -> Kvbench_Count {
+  public func upload(request: RPCAsyncSequence<Kvbench_Chunk, any Error>, context: ServerContext) async throws -> Kvbench_Count {
     // Counted as it arrives, never held: uploads can be far larger than memory.
     var count = Kvbench_Count()
     for try await chunk in request {

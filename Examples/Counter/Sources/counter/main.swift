@@ -1,0 +1,60 @@
+// The counter example host: launches a counter plugin (the Swift one next to this program, or
+// any other with --plugin), and serves it an AddHelper through the broker for every put.
+import ArgumentParser
+import CounterInterface
+import Foundation
+import GoPlugin
+import Logging
+import Synchronization
+
+@main
+struct CounterCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "counter",
+    abstract: "Add to a counter in a plugin, which calls back into this host to add."
+  )
+
+  @Option(help: "The plugin's command line (default: the counter-plugin next to this program).")
+  var plugin: String?
+
+  @Flag(name: .customLong("auto-mtls"), help: "Secure the connections with go-plugin's automatic mutual TLS.")
+  var autoMTLS = false
+
+  @Argument(help: "The amounts to add to the counter \"hits\".")
+  var amounts: [Int64] = [1, 2, 39]
+
+  func run() async throws {
+    var logger = Logger(label: "counter")
+    logger.logLevel = .warning
+    let command = try self.plugin.map { try PluginCommand(commandLine: $0) } ?? PluginCommand(Self.bundledPlugin)
+    var configuration = PluginClientConfiguration(command: command, handshake: .counter, plugins: ["counter": CounterPlugin()])
+    if self.autoMTLS { configuration.tls = .autoMTLS }
+    let helper = CountingAddHelper()
+    try await withPluginClient(configuration, logger: logger) { client in
+      let counter = try await client.dispense("counter", as: CounterPlugin.self)
+      for amount in self.amounts {
+        try await counter.put("hits", adding: amount, using: helper)
+        print("put \(amount): the plugin asked this host to add (\(helper.last))")
+      }
+      print("hits = \(try await counter.get("hits")), with \(helper.calls) sums done by the host")
+    }
+  }
+
+  private static var bundledPlugin: String {
+    let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    return URL(fileURLWithPath: me).deletingLastPathComponent().appendingPathComponent("counter-plugin").path
+  }
+}
+
+/// Adds, and remembers what it was asked.
+final class CountingAddHelper: AddHelper {
+  private let state = Mutex<(calls: Int, last: String)>((0, ""))
+
+  var calls: Int { self.state.withLock { $0.calls } }
+  var last: String { self.state.withLock { $0.last } }
+
+  func sum(_ a: Int64, _ b: Int64) async throws -> Int64 {
+    self.state.withLock { $0 = ($0.calls + 1, "\(a) + \(b) = \(a + b)") }
+    return a + b
+  }
+}

@@ -1,0 +1,210 @@
+public import GRPCCore
+public import GRPCNIOTransportHTTP2Posix
+import GoPluginProtos
+import Logging
+import NIOSSL
+import SwiftProtobuf
+import Synchronization
+
+/// Extra gRPC connections between a host and its plugin, in either direction — go-plugin's
+/// broker (spec §3.7), for callbacks into the host and for streams and arguments that deserve
+/// a connection of their own.
+///
+/// One side picks an ID with ``nextID()``, serves on it with ``acceptAndServe(id:services:)``
+/// and tells the other side the ID in an ordinary call; the other side connects with
+/// ``withClient(for:timeout:_:)``. The rendezvous runs over the `GRPCBroker.StartStream` stream
+/// that the host holds open for the plugin's lifetime. IDs are numbered per side from 1, so an
+/// ID only means something together with the message that carries it.
+///
+/// Everything opened for an ID is closed when its task ends, and at the latest when the plugin
+/// or the host goes away.
+public final class GRPCBroker: Sendable {
+  /// TLS for brokered connections: either side may serve, so each needs both roles.
+  struct Security: Sendable {
+    var server: NIOSSLContext?
+    var client: NIOSSLContext?
+    var serverHostname: String?
+    /// Set when the main connection uses TLS that cannot play the role asked for.
+    var unsupported: String?
+  }
+
+  /// How long a connection's address waits for a dial, and a dial for its address.
+  public static let rendezvousTimeout: Duration = .seconds(5)
+
+  private struct Waiting {
+    var info: Plugin_ConnInfo
+    var arrived: ContinuousClock.Instant
+  }
+
+  private struct State {
+    var arrived: [UInt32: Waiting] = [:]
+    var dialers: [UInt32: [Int: OneShot<Plugin_ConnInfo?>]] = [:]
+    var nextDialer = 0
+    var closed = false
+    var streamAttached = false
+  }
+
+  private let ids = Atomic<UInt32>(0)
+  private let state = Mutex(State())
+  private let closedSignal = OneShot<Void>()
+  let outbound: AsyncStream<Plugin_ConnInfo>
+  private let outboundContinuation: AsyncStream<Plugin_ConnInfo>.Continuation
+  private let socketDirectory: String?
+  private let environment: [String: String]
+  private let security: Security
+  private let maxMessageSize: Int
+  private let logger: Logger
+
+  init(socketDirectory: String?, environment: [String: String], security: Security, maxMessageSize: Int, logger: Logger) {
+    (self.outbound, self.outboundContinuation) = AsyncStream.makeStream()
+    self.socketDirectory = socketDirectory
+    self.environment = environment
+    self.security = security
+    self.maxMessageSize = maxMessageSize
+    self.logger = logger
+  }
+
+  /// A fresh ID for ``acceptAndServe(id:services:)``: 1, 2, 3… on this side.
+  public func nextID() -> UInt32 {
+    self.ids.wrappingAdd(1, ordering: .relaxed).newValue
+  }
+
+  /// Listens on a new socket, tells the other side where it is under `id`, and serves
+  /// `services` there until the calling task is cancelled or the plugin goes away.
+  ///
+  /// - Throws: ``PluginError`` if the broker is closed or no listener can be opened.
+  public func acceptAndServe(id: UInt32, services: [any RegistrableRPCService]) async throws {
+    if let unsupported = self.security.unsupported, self.security.server == nil {
+      throw PluginError(code: .invalidConfiguration, message: "cannot serve a brokered connection: \(unsupported)")
+    }
+    guard !self.isClosed else { throw Self.closedError }
+    let listener = try PluginListener.open(.unix(directory: self.socketDirectory), environment: self.environment)
+    defer { listener.removeSocketFile() }
+    let transport = Transports.server(listener: listener, maxReceiveMessageSize: self.maxMessageSize, tls: self.security.server)
+    let server = GRPCServer(transport: transport, services: services)
+
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await server.serve() }
+      _ = try await transport.listeningAddress
+      self.send(.with {
+        $0.serviceID = id
+        $0.network = listener.network.rawValue
+        $0.address = listener.address
+      })
+      _ = await self.closedSignal.wait()
+      server.beginGracefulShutdown()
+      try await group.waitForAll()
+    }
+  }
+
+  /// Connects to what the other side serves under `id` and runs `body` with a gRPC client for
+  /// it; the connection is closed when `body` returns.
+  ///
+  /// - Parameter timeout: how long to wait for the other side to announce `id`.
+  /// - Throws: ``PluginError`` with ``PluginError/Code/brokerTimeout`` if nothing was announced
+  ///   in time, or what `body` throws.
+  public func withClient<Result: Sendable>(
+    for id: UInt32,
+    timeout: Duration = GRPCBroker.rendezvousTimeout,
+    _ body: (GRPCClient<PluginTransport>) async throws -> Result
+  ) async throws -> Result {
+    if let unsupported = self.security.unsupported, self.security.client == nil {
+      throw PluginError(code: .invalidConfiguration, message: "cannot dial a brokered connection: \(unsupported)")
+    }
+    let info = try await self.connectionInfo(for: id, timeout: timeout)
+    let network = HandshakeLine.Network(rawValue: info.network)
+    guard network == .unix || network == .tcp else {
+      throw PluginError(code: .unknownAddressType, message: "unknown address type: \(info.address)")
+    }
+    let transport = try Transports.client(
+      network: network,
+      address: info.address,
+      maxMessageSize: self.maxMessageSize,
+      tls: self.security.client,
+      serverHostname: self.security.serverHostname
+    )
+    return try await withGRPCClient(transport: transport) { client in try await body(client) }
+  }
+
+  // MARK: - The stream
+
+  /// Claims the broker stream; there is one per plugin, and a second would compete for the
+  /// announcements meant for the first.
+  func attachStream() -> Bool {
+    self.state.withLock { state in
+      guard !state.streamAttached else { return false }
+      state.streamAttached = true
+      return true
+    }
+  }
+
+  /// Hands on a message from the other side's end of the broker stream.
+  func received(_ info: Plugin_ConnInfo) {
+    if info.hasKnock {
+      // Knocks belong to multiplexed brokers, which this side did not offer.
+      self.logger.debug("ignoring a multiplexing knock", metadata: ["id": "\(info.serviceID)"])
+      return
+    }
+    let now = ContinuousClock.now
+    let dialer: OneShot<Plugin_ConnInfo?>? = self.state.withLock { state in
+      guard !state.closed else { return nil }
+      if let waiting = state.dialers[info.serviceID], let first = waiting.keys.min() {
+        let dialer = waiting[first]
+        state.dialers[info.serviceID]?[first] = nil
+        return dialer
+      }
+      // Unclaimed announcements expire; go-plugin keeps one per ID for five seconds.
+      state.arrived = state.arrived.filter { now - $0.value.arrived < Self.rendezvousTimeout }
+      if state.arrived[info.serviceID] == nil {
+        state.arrived[info.serviceID] = Waiting(info: info, arrived: now)
+      }
+      return nil
+    }
+    dialer?.fulfil(info)
+  }
+
+  /// Stops everything: served IDs stop, dials fail, and the stream's writer finishes.
+  func close() {
+    let dialers = self.state.withLock { state -> [OneShot<Plugin_ConnInfo?>] in
+      state.closed = true
+      defer { state.dialers = [:] }
+      return state.dialers.values.flatMap(\.values)
+    }
+    for dialer in dialers { dialer.fulfil(nil) }
+    self.closedSignal.fulfil(())
+    self.outboundContinuation.finish()
+  }
+
+  private var isClosed: Bool { self.state.withLock { $0.closed } }
+
+  private static let closedError = PluginError(code: .notRunning, message: "broker closed")
+
+  private func send(_ info: Plugin_ConnInfo) {
+    self.outboundContinuation.yield(info)
+  }
+
+  private func connectionInfo(for id: UInt32, timeout: Duration) async throws(PluginError) -> Plugin_ConnInfo {
+    let now = ContinuousClock.now
+    let (ready, dialer, key): (Plugin_ConnInfo?, OneShot<Plugin_ConnInfo?>?, Int) = try self.state.withLock { state throws(PluginError) in
+      guard !state.closed else { throw Self.closedError }
+      if let waiting = state.arrived.removeValue(forKey: id), now - waiting.arrived < Self.rendezvousTimeout {
+        return (waiting.info, nil, 0)
+      }
+      let dialer = OneShot<Plugin_ConnInfo?>()
+      let key = state.nextDialer
+      state.nextDialer += 1
+      state.dialers[id, default: [:]][key] = dialer
+      return (nil, dialer, key)
+    }
+    if let ready { return ready }
+    guard let dialer else { throw Self.closedError }
+    let outcome = await dialer.wait(timeout: timeout)
+    self.state.withLock { _ = $0.dialers[id]?.removeValue(forKey: key) }
+    // An announcement that raced the timeout still counts.
+    switch outcome ?? dialer.current {
+    case .some(.some(let info)): return info
+    case .some(.none): throw Self.closedError
+    case .none: throw PluginError(code: .brokerTimeout, message: "timeout waiting for connection info")
+    }
+  }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import GRPCCore
+import GoPluginTesting
+import KVInterface
+import Testing
+
+@testable import GoPlugin
+
+@Suite("Broker", .timeLimit(.minutes(2)))
+struct BrokerTests {
+  static func store(_ value: String) async throws -> MemoryKV {
+    let store = MemoryKV()
+    try await store.put("brokered", value: Array(value.utf8))
+    return store
+  }
+
+  static func configuration(_ tls: Bool) throws -> PluginClientConfiguration {
+    var configuration = try fixture()
+    if tls { configuration.tls = .autoMTLS }
+    return configuration
+  }
+
+  @Test("the host serves on several IDs at once and the plugin calls back into each", arguments: [false, true])
+  func hostServesPluginDials(autoMTLS: Bool) async throws {
+    try await withPluginClient(try Self.configuration(autoMTLS)) { client in
+      let broker = try await client.broker
+      let kv = try await client.dispense("kv", as: KVPlugin.self)
+      let ids = (0..<4).map { _ in broker.nextID() }
+      #expect(ids == [1, 2, 3, 4])
+      try await withThrowingTaskGroup(of: Void.self) { servers in
+        for id in ids {
+          let store = try await Self.store("host \(id)")
+          servers.addTask { try await broker.acceptAndServe(id: id, services: [KVService(store: store)]) }
+        }
+        try await withThrowingTaskGroup(of: (UInt32, String).self) { calls in
+          for id in ids {
+            calls.addTask { (id, String(decoding: try await kv.get("broker-get:\(id):brokered"), as: UTF8.self)) }
+          }
+          for try await (id, value) in calls {
+            #expect(value == "host \(id)")
+          }
+        }
+        servers.cancelAll()
+      }
+    }
+  }
+
+  @Test("the plugin serves and the host dials", arguments: [false, true])
+  func pluginServesHostDials(autoMTLS: Bool) async throws {
+    let client = PluginClient(configuration: try Self.configuration(autoMTLS))
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await client.run() }
+      let kv = try await client.dispense("kv", as: KVPlugin.self)
+      // The plugin serves for as long as it runs; this call returns when it stops.
+      group.addTask { _ = try? await kv.get("broker-serve:42:from the plugin") }
+      let value = try await client.broker.withClient(for: 42) { try await KVClient(grpcClient: $0).get("brokered") }
+      #expect(String(decoding: value, as: UTF8.self) == "from the plugin")
+      await client.kill()
+    }
+    #expect(await client.exit.reason == .stopped)
+  }
+
+  @Test("a dial to an ID nobody serves times out with a typed error, on both sides")
+  func dialTimesOut() async throws {
+    try await withPluginClient(try fixture()) { client in
+      let kv = try await client.dispense("kv", as: KVPlugin.self)
+      #expect(String(decoding: try await kv.get("broker-get-timeout:99"), as: UTF8.self) == "brokerTimeout")
+      await #expect {
+        try await client.broker.withClient(for: 77, timeout: .milliseconds(300)) { _ in 0 }
+      } throws: { ($0 as? PluginError)?.code == .brokerTimeout }
+    }
+  }
+
+  @Test("brokered servers end when the plugin goes away")
+  func teardown() async throws {
+    let client = PluginClient(configuration: try fixture())
+    var socketDirectory = ""
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await client.run() }
+      socketDirectory = (try await client.info.address as NSString).deletingLastPathComponent
+      let broker = try await client.broker
+      let id = broker.nextID()
+      let store = try await Self.store("x")
+      let kv = try await client.dispense("kv", as: KVPlugin.self)
+      try await withThrowingTaskGroup(of: Void.self) { serving in
+        // Not cancelled here: killing the plugin must be what ends it.
+        serving.addTask { try await broker.acceptAndServe(id: id, services: [KVService(store: store)]) }
+        #expect(try await kv.get("broker-get:\(id):brokered") == Array("x".utf8))
+        await client.kill()
+        try await serving.waitForAll()
+      }
+      await #expect(throws: PluginError.self) {
+        try await broker.acceptAndServe(id: broker.nextID(), services: [KVService(store: store)])
+      }
+    }
+    #expect(!FileManager.default.fileExists(atPath: socketDirectory))
+  }
+}
