@@ -154,6 +154,26 @@ struct InteropTests {
     #expect(await client.exit == PluginExit(status: .exited(0), reason: .stopped))
   }
 
+  @Test("a Go plugin's hclog lines become records at their level, with their fields")
+  func goPluginLogs() async throws {
+    let capture = LogCapture()
+    var pid: Int32 = 0
+    try await withPluginClient(self.kvConfiguration(PluginCommand(try Peers.path("go-kv-plugin"))), logger: capture.logger) { client in
+      pid = try await client.info.pid
+      // Its lines were written before the handshake; a call later they have been read.
+      _ = try await client.dispense("kv", as: KVPlugin.self).get("x")
+    }
+    let starting = try #require(capture.records.first { $0.message == "kv plugin starting" })
+    #expect(starting.level == .info)
+    #expect(starting.metadata["@module"] == "go-kv-plugin")
+    #expect(starting.metadata["pid"] == String(pid))
+    #expect(starting.metadata["plugin"] == "go-kv-plugin")
+    // go-plugin's own line from Serve, at debug, with its fields.
+    let address = try #require(capture.records.first { $0.message == "plugin address" })
+    #expect(address.level == .debug)
+    #expect(address.metadata["network"] == "unix")
+  }
+
   @Test("the Swift host loads a Python grpcio plugin over TCP")
   func swiftHostPythonPlugin() async throws {
     let client = PluginClient(configuration: self.kvConfiguration(PluginCommand(try Peers.path("python-kv-plugin"))))
