@@ -4,20 +4,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"os"
-	"os/exec"
-	"os/signal"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -25,16 +17,9 @@ import (
 	"google.golang.org/grpc"
 
 	counterproto "counter/proto"
+	"interop/countershared"
+	"interop/peer"
 )
-
-var handshake = plugin.HandshakeConfig{
-	ProtocolVersion:  1,
-	MagicCookieKey:   "BASIC_PLUGIN",
-	MagicCookieValue: "hello",
-}
-
-// rpcTimeout bounds every single RPC so a wedged plugin cannot hang the host.
-const rpcTimeout = 10 * time.Second
 
 // adder is the AddHelper the host serves to the plugin; sums counts the Sum
 // calls it answered, over all the broker servers.
@@ -47,8 +32,8 @@ func (a *adder) Sum(_ context.Context, req *counterproto.SumRequest) (*counterpr
 	return &counterproto.SumResponse{R: req.A + req.B}, nil
 }
 
-// counterClient is what Dispense("counter") gives: the Counter client and the
-// host side of the broker, through which each Put serves AddHelper.
+// counterClient is the Counter client and the host side of the broker, as
+// Dispense("counter") gives them, through which each Put serves AddHelper.
 type counterClient struct {
 	counter counterproto.CounterClient
 	broker  *plugin.GRPCBroker
@@ -75,57 +60,20 @@ func (c *counterClient) Put(key string, value int64) error {
 		c.logger.Debug("AcceptAndServe returned", "id", id)
 	}()
 
-	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), peer.RPCTimeout)
 	defer cancel()
 	_, err := c.counter.Put(ctx, &counterproto.PutRequest{AddServer: id, Key: key, Value: value})
 	return err
 }
 
 func (c *counterClient) Get(key string) (int64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), peer.RPCTimeout)
 	defer cancel()
 	resp, err := c.counter.Get(ctx, &counterproto.GetRequest{Key: key})
 	if err != nil {
 		return 0, err
 	}
 	return resp.Value, nil
-}
-
-type counterPlugin struct {
-	plugin.NetRPCUnsupportedPlugin
-	adder  *adder
-	logger hclog.Logger
-}
-
-func (counterPlugin) GRPCServer(*plugin.GRPCBroker, *grpc.Server) error {
-	return errors.New("go-counter-host does not serve counter")
-}
-
-func (p counterPlugin) GRPCClient(_ context.Context, broker *plugin.GRPCBroker, c *grpc.ClientConn) (interface{}, error) {
-	return &counterClient{
-		counter: counterproto.NewCounterClient(c),
-		broker:  broker,
-		adder:   p.adder,
-		logger:  p.logger,
-	}, nil
-}
-
-// syncBuffer is written by go-plugin's goroutines while main may read it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // result is the JSON contract documented in Tests/Interop/README.md.
@@ -136,47 +84,24 @@ type result struct {
 	Error    string `json:"error,omitempty"`
 }
 
+func (r *result) SetError(err string) { r.Error = err }
+
 func main() {
 	pluginCmd := flag.String("plugin", "", "plugin command line, split on spaces")
 	autoMTLS := flag.Bool("automtls", false, "set ClientConfig.AutoMTLS")
 	flag.Parse()
 
 	res := &result{}
-	args := strings.Fields(*pluginCmd)
-	if len(args) == 0 {
-		finish(res, errors.New("-plugin is required"))
+	host, err := peer.NewHost("go-counter-host", *pluginCmd, countershared.Plugins(nil), *autoMTLS)
+	if err != nil {
+		peer.Finish(res, err)
 	}
-
-	logs := &syncBuffer{}
-	logger := hclog.New(&hclog.LoggerOptions{
-		Name:   "go-counter-host",
-		Level:  hclog.Debug,
-		Output: io.MultiWriter(logs, os.Stderr),
-	})
+	peer.FinishOnSignal(func() peer.Result { return &result{} })
 
 	add := &adder{}
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  handshake,
-		Plugins:          plugin.PluginSet{"counter": counterPlugin{adder: add, logger: logger}},
-		Cmd:              exec.Command(args[0], args[1:]...),
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		AutoMTLS:         *autoMTLS,
-		Logger:           logger,
-		Managed:          true,
-	})
-
-	// Kill the plugin if we are interrupted; go-plugin plugins ignore SIGINT.
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		sig := <-sigs
-		plugin.CleanupClients()
-		finish(&result{}, fmt.Errorf("interrupted by %v", sig))
-	}()
-
-	counter, err := run(client, res)
+	counter, err := run(host, add, res)
 	res.Sums = atomic.LoadInt64(&add.sums)
-	client.Kill()
+	res.Graceful, _ = host.Kill()
 
 	// Kill closes the broker, which should end every AcceptAndServe.
 	if counter != nil {
@@ -185,29 +110,29 @@ func main() {
 		select {
 		case <-done:
 		case <-time.After(2 * time.Second):
-			logger.Warn("AcceptAndServe still running 2s after Kill")
+			host.Logger.Warn("AcceptAndServe still running 2s after Kill")
 		}
 	}
 
-	res.Graceful = !strings.Contains(logs.String(), "plugin failed to exit gracefully")
 	if err == nil && !res.Graceful {
 		err = errors.New("plugin did not exit gracefully after Kill")
 	}
-	finish(res, err)
+	peer.Finish(res, err)
 }
 
 // run returns the dispensed client, if it got that far, so main can wait for
 // its broker servers.
-func run(client *plugin.Client, res *result) (*counterClient, error) {
-	rpc, err := client.Client()
+func run(host *peer.Host, add *adder, res *result) (*counterClient, error) {
+	rpc, err := host.Client.Client()
 	if err != nil {
 		return nil, fmt.Errorf("start: %w", err)
 	}
-	raw, err := rpc.Dispense("counter")
+	raw, err := rpc.Dispense(countershared.Name)
 	if err != nil {
 		return nil, fmt.Errorf("dispense: %w", err)
 	}
-	counter := raw.(*counterClient)
+	dispensed := raw.(*countershared.Client)
+	counter := &counterClient{counter: dispensed.CounterClient, broker: dispensed.Broker, adder: add, logger: host.Logger}
 
 	const key = "hits"
 	for _, n := range []int64{1, 2, 39} {
@@ -226,21 +151,4 @@ func run(client *plugin.Client, res *result) (*counterClient, error) {
 		return counter, fmt.Errorf("AddHelper served %d Sum calls, want 3", sums)
 	}
 	return counter, nil
-}
-
-// finishing is locked by the first finish and never unlocked, so a signal
-// arriving while main finishes cannot print a second JSON line.
-var finishing sync.Mutex
-
-// finish prints the one JSON line and exits 0 on success, 1 on error.
-func finish(res *result, err error) {
-	finishing.Lock()
-	code := 0
-	if err != nil {
-		res.Error = err.Error()
-		code = 1
-	}
-	line, _ := json.Marshal(res)
-	fmt.Println(string(line))
-	os.Exit(code)
 }

@@ -13,16 +13,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
-	"google.golang.org/grpc"
 
 	counterproto "counter/proto"
+	"interop/countershared"
+	"interop/peer"
 )
-
-var handshake = plugin.HandshakeConfig{
-	ProtocolVersion:  1,
-	MagicCookieKey:   "BASIC_PLUGIN",
-	MagicCookieValue: "hello",
-}
 
 // sumTimeout bounds the Sum call to the host, so a host that never serves
 // AddHelper cannot wedge a Put. broker.Dial has its own 5 s wait for the
@@ -80,37 +75,10 @@ func (c *counter) Put(ctx context.Context, req *counterproto.PutRequest) (*count
 	return &counterproto.Empty{}, nil
 }
 
-// counterPlugin is the gRPC-only plugin.Plugin for "counter". Only the server
-// half is used here; the host has its own copy.
-type counterPlugin struct {
-	plugin.NetRPCUnsupportedPlugin
-	logger hclog.Logger
-}
-
-func (p *counterPlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error {
-	counterproto.RegisterCounterServer(s, &counter{broker: broker, logger: p.logger, m: map[string]int64{}})
-	return nil
-}
-
-func (p *counterPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (interface{}, error) {
-	return counterproto.NewCounterClient(c), nil
-}
-
 func main() {
-	logger := hclog.New(&hclog.LoggerOptions{
-		Name:       "go-counter-plugin",
-		Level:      hclog.Trace,
-		Output:     os.Stderr,
-		JSONFormat: true,
-	})
+	logger := peer.PluginLogger("go-counter-plugin")
 	logger.Info("counter plugin starting", "pid", os.Getpid())
-
-	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig: handshake,
-		Plugins: plugin.PluginSet{
-			"counter": &counterPlugin{logger: logger},
-		},
-		GRPCServer: plugin.DefaultGRPCServer,
-		Logger:     logger,
-	})
+	peer.Serve(countershared.Plugins(func(broker *plugin.GRPCBroker) counterproto.CounterServer {
+		return &counter{broker: broker, logger: logger, m: map[string]int64{}}
+	}), logger)
 }

@@ -5,64 +5,16 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
-	"os/signal"
-	"strings"
-	"sync"
-	"syscall"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
-	"google.golang.org/grpc"
-
+	"interop/kvshared"
+	"interop/peer"
 	kvproto "kvbench/proto"
 )
-
-var handshake = plugin.HandshakeConfig{
-	ProtocolVersion:  1,
-	MagicCookieKey:   "BASIC_PLUGIN",
-	MagicCookieValue: "hello",
-}
-
-// rpcTimeout bounds every single RPC so a wedged plugin cannot hang the host.
-const rpcTimeout = 10 * time.Second
-
-type kvPlugin struct {
-	plugin.NetRPCUnsupportedPlugin
-}
-
-func (kvPlugin) GRPCServer(*plugin.GRPCBroker, *grpc.Server) error {
-	return errors.New("go-kv-host does not serve kv")
-}
-
-func (kvPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (interface{}, error) {
-	return kvproto.NewKVClient(c), nil
-}
-
-// syncBuffer is written by go-plugin's goroutines while main may read it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // result is the JSON contract documented in Tests/Interop/README.md.
 type result struct {
@@ -81,6 +33,8 @@ type result struct {
 	Error             string  `json:"error,omitempty"`
 }
 
+func (r *result) SetError(err string) { r.Error = err }
+
 func main() {
 	pluginCmd := flag.String("plugin", "", "plugin command line, split on spaces")
 	calls := flag.Int("calls", 0, "number of sequential Get calls to time")
@@ -89,65 +43,32 @@ func main() {
 	flag.Parse()
 
 	res := &result{Calls: *calls, ValueSize: *valueSize}
-	args := strings.Fields(*pluginCmd)
-	if len(args) == 0 {
-		finish(res, errors.New("-plugin is required"))
+	host, err := peer.NewHost("go-kv-host", *pluginCmd, kvshared.Plugins(nil), *autoMTLS)
+	if err != nil {
+		peer.Finish(res, err)
 	}
+	peer.FinishOnSignal(func() peer.Result { return &result{Calls: *calls, ValueSize: *valueSize} })
 
-	logs := &syncBuffer{}
-	logger := hclog.New(&hclog.LoggerOptions{
-		Name:   "go-kv-host",
-		Level:  hclog.Debug,
-		Output: io.MultiWriter(logs, os.Stderr),
-	})
-
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  handshake,
-		Plugins:          plugin.PluginSet{"kv": kvPlugin{}},
-		Cmd:              exec.Command(args[0], args[1:]...),
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		AutoMTLS:         *autoMTLS,
-		Logger:           logger,
-		Managed:          true,
-	})
-
-	// Kill the plugin if we are interrupted; go-plugin plugins ignore SIGINT.
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		sig := <-sigs
-		plugin.CleanupClients()
-		finish(&result{Calls: *calls, ValueSize: *valueSize}, fmt.Errorf("interrupted by %v", sig))
-	}()
-
-	err := run(client, res, *calls, *valueSize)
-	client.Kill()
-
-	out := logs.String()
-	res.Graceful = !strings.Contains(out, "plugin failed to exit gracefully")
-	for _, line := range strings.Split(out, "\n") {
-		if strings.Contains(line, "plugin process exited") && strings.Contains(line, "error=") {
-			res.ExitedWithError = true
-		}
-	}
+	err = run(host, res, *calls, *valueSize)
+	res.Graceful, res.ExitedWithError = host.Kill()
 	if err == nil && !res.Graceful {
 		err = errors.New("plugin did not exit gracefully after Kill")
 	}
 	if err == nil && res.ExitedWithError {
 		err = errors.New("plugin process exited with an error")
 	}
-	finish(res, err)
+	peer.Finish(res, err)
 }
 
-func run(client *plugin.Client, res *result, calls, valueSize int) error {
-	rpc, err := client.Client()
+func run(host *peer.Host, res *result, calls, valueSize int) error {
+	rpc, err := host.Client.Client()
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
-	res.Protocol = string(client.Protocol())
-	res.NegotiatedVersion = client.NegotiatedVersion()
+	res.Protocol = string(host.Client.Protocol())
+	res.NegotiatedVersion = host.Client.NegotiatedVersion()
 
-	raw, err := rpc.Dispense("kv")
+	raw, err := rpc.Dispense(kvshared.Name)
 	if err != nil {
 		return fmt.Errorf("dispense: %w", err)
 	}
@@ -206,14 +127,14 @@ func run(client *plugin.Client, res *result, calls, valueSize int) error {
 }
 
 func put(kv kvproto.KVClient, key string, value []byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), peer.RPCTimeout)
 	defer cancel()
 	_, err := kv.Put(ctx, &kvproto.PutRequest{Key: key, Value: value})
 	return err
 }
 
 func get(kv kvproto.KVClient, key string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), peer.RPCTimeout)
 	defer cancel()
 	resp, err := kv.Get(ctx, &kvproto.GetRequest{Key: key})
 	if err != nil {
@@ -223,7 +144,7 @@ func get(kv kvproto.KVClient, key string) ([]byte, error) {
 }
 
 func upload(kv kvproto.KVClient, sizes ...int) (*kvproto.Count, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), peer.RPCTimeout)
 	defer cancel()
 	stream, err := kv.Upload(ctx)
 	if err != nil {
@@ -238,21 +159,4 @@ func upload(kv kvproto.KVClient, sizes ...int) (*kvproto.Count, error) {
 		}
 	}
 	return stream.CloseAndRecv()
-}
-
-// finishing is locked by the first finish and never unlocked, so a signal
-// arriving while main finishes cannot print a second JSON line.
-var finishing sync.Mutex
-
-// finish prints the one JSON line and exits 0 on success, 1 on error.
-func finish(res *result, err error) {
-	finishing.Lock()
-	code := 0
-	if err != nil {
-		res.Error = err.Error()
-		code = 1
-	}
-	line, _ := json.Marshal(res)
-	fmt.Println(string(line))
-	os.Exit(code)
 }

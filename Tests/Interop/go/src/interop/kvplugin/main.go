@@ -8,18 +8,10 @@ import (
 	"os"
 	"sync"
 
-	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
-	"google.golang.org/grpc"
-
+	"interop/kvshared"
+	"interop/peer"
 	kvproto "kvbench/proto"
 )
-
-var handshake = plugin.HandshakeConfig{
-	ProtocolVersion:  1,
-	MagicCookieKey:   "BASIC_PLUGIN",
-	MagicCookieValue: "hello",
-}
 
 // store is the in-memory KV implementation.
 type store struct {
@@ -57,37 +49,8 @@ func (s *store) Upload(stream kvproto.KV_UploadServer) error {
 	}
 }
 
-// kvPlugin is the gRPC-only plugin.Plugin for "kv". Only the server half is
-// used here; the host has its own copy.
-type kvPlugin struct {
-	plugin.NetRPCUnsupportedPlugin
-	impl kvproto.KVServer
-}
-
-func (p *kvPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	kvproto.RegisterKVServer(s, p.impl)
-	return nil
-}
-
-func (p *kvPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (interface{}, error) {
-	return kvproto.NewKVClient(c), nil
-}
-
 func main() {
-	logger := hclog.New(&hclog.LoggerOptions{
-		Name:       "go-kv-plugin",
-		Level:      hclog.Trace,
-		Output:     os.Stderr,
-		JSONFormat: true,
-	})
+	logger := peer.PluginLogger("go-kv-plugin")
 	logger.Info("kv plugin starting", "pid", os.Getpid())
-
-	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig: handshake,
-		Plugins: plugin.PluginSet{
-			"kv": &kvPlugin{impl: &store{m: map[string][]byte{}}},
-		},
-		GRPCServer: plugin.DefaultGRPCServer,
-		Logger:     logger,
-	})
+	peer.Serve(kvshared.Plugins(&store{m: map[string][]byte{}}), logger)
 }
