@@ -84,6 +84,7 @@ public struct PluginError: Error, Sendable, Hashable, CustomStringConvertible {
   /// The process ID of the plugin this is about, when it was running.
   public var pid: Int32?
 
+  /// An error with go-plugin's text for `code`, about the plugin at `pluginPath` (process `pid`).
   public init(code: Code, message: String, pluginPath: String? = nil, pid: Int32? = nil) {
     self.code = code
     self.message = message

@@ -12,15 +12,19 @@ import Synchronization
 public final class LogCapture: Sendable {
   /// One captured log record.
   public struct Record: Sendable, Hashable {
+    /// The level it was logged at.
     public var level: Logger.Level
+    /// The message text.
     public var message: String
     /// Metadata as text, merged from the logger and the call.
     public var metadata: [String: String]
+    /// The label of the logger it came from.
     public var label: String
   }
 
   private let storage = Mutex<[Record]>([])
 
+  /// An empty capture.
   public init() {}
 
   /// Everything logged so far, oldest first.

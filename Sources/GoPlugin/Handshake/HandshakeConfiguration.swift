@@ -12,6 +12,7 @@ public struct HandshakeConfiguration: Sendable, Hashable {
   /// The value that variable must have.
   public var magicCookieValue: String
 
+  /// A handshake; host and plugins must be built with the same one.
   public init(protocolVersion: Int, magicCookieKey: String, magicCookieValue: String) {
     self.protocolVersion = protocolVersion
     self.magicCookieKey = magicCookieKey

@@ -14,15 +14,18 @@ public struct HandshakeLine: Sendable, Hashable {
   public var coreVersion: Int
   /// The negotiated application protocol version.
   public var appVersion: Int
+  /// Where the plugin listens: `unix` or `tcp`.
   public var network: Network
   /// A socket path for `unix`, `host:port` for `tcp`.
   public var address: String
+  /// The protocol the plugin serves; `netrpc` when the line has only four fields.
   public var `protocol`: PluginProtocol
   /// The plugin's AutoMTLS certificate (DER), when it sent one.
   public var serverCertificate: [UInt8]?
   /// The seventh field: whether the plugin multiplexes broker connections; `nil` when absent.
   public var multiplexingSupported: Bool?
 
+/// A handshake line from its fields.
   public init(
     coreVersion: Int = 1,
     appVersion: Int,

@@ -20,7 +20,9 @@ public struct PluginInfo: Sendable, Hashable {
   public var pid: Int32
   /// The application protocol version both sides agreed on.
   public var negotiatedVersion: Int
+  /// The protocol the plugin serves; always gRPC for a running plugin.
   public var `protocol`: PluginProtocol
+  /// The network of ``address``.
   public var network: HandshakeLine.Network
   /// Where the plugin listens: a socket path or `host:port`.
   public var address: String
@@ -44,6 +46,7 @@ public struct PluginInfo: Sendable, Hashable {
 /// A long-running service can instead call ``run()`` in a task of its own (a `ServiceGroup`,
 /// say) and ``kill()`` to stop it.
 public final class PluginClient: Sendable {
+  /// What the client was created with.
   public let configuration: PluginClientConfiguration
   private let logger: Logger
 

@@ -8,7 +8,9 @@ public struct PluginClientConfiguration: Sendable {
     case none
   }
 
+  /// The program to launch.
   public var command: PluginCommand
+  /// The protocol version and magic cookie the plugin expects.
   public var handshake: HandshakeConfiguration
   /// The plugins the host knows, by application protocol version; all versions are offered.
   public var versionedPlugins: [Int: PluginSet]
@@ -40,6 +42,7 @@ public struct PluginClientConfiguration: Sendable {
   public var portRange: ClosedRange<Int> = 10000...25000
   /// The largest message the host sends or accepts on the plugin's connection.
   public var maxMessageSize: Int = Transports.defaultMaxMessageSize
+  /// What the plugin reads on stdin.
   public var standardInput: StandardInput = .inherit
   /// How the connection to the plugin is secured. When `nil` it is plaintext, protected only by
   /// the socket's permissions (and, for a plugin listening on TCP, by nothing).

@@ -2,6 +2,7 @@
 public struct PluginCommand: Sendable, Hashable {
   /// A path to the executable, or a bare name looked up in `PATH`.
   public var executable: String
+  /// The arguments after the executable.
   public var arguments: [String]
   /// Variables set for the plugin on top of the inherited environment. go-plugin's own
   /// variables are set after these and win.
@@ -9,6 +10,7 @@ public struct PluginCommand: Sendable, Hashable {
   /// The plugin's working directory; the host's when `nil`.
   public var workingDirectory: String?
 
+  /// A command from an executable and its arguments.
   public init(
     _ executable: String,
     arguments: [String] = [],

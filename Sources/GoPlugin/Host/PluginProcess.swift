@@ -12,11 +12,13 @@ import SystemPackage
 
 /// How a plugin process ended.
 public struct PluginExit: Sendable, Hashable, CustomStringConvertible {
+  /// What the operating system reported when the process was reaped.
   public enum Status: Sendable, Hashable {
     case exited(Int32)
     case signalled(Int32)
   }
 
+  /// Why the process ended, as far as the host knows.
   public enum Reason: Sendable, Hashable {
     /// It exited after the host asked it to shut down.
     case stopped
@@ -32,8 +34,10 @@ public struct PluginExit: Sendable, Hashable, CustomStringConvertible {
 
   /// The wait status, or `nil` if the process never ran.
   public var status: Status?
+  /// Why it ended.
   public var reason: Reason
 
+  /// An exit, for comparing with what ``PluginClient/exit`` reports.
   public init(status: Status?, reason: Reason) {
     self.status = status
     self.reason = reason

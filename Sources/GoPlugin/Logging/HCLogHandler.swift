@@ -24,10 +24,12 @@ public struct HCLogHandler: LogHandler, Sendable {
   private let label: String
   private let write: @Sendable (String) -> Void
 
+  /// A handler for `label`, which becomes each line's `@module`.
   public init(label: String) {
     self.init(label: label, write: HCLogHandler.writeToStandardError)
   }
 
+  /// A handler for `label` that adds the provider's metadata to every line.
   public init(label: String, metadataProvider: Logger.MetadataProvider?) {
     self.init(label: label, write: HCLogHandler.writeToStandardError)
     self.metadataProvider = metadataProvider

@@ -45,6 +45,7 @@ public struct PluginServiceContext: Sendable {
   /// Extra connections to and from the host.
   public var broker: GRPCBroker
 
+  /// A context, for unit-testing a plugin's `services(context:)`.
   public init(name: String, negotiatedVersion: Int, logger: Logger, broker: GRPCBroker) {
     self.name = name
     self.negotiatedVersion = negotiatedVersion
@@ -79,8 +80,10 @@ public struct PluginConnection: Sendable {
 
 /// Plugins by name, for one application protocol version.
 public struct PluginSet: Sendable, ExpressibleByDictionaryLiteral {
+  /// The plugins by the name a host dispenses them under.
   public var plugins: [String: any GRPCPlugin]
 
+  /// A set from a dictionary of plugins by name.
   public init(_ plugins: [String: any GRPCPlugin]) {
     self.plugins = plugins
   }
@@ -89,6 +92,7 @@ public struct PluginSet: Sendable, ExpressibleByDictionaryLiteral {
     self.plugins = Dictionary(elements, uniquingKeysWith: { _, last in last })
   }
 
+  /// The plugin registered as `name`.
   public subscript(name: String) -> (any GRPCPlugin)? {
     self.plugins[name]
   }

@@ -16,9 +16,11 @@ public struct PluginServeConfiguration: Sendable {
     case tcp
   }
 
+  /// The protocol version and magic cookie hosts launch this plugin with.
   public var handshake: HandshakeConfiguration
   /// The plugins to serve, by application protocol version.
   public var versionedPlugins: [Int: PluginSet]
+  /// Where to listen; a unix socket by default, as go-plugin plugins do everywhere but Windows.
   public var listener: Listener = .unixSocket()
   /// The largest message the plugin accepts. go-plugin's plugins stop at 4 MiB; hosts send up
   /// to 2 GiB, and so the default here takes what a host may send.
@@ -30,6 +32,7 @@ public struct PluginServeConfiguration: Sendable {
   /// configuration. It takes precedence over AutoMTLS; without either, a host that sends
   /// `PLUGIN_CLIENT_CERT` gets AutoMTLS, and any other host plaintext over the private socket.
   public var tls: TLSConfiguration?
+  /// The plugin's logger; by default hclog JSON on the real stderr, which every host parses.
   public var logger: Logger
 
   /// Serves `plugins` at the handshake's protocol version.

@@ -16,6 +16,7 @@ import Crypto
 /// the launch does not get a different program run. Elsewhere the file is opened again by path
 /// to launch it, which leaves that window open.
 public struct PluginChecksum: Sendable, Hashable, CustomStringConvertible {
+  /// The hash function; SHA-256 unless a manifest says otherwise.
   public enum Algorithm: String, Sendable, Hashable, CaseIterable {
     case sha256, sha384, sha512
 
@@ -28,9 +29,12 @@ public struct PluginChecksum: Sendable, Hashable, CustomStringConvertible {
     }
   }
 
+  /// The hash function the digest was made with.
   public var algorithm: Algorithm
+  /// The expected digest, as raw bytes.
   public var digest: [UInt8]
 
+  /// A checksum from raw digest bytes.
   public init(_ algorithm: Algorithm = .sha256, digest: [UInt8]) {
     self.algorithm = algorithm
     self.digest = digest
