@@ -33,6 +33,8 @@ let package = Package(
     .executable(name: "kv-plugin", targets: ["kv-plugin"]),
     .executable(name: "counter", targets: ["counter"]),
     .executable(name: "counter-plugin", targets: ["counter-plugin"]),
+    .executable(name: "stream-file", targets: ["stream-file"]),
+    .executable(name: "streaming-plugin", targets: ["streaming-plugin"]),
   ],
   dependencies: [
     .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
@@ -124,6 +126,26 @@ let package = Package(
       swiftSettings: strictSettings
     ),
 
+    // The streaming example: a file moved over a brokered connection.
+    .target(
+      name: "StreamingInterface",
+      dependencies: ["GoPlugin", grpcCore, grpcProtobuf, swiftProtobuf, .product(name: "Crypto", package: "swift-crypto")],
+      path: "Examples/Streaming/Sources/StreamingInterface",
+      swiftSettings: strictSettings
+    ),
+    .executableTarget(
+      name: "streaming-plugin",
+      dependencies: ["GoPlugin", "StreamingInterface"],
+      path: "Examples/Streaming/Sources/streaming-plugin",
+      swiftSettings: strictSettings
+    ),
+    .executableTarget(
+      name: "stream-file",
+      dependencies: ["GoPlugin", "StreamingInterface", argumentParser, logging, .product(name: "Crypto", package: "swift-crypto")],
+      path: "Examples/Streaming/Sources/stream-file",
+      swiftSettings: strictSettings
+    ),
+
     // A plugin whose misbehaviours the tests ask for by name.
     .executableTarget(
       name: "fixture-plugin",
@@ -149,7 +171,8 @@ let package = Package(
       name: "InteropTests",
       dependencies: [
         "GoPlugin", "GoPluginTesting", "KVInterface", "kv-plugin", "CounterInterface", "counter-plugin", "counter",
-        grpcCore, logging,
+        "StreamingInterface", "streaming-plugin", "stream-file",
+        grpcCore, logging, .product(name: "Crypto", package: "swift-crypto"),
       ],
       swiftSettings: strictSettings
     ),

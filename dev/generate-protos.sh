@@ -42,6 +42,7 @@ generate Package "$out/Sources/GoPluginProtos/Generated" \
 # The KV contract is shared with outside programs, so its types are public.
 generate Public "$out/Examples/KV/Sources/KVInterface/Generated" kvbench/kv.proto
 generate Public "$out/Examples/Counter/Sources/CounterInterface/Generated" counter/counter.proto
+generate Public "$out/Examples/Streaming/Sources/StreamingInterface/Generated" streaming/streaming.proto
 
 # Recorded so that dev/check-generated.sh can tell, without the plugins, that nothing changed.
 if [[ $out == "$repo" ]]; then

@@ -1,0 +1,83 @@
+// The streaming example host: offers a file to the plugin through the broker and reports how
+// fast it arrived and whether it arrived whole.
+import ArgumentParser
+import Crypto
+import Foundation
+import GoPlugin
+import Logging
+import StreamingInterface
+
+@main
+struct StreamFile: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "stream-file",
+    abstract: "Move a file to a plugin over a brokered connection, and time it."
+  )
+
+  @Option(help: "The plugin's command line (default: the streaming-plugin next to this program).")
+  var plugin: String?
+
+  @Option(help: "Without a file: the size in MiB of a file made up for the run.")
+  var size = 256
+
+  @Flag(name: .customLong("auto-mtls"), help: "Secure the connections with go-plugin's automatic mutual TLS.")
+  var autoMTLS = false
+
+  @Argument(help: "The file to send.")
+  var file: String?
+
+  func run() async throws {
+    let url: URL
+    var madeUp: URL?
+    if let file {
+      url = URL(fileURLWithPath: file)
+    } else {
+      url = FileManager.default.temporaryDirectory.appendingPathComponent("stream-file-\(getpid())")
+      try Self.makeFile(at: url, mebibytes: self.size)
+      madeUp = url
+    }
+    defer { madeUp.map { try? FileManager.default.removeItem(at: $0) } }
+
+    var logger = Logger(label: "stream-file")
+    logger.logLevel = .warning
+    let command = try self.plugin.map { try PluginCommand(commandLine: $0) } ?? PluginCommand(Self.bundledPlugin)
+    var configuration = PluginClientConfiguration(command: command, handshake: .streaming, plugins: ["streaming": StreamingPlugin()])
+    if self.autoMTLS { configuration.tls = .autoMTLS }
+    let expected = try Self.sha256(of: url)
+
+    let (received, elapsed) = try await withPluginClient(configuration, logger: logger) { client in
+      let sender = try await client.dispense("streaming", as: StreamingPlugin.self)
+      let start = ContinuousClock.now
+      let received = try await sender.send(file: url)
+      return (received, ContinuousClock.now - start)
+    }
+    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    let mebibytes = Double(received.bytes) / 1_048_576
+    print("sent:     \(url.path)")
+    print("received: \(received.bytes) bytes in \(received.chunks) chunks, sha256 \(received.sha256 == expected ? "matches" : "DIFFERS")")
+    print("speed:    \(Int(mebibytes / seconds)) MiB/s (\(Int(seconds * 1000)) ms)")
+    if received.sha256 != expected { throw ExitCode.failure }
+  }
+
+  static func makeFile(at url: URL, mebibytes: Int) throws {
+    _ = FileManager.default.createFile(atPath: url.path, contents: nil)
+    let handle = try FileHandle(forWritingTo: url)
+    defer { try? handle.close() }
+    var generator = SystemRandomNumberGenerator()
+    let block = Data((0..<(1 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) })
+    for _ in 0..<mebibytes { try handle.write(contentsOf: block) }
+  }
+
+  static func sha256(of url: URL) throws -> [UInt8] {
+    let handle = try FileHandle(forReadingFrom: url)
+    defer { try? handle.close() }
+    var hash = SHA256()
+    while let data = try handle.read(upToCount: 1 << 20), !data.isEmpty { hash.update(data: data) }
+    return Array(hash.finalize())
+  }
+
+  private static var bundledPlugin: String {
+    let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    return URL(fileURLWithPath: me).deletingLastPathComponent().appendingPathComponent("streaming-plugin").path
+  }
+}
