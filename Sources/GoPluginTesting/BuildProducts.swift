@@ -12,8 +12,7 @@ public import GoPlugin
 public enum BuildProducts {
   /// The folder the running test binary (and so every product of the same build) lives in.
   public static var directory: String {
-    let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-    var url = URL(fileURLWithPath: me).deletingLastPathComponent()
+    var url = URL(fileURLWithPath: PluginCommand.programDirectory)
     // On Darwin the test binary sits inside a .xctest bundle.
     while url.path.contains(".xctest") { url.deleteLastPathComponent() }
     return url.path

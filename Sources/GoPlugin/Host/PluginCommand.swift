@@ -1,3 +1,5 @@
+import Foundation
+
 /// The program a host launches as a plugin.
 public struct PluginCommand: Sendable, Hashable {
   /// A path to the executable, or a bare name looked up in `PATH`.
@@ -64,5 +66,20 @@ public struct PluginCommand: Sendable, Hashable {
       throw PluginError(code: .invalidConfiguration, message: "empty plugin command line")
     }
     self.init(first, arguments: Array(words.dropFirst()))
+  }
+}
+
+extension PluginCommand {
+  /// The directory of the running program, with symbolic links resolved where the platform
+  /// says where the program really is.
+  public static var programDirectory: String {
+    let program = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    return URL(fileURLWithPath: program).deletingLastPathComponent().path
+  }
+
+  /// The executable `name` in the running program's directory: how a host finds the plugins
+  /// that ship with it.
+  public static func besideThisProgram(_ name: String, arguments: [String] = []) -> PluginCommand {
+    PluginCommand(URL(fileURLWithPath: Self.programDirectory).appendingPathComponent(name).path, arguments: arguments)
   }
 }

@@ -176,9 +176,8 @@ func childProcesses() -> [String] {
 }
 
 func hostCycles(count: Int) async {
-  let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
   func configuration(_ mode: String...) -> PluginClientConfiguration {
-    var configuration = PluginClientConfiguration(command: PluginCommand(me, arguments: mode), handshake: .kv, plugins: ["kv": KVPlugin()])
+    var configuration = PluginClientConfiguration(command: .besideThisProgram("fixture-plugin", arguments: mode), handshake: .kv, plugins: ["kv": KVPlugin()])
     configuration.standardInput = .none
     configuration.startTimeout = .milliseconds(500)
     configuration.gracefulStopTimeout = .milliseconds(500)

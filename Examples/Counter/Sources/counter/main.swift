@@ -26,7 +26,7 @@ struct CounterCommand: AsyncParsableCommand {
   func run() async throws {
     var logger = Logger(label: "counter")
     logger.logLevel = .warning
-    let command = try self.plugin.map { try PluginCommand(commandLine: $0) } ?? PluginCommand(Self.bundledPlugin)
+    let command = try self.plugin.map { try PluginCommand(commandLine: $0) } ?? .besideThisProgram("counter-plugin")
     var configuration = PluginClientConfiguration(command: command, handshake: .counter, plugins: ["counter": CounterPlugin()])
     if self.autoMTLS { configuration.tls = .autoMTLS }
     let helper = CountingAddHelper()
@@ -40,10 +40,6 @@ struct CounterCommand: AsyncParsableCommand {
     }
   }
 
-  private static var bundledPlugin: String {
-    let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-    return URL(fileURLWithPath: me).deletingLastPathComponent().appendingPathComponent("counter-plugin").path
-  }
 }
 
 /// Adds, and remembers what it was asked.

@@ -30,7 +30,7 @@ struct PluginOptions: ParsableArguments {
   func withKV<Result: Sendable>(_ body: (PluginClient, KVClient) async throws -> Result) async throws -> Result {
     var logger = Logger(label: "kv")
     logger.logLevel = self.verbose ? .debug : .warning
-    let command = try self.plugin.map { try PluginCommand(commandLine: $0) } ?? PluginCommand(Self.bundledPlugin)
+    let command = try self.plugin.map { try PluginCommand(commandLine: $0) } ?? .besideThisProgram("kv-plugin")
     var configuration = PluginClientConfiguration(command: command, handshake: .kv, plugins: ["kv": KVPlugin()])
     if self.autoMTLS { configuration.tls = .autoMTLS }
     return try await withPluginClient(configuration, logger: logger) { client in
@@ -38,11 +38,6 @@ struct PluginOptions: ParsableArguments {
     }
   }
 
-  /// The kv-plugin built beside this executable.
-  private static var bundledPlugin: String {
-    let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-    return URL(fileURLWithPath: me).deletingLastPathComponent().appendingPathComponent("kv-plugin").path
-  }
 }
 
 struct Put: AsyncParsableCommand {

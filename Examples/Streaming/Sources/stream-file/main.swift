@@ -40,7 +40,7 @@ struct StreamFile: AsyncParsableCommand {
 
     var logger = Logger(label: "stream-file")
     logger.logLevel = .warning
-    let command = try self.plugin.map { try PluginCommand(commandLine: $0) } ?? PluginCommand(Self.bundledPlugin)
+    let command = try self.plugin.map { try PluginCommand(commandLine: $0) } ?? .besideThisProgram("streaming-plugin")
     var configuration = PluginClientConfiguration(command: command, handshake: .streaming, plugins: ["streaming": StreamingPlugin()])
     if self.autoMTLS { configuration.tls = .autoMTLS }
     let expected = try Self.sha256(of: url)
@@ -76,8 +76,4 @@ struct StreamFile: AsyncParsableCommand {
     return Array(hash.finalize())
   }
 
-  private static var bundledPlugin: String {
-    let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-    return URL(fileURLWithPath: me).deletingLastPathComponent().appendingPathComponent("streaming-plugin").path
-  }
 }
