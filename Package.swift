@@ -35,6 +35,7 @@ let package = Package(
     .executable(name: "counter-plugin", targets: ["counter-plugin"]),
     .executable(name: "stream-file", targets: ["stream-file"]),
     .executable(name: "streaming-plugin", targets: ["streaming-plugin"]),
+    .executable(name: "goplugin", targets: ["goplugin"]),
   ],
   dependencies: [
     .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
@@ -53,7 +54,8 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
   ],
   targets: [
-    // Generated from Protos/plugin and Protos/grpc/health by dev/generate-protos.sh; never edited.
+    // Generated from Protos/plugin, Protos/grpc/health and Protos/grpc/reflection by
+    // dev/generate-protos.sh; never edited.
     .target(
       name: "GoPluginProtos",
       dependencies: [grpcCore, grpcProtobuf, swiftProtobuf],
@@ -83,6 +85,18 @@ let package = Package(
     .target(
       name: "GoPluginTesting",
       dependencies: ["GoPlugin", grpcCore, logging],
+      swiftSettings: strictSettings
+    ),
+
+    // The goplugin CLI: inspects any go-plugin binary, prints plugin checksums.
+    .executableTarget(
+      name: "goplugin",
+      dependencies: [
+        "GoPlugin", "GoPluginProtos", grpcCore, swiftProtobuf, argumentParser, logging,
+        .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "X509", package: "swift-certificates"),
+        .product(name: "SwiftASN1", package: "swift-asn1"),
+      ],
       swiftSettings: strictSettings
     ),
 
@@ -168,11 +182,19 @@ let package = Package(
       swiftSettings: strictSettings
     ),
     .testTarget(
+      name: "GoPluginCLITests",
+      dependencies: ["GoPluginTesting", "goplugin", "kv-plugin"],
+      exclude: ["go"],
+      swiftSettings: strictSettings
+    ),
+    .testTarget(
       name: "InteropTests",
       dependencies: [
         "GoPlugin", "GoPluginTesting", "KVInterface", "kv-plugin", "CounterInterface", "counter-plugin", "counter",
         "StreamingInterface", "streaming-plugin", "stream-file",
         grpcCore, logging, .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
       ],
       swiftSettings: strictSettings
     ),

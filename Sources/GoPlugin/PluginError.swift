@@ -28,6 +28,8 @@ public struct PluginError: Error, Sendable, Hashable, CustomStringConvertible {
       case checksumMismatch
       case brokerTimeout
       case listenFailed
+      case connectionFailed
+      case knockFailed
     }
 
     private let wrapped: Wrapped
@@ -71,6 +73,10 @@ public struct PluginError: Error, Sendable, Hashable, CustomStringConvertible {
     public static let magicCookieMismatch = Code(.magicCookieMismatch)
     /// Plugin side: no listener could be opened.
     public static let listenFailed = Code(.listenFailed)
+    /// The multiplexed connection to the other side could not be set up, or is gone.
+    public static let connectionFailed = Code(.connectionFailed)
+    /// A multiplexed broker dial's knock was refused or not acknowledged in time.
+    public static let knockFailed = Code(.knockFailed)
 
     public var description: String { String(describing: self.wrapped) }
   }

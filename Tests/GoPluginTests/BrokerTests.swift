@@ -14,16 +14,21 @@ struct BrokerTests {
     return store
   }
 
-  static func configuration(_ tls: Bool) throws -> PluginClientConfiguration {
+  static func configuration(_ tls: Bool, multiplexed: Bool = false) throws -> PluginClientConfiguration {
     var configuration = try fixture()
     if tls { configuration.tls = .autoMTLS }
+    configuration.multiplexBroker = multiplexed
     return configuration
   }
 
-  @Test("the host serves on several IDs at once and the plugin calls back into each", arguments: [false, true])
-  func hostServesPluginDials(autoMTLS: Bool) async throws {
-    try await withPluginClient(try Self.configuration(autoMTLS)) { client in
+  @Test(
+    "the host serves on several IDs at once and the plugin calls back into each",
+    arguments: [false, true], [false, true]
+  )
+  func hostServesPluginDials(autoMTLS: Bool, multiplexed: Bool) async throws {
+    try await withPluginClient(try Self.configuration(autoMTLS, multiplexed: multiplexed)) { client in
       let broker = try await client.broker
+      #expect(broker.isMultiplexed == multiplexed)
       let kv = try await client.dispense("kv", as: KVPlugin.self)
       let ids = (0..<4).map { _ in broker.nextID() }
       #expect(ids == [1, 2, 3, 4])
@@ -45,9 +50,9 @@ struct BrokerTests {
     }
   }
 
-  @Test("the plugin serves and the host dials", arguments: [false, true])
-  func pluginServesHostDials(autoMTLS: Bool) async throws {
-    let client = PluginClient(configuration: try Self.configuration(autoMTLS))
+  @Test("the plugin serves and the host dials", arguments: [false, true], [false, true])
+  func pluginServesHostDials(autoMTLS: Bool, multiplexed: Bool) async throws {
+    let client = PluginClient(configuration: try Self.configuration(autoMTLS, multiplexed: multiplexed))
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await client.run() }
       let kv = try await client.dispense("kv", as: KVPlugin.self)
@@ -71,9 +76,64 @@ struct BrokerTests {
     }
   }
 
-  @Test("brokered servers end when the plugin goes away")
-  func teardown() async throws {
-    let client = PluginClient(configuration: try fixture())
+  @Test("multiplexed, a dial to an ID nobody serves times out with a typed error, on both sides")
+  func multiplexedDialTimesOut() async throws {
+    try await withPluginClient(try Self.configuration(false, multiplexed: true)) { client in
+      let kv = try await client.dispense("kv", as: KVPlugin.self)
+      #expect(String(decoding: try await kv.get("broker-get-timeout:99"), as: UTF8.self) == "knockFailed")
+      let error = await #expect(throws: PluginError.self) {
+        try await client.broker.withClient(for: 77, timeout: .milliseconds(300)) { _ in 0 }
+      }
+      #expect(error?.code == .knockFailed)
+      #expect(error?.message == "failed to knock before dialling client: timeout waiting for multiplexing knock handshake on id 77")
+      // The session survives a knock nobody answered.
+      try await kv.put("still", value: [1])
+      #expect(try await kv.get("still") == [1])
+    }
+  }
+
+  @Test("multiplexed, a knock that arrives before its ID is served waits for it")
+  func multiplexedEarlyKnock() async throws {
+    try await withPluginClient(try Self.configuration(false, multiplexed: true)) { client in
+      let broker = try await client.broker
+      let kv = try await client.dispense("kv", as: KVPlugin.self)
+      let id = broker.nextID()
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        // The plugin knocks first; the host starts serving afterwards.
+        group.addTask {
+          let value = try await kv.get("broker-get:\(id):brokered")
+          #expect(String(decoding: value, as: UTF8.self) == "late")
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let store = try await Self.store("late")
+        group.addTask { try await broker.acceptAndServe(id: id, services: [KVService(store: store)]) }
+        try await group.next()
+        group.cancelAll()
+      }
+    }
+  }
+
+  @Test("multiplexed, a stream of brokered connections in both directions, one after another")
+  func multiplexedRepeatedly() async throws {
+    try await withPluginClient(try Self.configuration(false, multiplexed: true)) { client in
+      let broker = try await client.broker
+      let kv = try await client.dispense("kv", as: KVPlugin.self)
+      for round in 0..<10 {
+        let id = broker.nextID()
+        let store = try await Self.store("round \(round)")
+        try await withThrowingTaskGroup(of: Void.self) { servers in
+          servers.addTask { try await broker.acceptAndServe(id: id, services: [KVService(store: store)]) }
+          let value = try await kv.get("broker-get:\(id):brokered")
+          #expect(String(decoding: value, as: UTF8.self) == "round \(round)")
+          servers.cancelAll()
+        }
+      }
+    }
+  }
+
+  @Test("brokered servers end when the plugin goes away", arguments: [false, true])
+  func teardown(multiplexed: Bool) async throws {
+    let client = PluginClient(configuration: try Self.configuration(false, multiplexed: multiplexed))
     var socketDirectory = ""
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await client.run() }

@@ -129,7 +129,11 @@ struct HostTests {
 
   @Test("kill is idempotent and safe from many tasks at once")
   func concurrentKill() async throws {
-    let client = PluginClient(configuration: try fixture())
+    var configuration = try fixture()
+    // This test is about concurrent kills, not timing: a loaded machine must not turn the stop
+    // into a SIGKILL.
+    configuration.gracefulStopTimeout = .seconds(20)
+    let client = PluginClient(configuration: configuration)
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await client.run() }
       let pid = try await client.info.pid

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the interop peers (go-kv-plugin, go-kv-host, python-kv-plugin,
-# go-counter-plugin, go-counter-host) into an output directory:
+# go-counter-plugin, go-counter-host, go-mux-host, go-yamux-peer) into an
+# output directory:
 # Tests/Interop/build.sh [outdir]  (default .build/interop).
 # Installs nothing: a missing tool stops it with the package to install.
 set -euo pipefail
@@ -22,7 +23,7 @@ fi
 # Everything the outputs are made from; a change to any of them rebuilds.
 # Protos/ covers kvbench/, counter/, plugin/ and grpc/.
 sources=("$here/build.sh" "$here/go/src" "$repo/Protos")
-outputs=(go-kv-plugin go-kv-host python-kv-plugin go-counter-plugin go-counter-host)
+outputs=(go-kv-plugin go-kv-host python-kv-plugin go-counter-plugin go-counter-host go-mux-host go-yamux-peer)
 stamp="$out/.stamp"
 built() { local o; for o in "${outputs[@]}"; do [ -x "$out/$o" ] || return 1; done; }
 if [ -f "$stamp" ] && built && [ -z "$(find "${sources[@]}" -newer "$stamp")" ]; then
@@ -38,6 +39,8 @@ command -v protoc >/dev/null || die "protoc not found: apt-get install protobuf-
 command -v protoc-gen-go >/dev/null || die "protoc-gen-go not found: apt-get install golang-goprotobuf-dev"
 [ -d /usr/share/gocode/src/github.com/hashicorp/go-plugin ] ||
     die "go-plugin sources not found: apt-get install golang-github-hashicorp-go-plugin-dev golang-google-grpc-dev"
+[ -d /usr/share/gocode/src/github.com/hashicorp/yamux ] ||
+    die "yamux sources not found: apt-get install golang-github-hashicorp-yamux-dev"
 command -v python3 >/dev/null || die "python3 not found: apt-get install python3"
 python3 -c 'import grpc_tools.protoc' 2>/dev/null ||
     die "python grpc_tools not found: pip install grpcio grpcio-tools protobuf"
@@ -46,10 +49,17 @@ python3 -c 'import grpc_tools.protoc' 2>/dev/null ||
 # (as kvbench/proto and counter/proto, from their go_package), the programs
 # in Tests/Interop/go, and go-plugin & co. in Debian's gocode.
 gopath="$out/gopath"
-rm -rf "$gopath/src/kvbench" "$gopath/src/counter"
-mkdir -p "$gopath/src"
+rm -rf "$gopath/src/kvbench" "$gopath/src/counter" "$gopath/src/goplugin"
+mkdir -p "$gopath/src/goplugin"
 protoc -I "$repo/Protos" --go_out=plugins=grpc:"$gopath/src" "$repo/Protos/kvbench/kv.proto"
 protoc -I "$repo/Protos" --go_out=plugins=grpc:"$gopath/src" "$repo/Protos/counter/counter.proto"
+# go-plugin's own services (plugin.*, with the multiplexing Knock that 1.0.1
+# lacks) as goplugin/plugin: their go_package is go-plugin's internal package,
+# which we can neither import nor shadow, and google/protobuf/empty.proto is
+# mapped to the ptypes/empty that Debian's protobuf 1.3 has.
+protoc -I "$repo/Protos" \
+    --go_out=plugins=grpc,paths=source_relative,Mgoogle/protobuf/empty.proto=github.com/golang/protobuf/ptypes/empty:"$gopath/src/goplugin" \
+    "$repo"/Protos/plugin/*.proto
 export GO111MODULE=off GOPATH="$gopath:$here/go:/usr/share/gocode" GOFLAGS=
 # go needs a cache; without HOME it has no default one.
 [ -n "${HOME:-}" ] || export GOCACHE="${GOCACHE:-$out/go-cache}"
@@ -57,6 +67,8 @@ go build -o "$out/go-kv-plugin" interop/kvplugin
 go build -o "$out/go-kv-host" interop/kvhost
 go build -o "$out/go-counter-plugin" interop/counterplugin
 go build -o "$out/go-counter-host" interop/counterhost
+go build -o "$out/go-mux-host" interop/muxhost
+go build -o "$out/go-yamux-peer" interop/yamuxpeer
 
 # Python: kvbench/, plugin/ and health/v1/ packages. health.proto is compiled
 # from Protos/grpc so its module is health.v1, not grpc.health.v1, which the

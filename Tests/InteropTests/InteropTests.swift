@@ -28,10 +28,17 @@ enum Peers {
     try URL(fileURLWithPath: built.get()).appendingPathComponent(name).path
   }
 
-  static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+  static func run(
+    _ executable: String,
+    _ arguments: [String],
+    environment: [String: String] = [:]
+  ) throws -> (status: Int32, stdout: String, stderr: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
+    if !environment.isEmpty {
+      process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+    }
     let stdout = Pipe()
     let stderr = Pipe()
     process.standardOutput = stdout

@@ -42,6 +42,10 @@ public final class GRPCBroker: Sendable {
     var nextDialer = 0
     var closed = false
     var streamAttached = false
+    /// Multiplexed mode: where each ID's server listens, for the knocks that announce a stream.
+    var knockTargets: [UInt32: String] = [:]
+    /// Knocks that came before their ID was served, answered once it is (for five seconds).
+    var earlyKnocks: [UInt32: ContinuousClock.Instant] = [:]
   }
 
   private let ids = Atomic<UInt32>(0)
@@ -54,15 +58,30 @@ public final class GRPCBroker: Sendable {
   private let security: Security
   private let maxMessageSize: Int
   private let logger: Logger
+  /// Set when brokered connections ride the main connection as yamux streams.
+  private let multiplexer: Multiplexer?
+  /// Multiplexed dials take turns: the acceptor routes "the next stream" to the knocked ID.
+  private let dialGate = AsyncGate()
 
-  init(socketDirectory: String?, environment: [String: String], security: Security, maxMessageSize: Int, logger: Logger) {
+  init(
+    socketDirectory: String?,
+    environment: [String: String],
+    security: Security,
+    maxMessageSize: Int,
+    multiplexer: Multiplexer? = nil,
+    logger: Logger
+  ) {
     (self.outbound, self.outboundContinuation) = AsyncStream.makeStream()
     self.socketDirectory = socketDirectory
     self.environment = environment
     self.security = security
     self.maxMessageSize = maxMessageSize
+    self.multiplexer = multiplexer
     self.logger = logger
   }
+
+  /// Whether brokered connections are yamux streams of the main connection.
+  public var isMultiplexed: Bool { self.multiplexer != nil }
 
   /// A fresh ID for ``acceptAndServe(id:services:)``: 1, 2, 3… on this side.
   public func nextID() -> UInt32 {
@@ -78,7 +97,13 @@ public final class GRPCBroker: Sendable {
       throw PluginError(code: .invalidConfiguration, message: "cannot serve a brokered connection: \(unsupported)")
     }
     guard !self.isClosed else { throw Self.closedError }
-    let listener = try PluginListener.open(.unix(directory: self.socketDirectory), environment: self.environment)
+    // Multiplexed, the server listens privately and streams reach it after a knock.
+    let listener =
+      if let multiplexer {
+        try PluginListener.open(.unix(directory: multiplexer.socketDirectory), environment: [:])
+      } else {
+        try PluginListener.open(.unix(directory: self.socketDirectory), environment: self.environment)
+      }
     defer { listener.removeSocketFile() }
     let transport = Transports.server(listener: listener, maxReceiveMessageSize: self.maxMessageSize, tls: self.security.server)
     let server = GRPCServer(transport: transport, services: services)
@@ -86,11 +111,21 @@ public final class GRPCBroker: Sendable {
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await server.serve() }
       _ = try await transport.listeningAddress
-      self.send(.with {
-        $0.serviceID = id
-        $0.network = listener.network.rawValue
-        $0.address = listener.address
-      })
+      if let multiplexer = self.multiplexer {
+        let knocked = self.state.withLock { state in
+          state.knockTargets[id] = listener.address
+          guard let knocked = state.earlyKnocks.removeValue(forKey: id) else { return false }
+          return ContinuousClock.now - knocked < Self.rendezvousTimeout
+        }
+        if knocked { self.acknowledgeKnock(id, routingTo: listener.address, multiplexer: multiplexer) }
+      } else {
+        self.send(.with {
+          $0.serviceID = id
+          $0.network = listener.network.rawValue
+          $0.address = listener.address
+        })
+      }
+      defer { self.state.withLock { _ = $0.knockTargets.removeValue(forKey: id) } }
       _ = await self.closedSignal.wait()
       server.beginGracefulShutdown()
       try await group.waitForAll()
@@ -111,6 +146,9 @@ public final class GRPCBroker: Sendable {
     if let unsupported = self.security.unsupported, self.security.client == nil {
       throw PluginError(code: .invalidConfiguration, message: "cannot dial a brokered connection: \(unsupported)")
     }
+    if let multiplexer {
+      return try await self.withMultiplexedClient(for: id, timeout: timeout, multiplexer: multiplexer, body)
+    }
     let info = try await self.connectionInfo(for: id, timeout: timeout)
     let network = HandshakeLine.Network(rawValue: info.network)
     guard network == .unix || network == .tcp else {
@@ -124,6 +162,95 @@ public final class GRPCBroker: Sendable {
       serverHostname: self.security.serverHostname
     )
     return try await withGRPCClient(transport: transport) { client in try await body(client) }
+  }
+
+  /// The knock exchange of multiplexed brokers (spec §3.7): announce the dial, wait for the
+  /// acceptor to route the next stream to `id`, then open that stream.
+  private func withMultiplexedClient<Result: Sendable>(
+    for id: UInt32,
+    timeout: Duration,
+    multiplexer: Multiplexer,
+    _ body: (GRPCClient<PluginTransport>) async throws -> Result
+  ) async throws -> Result {
+    await self.dialGate.acquire()
+    let release = OnceAction { [dialGate] in dialGate.release() }
+    defer { release.run() }
+    let dial: Multiplexer.DialSocket
+    do {
+      try await self.knock(id, timeout: timeout)
+      dial = try await multiplexer.makeDialSocket()
+    } catch {
+      throw PluginError(code: error.code, message: "failed to knock before dialling client: \(error.message)")
+    }
+    defer { dial.close() }
+    let transport = try Transports.client(
+      network: .unix,
+      address: dial.path,
+      maxMessageSize: self.maxMessageSize,
+      tls: self.security.client,
+      serverHostname: self.security.serverHostname
+    )
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+      // The next dial may knock once this one's stream exists.
+      group.addTask {
+        _ = await dial.firstStreamOpened.wait(timeout: Self.rendezvousTimeout)
+        release.run()
+      }
+      defer { group.cancelAll() }
+      return try await withGRPCClient(transport: transport) { client in try await body(client) }
+    }
+  }
+
+  private func knock(_ id: UInt32, timeout: Duration) async throws(PluginError) {
+    self.send(.with {
+      $0.serviceID = id
+      $0.knock = .with { $0.knock = true }
+    })
+    let reply: Plugin_ConnInfo
+    do {
+      reply = try await self.connectionInfo(for: id, timeout: timeout)
+    } catch where error.code == .brokerTimeout {
+      throw PluginError(code: .knockFailed, message: "timeout waiting for multiplexing knock handshake on id \(id)")
+    }
+    guard reply.serviceID == id else {
+      throw PluginError(code: .knockFailed, message: "handshake failed for multiplexing on id \(id); got response for \(reply.serviceID)")
+    }
+    guard reply.hasKnock, reply.knock.knock, reply.knock.ack else {
+      throw PluginError(code: .knockFailed, message: "handshake failed for multiplexing on id \(id); expected knock and ack, but got \(reply.knock.textFormatString())")
+    }
+    guard reply.knock.error.isEmpty else {
+      throw PluginError(code: .knockFailed, message: "failed to knock for id \(id): \(reply.knock.error)")
+    }
+  }
+
+  /// The acceptor's half of the knock exchange: route the next stream, then acknowledge. A
+  /// knock for an ID not served yet waits for it, as a non-multiplexed dial waits for its
+  /// address: serving and dialling race in most programs. go-plugin refuses such a knock at
+  /// once with "no listener for id"; a dialler here that gets that answer fails with it.
+  private func answerKnock(_ id: UInt32, multiplexer: Multiplexer) {
+    let now = ContinuousClock.now
+    let target: String? = self.state.withLock { state in
+      if let target = state.knockTargets[id] { return target }
+      state.earlyKnocks = state.earlyKnocks.filter { now - $0.value < Self.rendezvousTimeout }
+      state.earlyKnocks[id] = now
+      return nil
+    }
+    if let target {
+      self.acknowledgeKnock(id, routingTo: target, multiplexer: multiplexer)
+    } else {
+      self.logger.debug("knock for an ID not served yet", metadata: ["id": "\(id)"])
+    }
+  }
+
+  private func acknowledgeKnock(_ id: UInt32, routingTo target: String, multiplexer: Multiplexer) {
+    multiplexer.routeNextInboundStream(to: target)
+    self.send(.with {
+      $0.serviceID = id
+      $0.knock = .with {
+        $0.knock = true
+        $0.ack = true
+      }
+    })
   }
 
   // MARK: - The stream
@@ -140,11 +267,16 @@ public final class GRPCBroker: Sendable {
 
   /// Hands on a message from the other side's end of the broker stream.
   func received(_ info: Plugin_ConnInfo) {
-    if info.hasKnock {
-      // Knocks belong to multiplexed brokers, which this side did not offer.
-      self.logger.debug("ignoring a multiplexing knock", metadata: ["id": "\(info.serviceID)"])
+    if info.hasKnock, info.knock.knock, !info.knock.ack {
+      guard let multiplexer = self.multiplexer else {
+        // Knocks belong to multiplexed brokers, which this side did not offer.
+        self.logger.debug("ignoring a multiplexing knock", metadata: ["id": "\(info.serviceID)"])
+        return
+      }
+      self.answerKnock(info.serviceID, multiplexer: multiplexer)
       return
     }
+    // Addresses and knock acknowledgements both wait for the dial of their ID.
     let now = ContinuousClock.now
     let dialer: OneShot<Plugin_ConnInfo?>? = self.state.withLock { state in
       guard !state.closed else { return nil }

@@ -299,10 +299,26 @@ public final class PluginClient: Sendable {
 
     let plugins = self.configuration.versionedPlugins[line.appVersion] ?? PluginSet()
     let transport: HTTP2ClientTransport.Posix
+    var multiplexer: Multiplexer?
+    // Multiplexed, gRPC dials a private socket whose connections become yamux streams.
+    var mainDial: Multiplexer.DialSocket?
+    defer {
+      mainDial?.close()
+      multiplexer?.close()
+    }
     do {
+      var (network, address) = (line.network, line.address)
+      if self.configuration.multiplexBroker {
+        let mux = try Multiplexer(role: .host, socketDirectory: socketDirectory, logger: self.logger)
+        multiplexer = mux
+        try await mux.connect(network: line.network, address: line.address)
+        let dial = try await mux.makeDialSocket()
+        mainDial = dial
+        (network, address) = (.unix, dial.path)
+      }
       transport = try Transports.client(
-        network: line.network,
-        address: line.address,
+        network: network,
+        address: address,
         maxMessageSize: self.configuration.maxMessageSize,
         tls: security.client,
         serverHostname: security.serverHostname,
@@ -336,27 +352,35 @@ public final class PluginClient: Sendable {
       environment: [:],
       security: security,
       maxMessageSize: self.configuration.maxMessageSize,
+      multiplexer: multiplexer,
       logger: self.logger
     )
     self.started.fulfil(.success(Session(info: info, plugins: plugins, grpcClient: grpcClient, broker: broker)))
 
     // The session: the broker and stdio streams stay open until the plugin is stopped or exits.
     // Those streams ending (a plugin without a broker, a dropped connection) ends nothing.
-    await withTaskGroup(of: Void.self) { streams in
-      streams.addTask { await self.holdBrokerStream(grpcClient, broker: broker) }
-      streams.addTask { await self.drainStdio(grpcClient) }
-      await withTaskGroup(of: Void.self) { race in
-        race.addTask { _ = await self.stopRequested.wait() }
-        race.addTask { _ = await process.terminated.wait() }
-        await race.next()
-        race.cancelAll()
+    await withTaskGroup(of: Void.self) { stdio in
+      // Stdio outlives the stop request: a plugin flushes what it still holds as it shuts
+      // down, and the stream ends by itself once the plugin has gone.
+      stdio.addTask { await self.drainStdio(grpcClient) }
+      await withTaskGroup(of: Void.self) { session in
+        session.addTask { await self.holdBrokerStream(grpcClient, broker: broker) }
+        await withTaskGroup(of: Void.self) { race in
+          race.addTask { _ = await self.stopRequested.wait() }
+          race.addTask { _ = await process.terminated.wait() }
+          await race.next()
+          race.cancelAll()
+        }
+        session.cancelAll()
       }
-      streams.cancelAll()
+      // Brokered servers stop and dials fail before the plugin is asked to shut down.
+      broker.close()
+      await self.stop(process, grpcClient: grpcClient)
+      // The process is gone; whatever it sent is in the socket buffers and drains at once.
+      stdio.addTask { try? await Task.sleep(for: Self.stdioDrainTime) }
+      await stdio.next()
+      stdio.cancelAll()
     }
-    // Brokered servers stop and dials fail before the plugin is asked to shut down.
-    broker.close()
-
-    await self.stop(process, grpcClient: grpcClient)
     // A plugin that vanished without removing its socket (killed, crashed) leaves it behind.
     if line.network == .unix {
       Self.removeStaleSocket(line.address)
@@ -462,7 +486,7 @@ public final class PluginClient: Sendable {
     HandshakeLine.Expectations(
       versions: Array(self.configuration.versionedPlugins.keys),
       allowedProtocols: self.configuration.allowedProtocols,
-      multiplexingRequested: false
+      multiplexingRequested: self.configuration.multiplexBroker
     )
   }
 
@@ -520,14 +544,24 @@ public final class PluginClient: Sendable {
     }
   }
 
-  /// Opens `GRPCStdio.StreamStdio` so that a Go plugin's writes to its stdout and stderr never
-  /// block on a full pipe; what arrives is dropped, as go-plugin's default sinks do. Plugins
-  /// built before the service existed answer UNIMPLEMENTED, which is fine.
+  /// How long the stdio stream may take to deliver its last bytes once the plugin has exited.
+  private static let stdioDrainTime: Duration = .milliseconds(500)
+
+  /// Opens `GRPCStdio.StreamStdio` so that the plugin's forwarded stdout and stderr reach the
+  /// configured sinks (go-plugin's default drops both), and so that a Go plugin's writes never
+  /// block on a full pipe. Plugins built before the service existed answer UNIMPLEMENTED.
   private func drainStdio(_ grpcClient: GRPCClient<PluginTransport>) async {
     let stdio = Plugin_GRPCStdio.Client(wrapping: grpcClient)
+    let (stdout, stderr) = (self.configuration.syncStdout, self.configuration.syncStderr)
     do {
       try await stdio.streamStdio(Google_Protobuf_Empty()) { response in
-        for try await _ in response.messages {}
+        for try await chunk in response.messages {
+          switch chunk.channel {
+          case .stdout: stdout.write(Array(chunk.data))
+          case .stderr: stderr.write(Array(chunk.data))
+          default: self.logger.warning("unknown channel, dropping", metadata: ["channel": "\(chunk.channel.rawValue)"])
+          }
+        }
       }
     } catch let error as RPCError where [.unimplemented, .unavailable].contains(error.code) {
       self.logger.debug("stdio service not available, stdout/stderr syncing unavailable")
@@ -562,6 +596,9 @@ public final class PluginClient: Sendable {
     }
     if let clientCertificate {
       environment[PluginEnvironment.clientCertificate] = clientCertificate
+    }
+    if configuration.multiplexBroker {
+      environment[PluginEnvironment.multiplexGRPC] = "true"
     }
     return environment
   }

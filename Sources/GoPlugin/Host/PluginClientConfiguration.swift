@@ -51,6 +51,18 @@ public struct PluginClientConfiguration: Sendable {
   /// runs as another user: the socket directory becomes 0770 and the socket 0660, both owned
   /// by that group, and the plugin learns it from `PLUGIN_UNIX_SOCKET_GROUP`.
   public var unixSocketGroup: String?
+  /// Whether brokered connections ride the plugin's one connection as yamux streams
+  /// (go-plugin's `GRPCBrokerMultiplex`). The plugin must announce support in its handshake,
+  /// or starting fails with ``PluginError/Code/multiplexingNotSupported``; go-plugin plugins
+  /// support it from 1.6.0. Set up multiplexed brokered connections one after another: each
+  /// side routes "the next stream" to the ID that knocked last.
+  public var multiplexBroker = false
+  /// Where the plugin's stdout goes, as forwarded over `GRPCStdio` (go-plugin's `SyncStdout`).
+  /// What a plugin writes to its real stdout after the handshake is drained and dropped.
+  public var syncStdout: PluginOutput = .discard
+  /// Where the plugin's stderr goes, as forwarded over `GRPCStdio` (go-plugin's `SyncStderr`).
+  /// A Go plugin's real stderr is its log, which becomes log records instead.
+  public var syncStderr: PluginOutput = .discard
 
   /// A host for plugins of one protocol version, the handshake's.
   public init(command: PluginCommand, handshake: HandshakeConfiguration, plugins: PluginSet) {

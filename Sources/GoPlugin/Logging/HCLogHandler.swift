@@ -79,11 +79,17 @@ public struct HCLogHandler: LogHandler, Sendable {
     }
   }
 
-  private static let standardErrorLock = Mutex(())
+  /// The real stderr: fd 2, or a copy of it while fd 2 is captured for forwarding over
+  /// `GRPCStdio`, since the host reads logs from the real one only.
+  private static let standardError = Mutex<Int32>(2)
+
+  static func useStandardError(_ descriptor: Int32) {
+    standardError.withLock { $0 = descriptor }
+  }
 
   @Sendable private static func writeToStandardError(_ line: String) {
     // One writer at a time, so that lines from concurrent tasks never interleave.
-    standardErrorLock.withLock { _ in POSIX.writeAll(line, to: 2) }
+    standardError.withLock { POSIX.writeAll(line, to: $0) }
   }
 }
 

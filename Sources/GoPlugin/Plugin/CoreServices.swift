@@ -116,12 +116,22 @@ struct BrokerService: Plugin_GRPCBroker.SimpleServiceProtocol {
 /// for plugins in other languages.
 struct StdioService: Plugin_GRPCStdio.SimpleServiceProtocol {
   let stopping: OneShot<Void>
+  /// Holds `nil` when the process's streams are not captured (a plugin served in-process);
+  /// then the stream stays open and empty, as the Python example's does.
+  let capture: OneShot<StdioCapture?>
 
   func streamStdio(
     request: Google_Protobuf_Empty,
     response: RPCWriter<Plugin_StdioData>,
     context: ServerContext
   ) async throws {
-    await waitUntilStoppingOrCancelled(self.stopping, context: context)
+    guard let capture = await self.capture.wait() ?? nil, capture.attachConsumer() else {
+      await waitUntilStoppingOrCancelled(self.stopping, context: context)
+      return
+    }
+    // Ends when the capture has been stopped and both pipes are drained, or on cancellation.
+    for await chunk in capture.chunks {
+      try await response.write(chunk)
+    }
   }
 }

@@ -34,6 +34,11 @@ public struct PluginServeConfiguration: Sendable {
   public var tls: TLSConfiguration?
   /// The plugin's logger; by default hclog JSON on the real stderr, which every host parses.
   public var logger: Logger
+  /// Whether what the process writes to stdout and stderr after the handshake is captured and
+  /// forwarded to the host over `GRPCStdio`, as go-plugin's plugins do. The default logger
+  /// keeps writing to the real stderr either way. Applies to ``PluginServer/serve(_:)`` only:
+  /// an in-process ``PluginServer/run(_:environment:onListening:)`` leaves the streams alone.
+  public var forwardStandardStreams = true
 
   /// Serves `plugins` at the handshake's protocol version.
   public init(handshake: HandshakeConfiguration, plugins: PluginSet, logger: Logger? = nil) {
@@ -117,11 +122,20 @@ public enum PluginServer {
     }
 
     let (tls, certificate, brokerSecurity) = try Self.security(configuration, environment: environment)
+    // A Go plugin answers any non-empty PLUGIN_MULTIPLEX_GRPC with "true" but multiplexes only
+    // when the value is a true boolean; this one answers what it does.
+    let multiplexRequest = environment[PluginEnvironment.multiplexGRPC] ?? ""
+    let multiplexer: Multiplexer? =
+      HandshakeLine.parseGoBool(multiplexRequest) == true
+      ? try Multiplexer(role: .plugin, socketDirectory: nil, base: Self.socketBase(configuration, environment), logger: configuration.logger)
+      : nil
+    defer { multiplexer?.close() }
     let broker = GRPCBroker(
       socketDirectory: nil,
       environment: environment,
       security: brokerSecurity,
       maxMessageSize: configuration.maxReceiveMessageSize,
+      multiplexer: multiplexer,
       logger: configuration.logger
     )
     // When the plugin stops, so does everything served or dialled through the broker.
@@ -130,11 +144,18 @@ public enum PluginServer {
     let logger = configuration.logger
     let shutdownRequested = OneShot<Void>()
     let stopping = OneShot<Void>()
+    // Known once the handshake is out: the streams are only captured after it.
+    let stdioCapture = OneShot<StdioCapture?>()
+    var capture: StdioCapture?
+    defer {
+      stdioCapture.fulfil(nil)
+      capture?.stop()
+    }
     var services: [any RegistrableRPCService] = [
       HealthService(stopping: stopping),
       ControllerService(shutdownRequested: shutdownRequested),
       BrokerService(stopping: stopping, broker: broker),
-      StdioService(stopping: stopping),
+      StdioService(stopping: stopping, capture: stdioCapture),
     ]
     for (name, plugin) in plugins.plugins.sorted(by: { $0.key < $1.key }) {
       let context = PluginServiceContext(name: name, negotiatedVersion: version, logger: logger, broker: broker)
@@ -149,16 +170,23 @@ public enum PluginServer {
       }
     let listener = try PluginListener.open(listenerKind, environment: environment)
     defer { listener.removeSocketFile() }
-    let transport = Transports.server(listener: listener, maxReceiveMessageSize: configuration.maxReceiveMessageSize, tls: tls)
+    // Multiplexed, gRPC serves on a private socket and the announced one carries yamux.
+    let serverListener =
+      if let multiplexer {
+        try PluginListener.open(.unix(directory: multiplexer.socketDirectory), environment: [:])
+      } else {
+        listener
+      }
+    defer { serverListener.removeSocketFile() }
+    multiplexer?.setMainRoute(serverListener.address)
+    let transport = Transports.server(listener: serverListener, maxReceiveMessageSize: configuration.maxReceiveMessageSize, tls: tls)
     let server = GRPCServer(transport: transport, services: services)
-    // A host asking for multiplexing gets a clear "no" until this side can multiplex.
-    let multiplexing: Bool? = (environment[PluginEnvironment.multiplexGRPC] ?? "").isEmpty ? nil : false
     let line = HandshakeLine(
       appVersion: version,
       network: listener.network,
       address: listener.address,
       serverCertificate: certificate,
-      multiplexingSupported: multiplexing
+      multiplexingSupported: multiplexRequest.isEmpty ? nil : multiplexer != nil
     )
 
     try await withThrowingTaskGroup(of: Void.self) { group in
@@ -167,16 +195,27 @@ public enum PluginServer {
 
       // Resolves once the server accepts connections, so the host never dials too early.
       _ = try await transport.listeningAddress
+      try await multiplexer?.accept(on: listener)
       logger.debug("plugin address", metadata: ["network": "\(line.network)", "address": "\(line.address)"])
       // Ctrl-C reaches the whole process group; the host, not the terminal, stops plugins.
       if isPluginProcess { POSIX.ignoreInterrupts() }
       onListening(line)
+      if isPluginProcess && configuration.forwardStandardStreams {
+        do {
+          capture = try await StdioCapture.start(logger: logger)
+        } catch {
+          logger.warning("stdout and stderr are not forwarded", metadata: ["error": "\(error)"])
+        }
+      }
+      stdioCapture.fulfil(capture)
 
       // Either the host asked to shut down, or the server stopped by itself; either way the
       // waiter for a shutdown request has nothing left to wait for.
       try await group.next()
       shutdownRequested.fulfil(())
       stopping.fulfil(())
+      // What the plugin wrote last still reaches the host: the stdio call ends once drained.
+      capture?.stop()
       broker.close()
       server.beginGracefulShutdown()
       group.addTask { [grace = configuration.shutdownGracePeriod] in
@@ -191,6 +230,14 @@ public enum PluginServer {
       group.cancelAll()
     }
     logger.debug("plugin stopped")
+  }
+
+  /// Where a plugin's sockets go: the configured directory, else the host's
+  /// `PLUGIN_UNIX_SOCKET_DIR`, `TMPDIR` or `/tmp`.
+  private static func socketBase(_ configuration: PluginServeConfiguration, _ environment: [String: String]) -> String {
+    if case .unixSocket(let directory?) = configuration.listener { return directory }
+    return environment[PluginEnvironment.unixSocketDirectory].flatMap { $0.isEmpty ? nil : $0 }
+      ?? environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
   }
 
   /// The server's TLS, the certificate to announce in the handshake under AutoMTLS, and the

@@ -65,6 +65,24 @@ public struct PluginChecksum: Sendable, Hashable, CustomStringConvertible {
     "\(self.algorithm.rawValue):" + self.digest.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
   }
 
+  /// The digest of the file at `path`, as ``PluginClientConfiguration/checksum`` would compute
+  /// it for an executable there; what a build step records for the host to pin.
+  ///
+  /// - Throws: ``PluginError`` with ``PluginError/Code/invalidConfiguration`` if the file cannot
+  ///   be opened or read.
+  public init(ofFile path: String, algorithm: Algorithm = .sha256) throws(PluginError) {
+    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+    guard descriptor >= 0 else {
+      throw PluginError(code: .invalidConfiguration, message: "cannot read \(path): \(String(cString: strerror(errno)))")
+    }
+    defer { close(descriptor) }
+    do {
+      self = try Self.digest(of: descriptor, algorithm: algorithm)
+    } catch {
+      throw PluginError(code: .invalidConfiguration, message: "cannot read \(path): \(error.message)")
+    }
+  }
+
   /// The digest of everything readable from `descriptor`, from where it stands.
   static func digest(of descriptor: Int32, algorithm: Algorithm) throws(PluginError) -> PluginChecksum {
     var buffer = [UInt8](repeating: 0, count: 64 * 1024)

@@ -7,6 +7,7 @@ import Foundation
 import GoPlugin
 import KVInterface
 import GRPCCore
+import Logging
 import NIOSSL
 
 let arguments = Array(CommandLine.arguments.dropFirst())
@@ -70,7 +71,27 @@ final class FixtureKV: KV {
     return try await self.memory.get(key)
   }
 
-  func put(_ key: String, value: [UInt8]) async throws { try await self.memory.put(key, value: value) }
+  func put(_ key: String, value: [UInt8]) async throws {
+    if let flood = environment["FIXTURE_STDOUT_FLOOD"].flatMap(Int.init) {
+      // More than any pipe holds: a plugin whose host never reads its stdio must not block.
+      FileHandle.standardOutput.write(Data(repeating: UInt8(ascii: "x"), count: flood))
+    }
+    switch key {
+    case "stdio":
+      // Through Swift's print (C's buffered stdout) and straight to fd 2.
+      print("stdout: \(String(decoding: value, as: UTF8.self))")
+      FileHandle.standardError.write(Data("stderr: \(String(decoding: value, as: UTF8.self))\n".utf8))
+      // A log line written while stderr is captured: it must still reach the host as a log.
+      Logger(label: "fixture") { HCLogHandler(label: $0) }.info("stdio written")
+    case "stdio-bytes":
+      // Every byte value, repeated up to the length asked for, as raw writes to fd 1.
+      let count = Int(String(decoding: value, as: UTF8.self)) ?? 0
+      FileHandle.standardOutput.write(Data((0..<count).map { UInt8(truncatingIfNeeded: $0) }))
+    default:
+      break
+    }
+    try await self.memory.put(key, value: value)
+  }
   func upload(_ chunks: [[UInt8]]) async throws -> UploadCount { try await self.memory.upload(chunks) }
 }
 
@@ -198,6 +219,25 @@ func hostCycles(count: Int) async {
     _ = try? await withPluginClient(configuration("junk")) { _ in }
     _ = try? await withPluginClient(configuration("exit", "1")) { _ in }
     _ = try? await withPluginClient(configuration("hang")) { _ in }
+    // Multiplexed: a brokered call back into the host, stdio forwarded, and a crash.
+    var multiplexed = configuration("serve")
+    multiplexed.multiplexBroker = true
+    multiplexed.syncStdout = .handler { _ in }
+    _ = try? await withPluginClient(multiplexed) { client in
+      let kv = try await client.dispense("kv", as: KVPlugin.self)
+      let broker = try await client.broker
+      let id = broker.nextID()
+      try await kv.put("stdio", value: Array("hello".utf8))
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await broker.acceptAndServe(id: id, services: [KVService(store: MemoryKV())]) }
+        _ = try await kv.get("broker-get:\(id):missing")
+        group.cancelAll()
+      }
+    }
+    _ = try? await withPluginClient(multiplexed) { client in
+      _ = try? await client.dispense("kv", as: KVPlugin.self).get("crash")
+      _ = await client.exit
+    }
   }
   // The first cycle creates what lives for the whole process (event loops, monitors).
   await cycle()

@@ -19,6 +19,8 @@ struct CounterCommand: AsyncParsableCommand {
 
   @Flag(name: .customLong("auto-mtls"), help: "Secure the connections with go-plugin's automatic mutual TLS.")
   var autoMTLS = false
+  @Flag(name: .customLong("multiplex"), help: "Carry brokered connections as yamux streams of the one connection (GRPCBrokerMultiplex).")
+  var multiplex = false
 
   @Argument(help: "The amounts to add to the counter \"hits\".")
   var amounts: [Int64] = [1, 2, 39]
@@ -29,14 +31,19 @@ struct CounterCommand: AsyncParsableCommand {
     let command = try self.plugin.map { try PluginCommand(commandLine: $0) } ?? .besideThisProgram("counter-plugin")
     var configuration = PluginClientConfiguration(command: command, handshake: .counter, plugins: ["counter": CounterPlugin()])
     if self.autoMTLS { configuration.tls = .autoMTLS }
+    configuration.multiplexBroker = self.multiplex
     let helper = CountingAddHelper()
     try await withPluginClient(configuration, logger: logger) { client in
       let counter = try await client.dispense("counter", as: CounterPlugin.self)
+      let start = ContinuousClock.now
       for amount in self.amounts {
         try await counter.put("hits", adding: amount, using: helper)
         print("put \(amount): the plugin asked this host to add (\(helper.last))")
       }
+      // Each put serves a new broker ID and waits for the plugin to dial it and call back.
+      let perPut = (ContinuousClock.now - start) / max(self.amounts.count, 1)
       print("hits = \(try await counter.get("hits")), with \(helper.calls) sums done by the host")
+      print("each put, with its brokered call back: \(perPut.formatted(.units(allowed: [.milliseconds], fractionalPart: .show(length: 2))))")
     }
   }
 

@@ -26,6 +26,8 @@ struct PluginOptions: ParsableArguments {
 
   @Flag(name: .customLong("auto-mtls"), help: "Secure the connection with go-plugin's automatic mutual TLS.")
   var autoMTLS = false
+  @Flag(name: .customLong("multiplex"), help: "Carry brokered connections as yamux streams of the one connection (GRPCBrokerMultiplex).")
+  var multiplex = false
 
   func withKV<Result: Sendable>(_ body: (PluginClient, KVClient) async throws -> Result) async throws -> Result {
     var logger = Logger(label: "kv")
@@ -33,6 +35,7 @@ struct PluginOptions: ParsableArguments {
     let command = try self.plugin.map { try PluginCommand(commandLine: $0) } ?? .besideThisProgram("kv-plugin")
     var configuration = PluginClientConfiguration(command: command, handshake: .kv, plugins: ["kv": KVPlugin()])
     if self.autoMTLS { configuration.tls = .autoMTLS }
+    configuration.multiplexBroker = self.multiplex
     return try await withPluginClient(configuration, logger: logger) { client in
       try await body(client, try await client.dispense("kv", as: KVPlugin.self))
     }

@@ -22,6 +22,8 @@ struct StreamFile: AsyncParsableCommand {
 
   @Flag(name: .customLong("auto-mtls"), help: "Secure the connections with go-plugin's automatic mutual TLS.")
   var autoMTLS = false
+  @Flag(name: .customLong("multiplex"), help: "Carry brokered connections as yamux streams of the one connection (GRPCBrokerMultiplex).")
+  var multiplex = false
 
   @Argument(help: "The file to send.")
   var file: String?
@@ -43,6 +45,7 @@ struct StreamFile: AsyncParsableCommand {
     let command = try self.plugin.map { try PluginCommand(commandLine: $0) } ?? .besideThisProgram("streaming-plugin")
     var configuration = PluginClientConfiguration(command: command, handshake: .streaming, plugins: ["streaming": StreamingPlugin()])
     if self.autoMTLS { configuration.tls = .autoMTLS }
+    configuration.multiplexBroker = self.multiplex
     let expected = try Self.sha256(of: url)
 
     let (received, elapsed) = try await withPluginClient(configuration, logger: logger) { client in

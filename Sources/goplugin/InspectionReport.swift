@@ -1,0 +1,183 @@
+import Crypto
+import Foundation
+import GoPlugin
+import SwiftASN1
+import X509
+
+/// What `goplugin inspect` found; its JSON form is what `--json` prints.
+struct InspectionReport: Encodable {
+  struct TLS: Encodable {
+    /// `none` or `AutoMTLS`.
+    var mode: String
+    /// The certificate in the plugin's handshake, when it sent one.
+    var serverCertificate: CertificateSummary?
+  }
+
+  struct CertificateSummary: Encodable {
+    /// SHA-256 of the DER bytes, as `openssl x509 -fingerprint -sha256` prints it.
+    var sha256: String
+    var subject: String?
+    var notValidAfter: String?
+
+    init(der: [UInt8]) {
+      self.sha256 = SHA256.hash(data: der).map { byte in
+        let hex = String(byte, radix: 16, uppercase: true)
+        return byte < 16 ? "0" + hex : hex
+      }.joined(separator: ":")
+      if let certificate = try? Certificate(derEncoded: der) {
+        self.subject = certificate.subject.description
+        self.notValidAfter = certificate.notValidAfter.formatted(.iso8601)
+      }
+    }
+  }
+
+  struct Health: Encodable {
+    /// The service asked about: `plugin`, as go-plugin hosts ask.
+    var service: String
+    /// SERVING, NOT_SERVING, UNKNOWN or SERVICE_UNKNOWN; absent when the check failed.
+    var status: String?
+    /// Why the check failed.
+    var error: String?
+  }
+
+  struct Exit: Encodable {
+    /// `exited`, `signalled` or `none` (the process never ran).
+    var status: String
+    var code: Int32?
+    var signal: Int32?
+    /// Why it ended: `stopped` (it exited when asked), `killed` (SIGKILL after the grace period),
+    /// `exitedUnexpectedly`…
+    var reason: String
+    var description: String
+  }
+
+  var command: [String]
+  var pid: Int32
+  /// The handshake line, rebuilt from what the host parsed out of it.
+  var handshake: String
+  var coreProtocolVersion: Int
+  var `protocol`: String
+  var negotiatedVersion: Int
+  var offeredVersions: [Int]
+  var network: String
+  var address: String
+  var tls: TLS
+  /// `available` when the services came from server reflection, `unavailable` otherwise.
+  var reflection: String
+  var reflectionError: String?
+  var services: [String]
+  var health: Health
+  /// From launch until the handshake was read and the connection set up.
+  var startMilliseconds: Double
+  /// How long stopping took: Shutdown, the plugin's exit, and the reap.
+  var shutdownMilliseconds: Double
+  var exit: Exit
+
+  init(
+    command: [String],
+    info: PluginInfo,
+    offeredVersions: [Int],
+    autoMTLS: Bool,
+    findings: Inspector.Findings,
+    startDuration: Duration,
+    shutdownDuration: Duration,
+    exit: PluginExit
+  ) {
+    let line = HandshakeLine(
+      appVersion: info.negotiatedVersion,
+      network: info.network,
+      address: info.address,
+      protocol: info.protocol,
+      serverCertificate: info.serverCertificate
+    )
+    self.command = command
+    self.pid = info.pid
+    self.handshake = line.encoded
+    self.coreProtocolVersion = line.coreVersion
+    self.protocol = info.protocol.rawValue
+    self.negotiatedVersion = info.negotiatedVersion
+    self.offeredVersions = offeredVersions
+    self.network = info.network.rawValue
+    self.address = info.address
+    self.tls = TLS(
+      mode: autoMTLS ? "AutoMTLS" : "none",
+      serverCertificate: info.serverCertificate.map(CertificateSummary.init(der:))
+    )
+    self.reflection = findings.reflection ? "available" : "unavailable"
+    self.reflectionError = findings.reflectionError
+    self.services = findings.services
+    self.health = findings.health
+    self.startMilliseconds = Self.milliseconds(startDuration)
+    self.shutdownMilliseconds = Self.milliseconds(shutdownDuration)
+    switch exit.status {
+    case .exited(let code)?:
+      self.exit = Exit(status: "exited", code: code, reason: "\(exit.reason)", description: exit.description)
+    case .signalled(let signal)?:
+      self.exit = Exit(status: "signalled", signal: signal, reason: "\(exit.reason)", description: exit.description)
+    case nil:
+      self.exit = Exit(status: "none", reason: "\(exit.reason)", description: exit.description)
+    }
+  }
+
+  static func milliseconds(_ duration: Duration) -> Double {
+    let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    return (seconds * 10_000).rounded() / 10
+  }
+
+  /// The human form.
+  var text: String {
+    var lines: [(String, String)] = [
+      ("plugin", "\(self.command.joined(separator: " ")) (pid \(self.pid))"),
+      ("handshake", self.abbreviatedHandshake),
+      ("protocol", "\(self.protocol) (core protocol \(self.coreProtocolVersion))"),
+      ("version", "\(self.negotiatedVersion) (offered \(self.offeredVersions.map(String.init).joined(separator: ", ")))"),
+      ("address", "\(self.network) \(self.address)"),
+    ]
+    switch (self.tls.mode, self.tls.serverCertificate) {
+    case ("none", nil):
+      lines.append(("tls", "none (plaintext)"))
+    case ("none", _?):
+      lines.append(("tls", "none (the plugin sent a certificate the host did not ask for)"))
+    case (let mode, let certificate):
+      lines.append(("tls", mode))
+      if let certificate {
+        lines.append(("  cert", "SHA-256 \(certificate.sha256)"))
+        if let subject = certificate.subject { lines.append(("  subject", subject)) }
+        if let notValidAfter = certificate.notValidAfter { lines.append(("  expires", notValidAfter)) }
+      }
+    }
+    var reflection = self.reflection
+    if let reflectionError { reflection += " (\(reflectionError))" }
+    if self.reflection != "available" { reflection += "; services from the health service" }
+    lines.append(("reflection", reflection))
+    if self.services.isEmpty {
+      lines.append(("services", "(none found)"))
+    } else {
+      for (index, service) in self.services.enumerated() {
+        lines.append((index == 0 ? "services" : "", service))
+      }
+    }
+    lines.append(("health", "\(self.health.service): " + (self.health.status ?? "check failed: \(self.health.error ?? "?")")))
+    lines.append(("start", "\(Self.format(self.startMilliseconds)) (launch to handshake)"))
+    lines.append(("shutdown", Self.format(self.shutdownMilliseconds)))
+    lines.append(("exit", self.exit.description))
+
+    let width = lines.map(\.0.count).max() ?? 0
+    return lines.map { label, value in
+      let prefix = label.isEmpty ? "" : label + ":"
+      return prefix.padding(toLength: width + 2, withPad: " ", startingAt: 0) + value
+    }.joined(separator: "\n")
+  }
+
+  /// The handshake line with its certificate cut short: `--json` has it whole.
+  private var abbreviatedHandshake: String {
+    var fields = self.handshake.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+    guard fields.count > 5, fields[5].count > 16 else { return self.handshake }
+    fields[5] = "\(fields[5].prefix(12))…(\(fields[5].count) base64 characters)"
+    return fields.joined(separator: "|")
+  }
+
+  private static func format(_ milliseconds: Double) -> String {
+    "\(milliseconds) ms"
+  }
+}
