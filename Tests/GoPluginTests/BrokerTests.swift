@@ -29,6 +29,7 @@ struct BrokerTests {
     try await withPluginClient(try Self.configuration(autoMTLS, multiplexed: multiplexed)) { client in
       let broker = try await client.broker
       #expect(broker.isMultiplexed == multiplexed)
+      #expect(try await client.info.multiplexed == multiplexed)
       let kv = try await client.dispense("kv", as: KVPlugin.self)
       let ids = (0..<4).map { _ in broker.nextID() }
       #expect(ids == [1, 2, 3, 4])

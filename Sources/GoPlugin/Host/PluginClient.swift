@@ -28,6 +28,9 @@ public struct PluginInfo: Sendable, Hashable {
   public var address: String
   /// The certificate (DER) the plugin announced for AutoMTLS, if it sent one.
   public var serverCertificate: [UInt8]?
+  /// Whether every connection to the plugin is a yamux stream of one connection
+  /// (``PluginClientConfiguration/multiplexBroker``, accepted by the plugin).
+  public var multiplexed = false
 }
 
 /// A host's handle on one plugin process: it launches the plugin, connects to it, hands out
@@ -344,7 +347,8 @@ public final class PluginClient: Sendable {
       protocol: line.protocol,
       network: line.network,
       address: line.address,
-      serverCertificate: line.serverCertificate
+      serverCertificate: line.serverCertificate,
+      multiplexed: multiplexer != nil
     )
     self.logger.debug("using plugin", metadata: ["version": "\(info.negotiatedVersion)", "address": "\(info.address)"])
     let broker = GRPCBroker(

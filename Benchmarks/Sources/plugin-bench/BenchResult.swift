@@ -1,0 +1,92 @@
+import Foundation
+
+/// One run's results: the JSON object both harnesses print (plugin-bench and the Go twin
+/// benchhost print the same keys), and a table for people.
+struct BenchResult: Codable, Sendable {
+  /// What the run on the long-lived plugin measured.
+  struct Measured: Sendable {
+    var getP50Us = 0.0
+    var getP99Us = 0.0
+    var getCallsPerSecond = 0.0
+    var concurrentCallsPerSecond = 0.0
+    var putMiBPerSecond = 0.0
+    var uploadMiBPerSecond = 0.0
+    var pluginPeakRSSKiB: Int?
+    var callFailures = 0
+  }
+
+  var label: String
+  var host: String
+  var plugin: String
+  var launches: Int
+  var calls: Int
+  var warmup: Int
+  var concurrentCalls: Int
+  var callers: Int
+  var bulkMiB: Double
+  var chunkKiB: Int
+  var startMedianMs = 0.0
+  var startMinMs = 0.0
+  var startMaxMs = 0.0
+  var getP50Us = 0.0
+  var getP99Us = 0.0
+  var getCallsPerSecond = 0.0
+  var concurrentCallsPerSecond = 0.0
+  var putMiBPerSecond = 0.0
+  var uploadMiBPerSecond = 0.0
+  var hostPeakRSSKiB = 0
+  var pluginPeakRSSKiB = 0
+  var callFailures = 0
+  var error: String?
+
+  init(label: String, host: String, plugin: String, parameters: Workloads.Parameters) {
+    self.label = label
+    self.host = host
+    self.plugin = plugin
+    self.launches = parameters.launches
+    self.calls = parameters.calls
+    self.warmup = parameters.warmup
+    self.concurrentCalls = parameters.concurrentCalls
+    self.callers = parameters.callers
+    self.bulkMiB = Double(parameters.bulkBytes) / 1_048_576
+    self.chunkKiB = parameters.chunkBytes / 1024
+  }
+
+  mutating func apply(_ measured: Measured) {
+    self.getP50Us = measured.getP50Us
+    self.getP99Us = measured.getP99Us
+    self.getCallsPerSecond = measured.getCallsPerSecond
+    self.concurrentCallsPerSecond = measured.concurrentCallsPerSecond
+    self.putMiBPerSecond = measured.putMiBPerSecond
+    self.uploadMiBPerSecond = measured.uploadMiBPerSecond
+    self.pluginPeakRSSKiB = measured.pluginPeakRSSKiB ?? 0
+    self.callFailures = measured.callFailures
+  }
+
+  func jsonLine() throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return String(decoding: try encoder.encode(self), as: UTF8.self)
+  }
+
+  func table() -> String {
+    func number(_ value: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", value) }
+    let rows: [(String, String)] = [
+      ("start → first call, median of \(self.launches)", "\(number(self.startMedianMs, 2)) ms (min \(number(self.startMinMs, 2)), max \(number(self.startMaxMs, 2)))"),
+      ("sequential Get p50", "\(number(self.getP50Us)) µs"),
+      ("sequential Get p99", "\(number(self.getP99Us)) µs"),
+      ("sequential Get (\(self.calls) after \(self.warmup))", "\(number(self.getCallsPerSecond, 0)) calls/s"),
+      ("\(self.callers) callers (\(self.concurrentCalls) Gets)", "\(number(self.concurrentCallsPerSecond, 0)) calls/s"),
+      ("\(number(self.bulkMiB, 0)) MiB as \(self.chunkKiB) KiB Puts", "\(number(self.putMiBPerSecond)) MiB/s"),
+      ("\(number(self.bulkMiB, 0)) MiB in one Upload stream", "\(number(self.uploadMiBPerSecond)) MiB/s"),
+      ("host peak RSS", "\(self.hostPeakRSSKiB / 1024) MiB"),
+      ("plugin peak RSS", "\(self.pluginPeakRSSKiB / 1024) MiB"),
+      ("call failures", "\(self.callFailures)"),
+    ]
+    let width = rows.map(\.0.count).max() ?? 0
+    var lines = ["\(self.label): \(self.host) host → \(self.plugin)"]
+    lines += rows.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }
+    if let error = self.error { lines.append("error: \(error)") }
+    return lines.joined(separator: "\n")
+  }
+}

@@ -1,0 +1,119 @@
+// The Swift host of the cross-language harness: runs the same workloads against any plugin that
+// serves kv.proto under the name "kv", and prints one JSON object or a table.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import ArgumentParser
+import Foundation
+import GoPlugin
+import Logging
+
+@main
+struct PluginBench: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "plugin-bench",
+    abstract: "Benchmark a go-plugin KV plugin (kv.proto) from a Swift host."
+  )
+
+  /// A host tuned as the library recommends: tasks on the connection's event loops. It has to
+  /// happen before any task runs, so before the arguments are parsed.
+  static func main() async {
+    if !GoPluginRuntime.useEventLoopsAsGlobalExecutor() {
+      FileHandle.standardError.write(Data("plugin-bench: could not run tasks on the event loops\n".utf8))
+    }
+    await Self.main(nil)
+  }
+
+  @Option(help: "The plugin's command line, split as a shell would split plain words and quotes.")
+  var plugin: String
+
+  @Option(help: "A name for this run, copied into the output.")
+  var label = "swift-host"
+
+  @Option(help: "Launches timed from start to the first successful call.")
+  var launches = 30
+
+  @Option(help: "Sequential Get calls timed one by one.")
+  var calls = 20_000
+
+  @Option(help: "Sequential Get calls made before timing.")
+  var warmup = 2_000
+
+  @Option(name: .customLong("concurrent-calls"), help: "Get calls shared among the concurrent callers.")
+  var concurrentCalls = 40_000
+
+  @Option(help: "Concurrent callers on the one connection.")
+  var callers = 8
+
+  @Option(name: .customLong("bulk-mib"), help: "MiB sent as Puts, and again through one Upload stream.")
+  var bulkMiB = 256
+
+  @Option(name: .customLong("chunk-kib"), help: "Size of each Put value and each Upload chunk.")
+  var chunkKiB = 64
+
+  @Flag(help: "Print one JSON object instead of a table.")
+  var json = false
+
+  @Flag(name: .shortAndLong, help: "Log the host's and the plugin's debug output to stderr.")
+  var verbose = false
+
+  func validate() throws {
+    guard self.launches >= 0, self.calls > 0, self.warmup >= 0, self.concurrentCalls >= 0, self.callers > 0,
+      self.bulkMiB >= 0, self.chunkKiB > 0
+    else {
+      throw ValidationError("counts must not be negative; --calls, --callers and --chunk-kib must be positive")
+    }
+  }
+
+  func run() async throws {
+    var logger = Logger(label: "plugin-bench")
+    logger.logLevel = self.verbose ? .debug : .warning
+    let parameters = Workloads.Parameters(
+      launches: self.launches,
+      calls: self.calls,
+      warmup: self.warmup,
+      concurrentCalls: self.concurrentCalls,
+      callers: self.callers,
+      bulkBytes: self.bulkMiB * 1024 * 1024,
+      chunkBytes: self.chunkKiB * 1024
+    )
+    let start = BenchResult(label: self.label, host: "swift", plugin: self.plugin, parameters: parameters)
+    let workloads = Workloads(command: try PluginCommand(commandLine: self.plugin), parameters: parameters, logger: logger)
+
+    // The workloads race SIGINT and SIGTERM: a signal cancels them, which stops the plugin they
+    // run, and the result says so.
+    var result = await withTaskGroup(of: BenchResult?.self) { group in
+      group.addTask {
+        var result = start
+        do {
+          try await workloads.run(into: &result)
+        } catch {
+          result.error = String(describing: error)
+        }
+        return result
+      }
+      group.addTask {
+        guard let signal = await Signals.first(of: [SIGINT, SIGTERM]) else { return nil }
+        var result = start
+        result.error = "interrupted by signal \(signal)"
+        return result
+      }
+      let first = await group.next() ?? nil
+      group.cancelAll()
+      return first ?? start
+    }
+    result.hostPeakRSSKiB = ProcessStats.ownPeakRSSKiB()
+    if self.json {
+      print(try result.jsonLine())
+    } else {
+      print(result.table())
+    }
+    if result.error != nil {
+      throw ExitCode.failure
+    }
+  }
+}
