@@ -59,7 +59,10 @@ struct BrokerTests {
       let kv = try await client.dispense("kv", as: KVPlugin.self)
       // The plugin serves for as long as it runs; this call returns when it stops.
       group.addTask { _ = try? await kv.get("broker-serve:42:from the plugin") }
-      let value = try await client.broker.withClient(for: 42) { try await KVClient(grpcClient: $0).get("brokered") }
+      // A loaded machine may take a while to start serving; the timeout has its own test.
+      let value = try await client.broker.withClient(for: 42, timeout: .seconds(30)) {
+        try await KVClient(grpcClient: $0).get("brokered")
+      }
       #expect(String(decoding: value, as: UTF8.self) == "from the plugin")
       await client.kill()
     }

@@ -35,7 +35,8 @@ final class FixtureKV: KV {
     switch parts[0] {
     case "broker-get":
       // Calls the KV the host serves under id, and returns what it has under the given key.
-      return try await broker.withClient(for: id) { try await KVClient(grpcClient: $0).get(parts[2]) }
+      // Generous: on a loaded machine the host may take a while to serve; timeouts have their own key.
+      return try await broker.withClient(for: id, timeout: .seconds(30)) { try await KVClient(grpcClient: $0).get(parts[2]) }
     case "broker-serve":
       // Serves a KV holding "brokered" = text under id until the plugin stops.
       let store = MemoryKV()
