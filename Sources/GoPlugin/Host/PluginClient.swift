@@ -312,7 +312,7 @@ public final class PluginClient: Sendable {
     do {
       var (network, address) = (line.network, line.address)
       if self.configuration.multiplexBroker {
-        let mux = try Multiplexer(role: .host, socketDirectory: socketDirectory, logger: self.logger)
+        let mux = try Multiplexer(socketDirectory: socketDirectory, logger: self.logger)
         multiplexer = mux
         try await mux.connect(network: line.network, address: line.address)
         let dial = try await mux.makeDialSocket()

@@ -24,11 +24,6 @@ public struct PluginOutput: Sendable {
     PluginOutput(kind: .handler(body))
   }
 
-  var isDiscard: Bool {
-    if case .discard = self.kind { return true }
-    return false
-  }
-
   func write(_ bytes: [UInt8]) {
     switch self.kind {
     case .discard:

@@ -20,13 +20,6 @@ import Synchronization
 /// brokered server whose knock came last, or otherwise (on the plugin) the main server.
 /// The private sockets live in a directory only this user can enter.
 final class Multiplexer: Sendable {
-  enum Role: Sendable {
-    /// The host: yamux client, dials the plugin's address once.
-    case host
-    /// The plugin: yamux server on the first connection to its listener.
-    case plugin
-  }
-
   /// A private socket whose every connection becomes a new stream to the peer.
   struct DialSocket: Sendable {
     let path: String
@@ -55,7 +48,6 @@ final class Multiplexer: Sendable {
     var mainRoute: String?
   }
 
-  let role: Role
   /// Where the private sockets are made.
   let socketDirectory: String
   private let ownsDirectory: Bool
@@ -71,13 +63,11 @@ final class Multiplexer: Sendable {
   /// - Parameter socketDirectory: an existing private directory; `nil` makes one in `base`,
   ///   removed again by ``close()``.
   init(
-    role: Role,
     socketDirectory: String?,
     base: String = "/tmp",
     configuration: YamuxSession.Configuration = YamuxSession.Configuration(),
     logger: Logger
   ) throws(PluginError) {
-    self.role = role
     self.configuration = configuration
     self.logger = logger
     if let socketDirectory {
@@ -233,14 +223,6 @@ final class Multiplexer: Sendable {
     }
   }
 
-  /// Pings the peer over the session; for tests and diagnostics.
-  func ping() async throws {
-    guard let session = self.state.withLock({ $0.session }) else { throw YamuxSession.SessionError.closed }
-    try await session.channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
-      do { return try session.handler.value.ping() } catch { return session.channel.eventLoop.makeFailedFuture(error) }
-    }.get()
-  }
-
   /// Ends the session and the acceptor, and removes the private directory if it made it.
   func close() {
     let (session, acceptor) = self.state.withLock { state in
@@ -254,12 +236,6 @@ final class Multiplexer: Sendable {
       Self.removeSockets(in: self.socketDirectory)
       rmdir(self.socketDirectory)
     }
-  }
-
-  /// Waits until the connection is closed; returns at once if there never was one.
-  func closed() async {
-    guard let session = self.state.withLock({ $0.session }) else { return }
-    try? await session.channel.closeFuture.get()
   }
 
   private static func removeSockets(in directory: String) {

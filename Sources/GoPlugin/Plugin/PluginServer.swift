@@ -127,7 +127,7 @@ public enum PluginServer {
     let multiplexRequest = environment[PluginEnvironment.multiplexGRPC] ?? ""
     let multiplexer: Multiplexer? =
       HandshakeLine.parseGoBool(multiplexRequest) == true
-      ? try Multiplexer(role: .plugin, socketDirectory: nil, base: Self.socketBase(configuration, environment), logger: configuration.logger)
+      ? try Multiplexer(socketDirectory: nil, base: Self.socketBase(configuration, environment), logger: configuration.logger)
       : nil
     defer { multiplexer?.close() }
     let broker = GRPCBroker(

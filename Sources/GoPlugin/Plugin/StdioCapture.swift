@@ -38,8 +38,6 @@ final class StdioCapture: Sendable {
   private let state = Mutex(State())
   private let savedStdout: Int32
   private let savedStderr: Int32
-  /// Fulfilled when both pipes have reached end-of-file.
-  let drained = OneShot<Void>()
 
   private init(savedStdout: Int32, savedStderr: Int32) {
     (self.chunks, self.continuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(Self.bufferedChunks))
@@ -122,10 +120,7 @@ final class StdioCapture: Sendable {
       state.openPipes -= 1
       return state.openPipes == 0
     }
-    if last {
-      self.continuation.finish()
-      self.drained.fulfil(())
-    }
+    if last { self.continuation.finish() }
   }
 
   private static func failure(_ call: String) -> PluginError {
