@@ -51,19 +51,32 @@ struct BrokerTests {
     }
   }
 
-  @Test("the plugin serves and the host dials", arguments: [false, true], [false, true])
+  @Test("the plugin serves on several IDs at once and the host dials each", arguments: [false, true], [false, true])
   func pluginServesHostDials(autoMTLS: Bool, multiplexed: Bool) async throws {
     let client = PluginClient(configuration: try Self.configuration(autoMTLS, multiplexed: multiplexed))
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await client.run() }
       let kv = try await client.dispense("kv", as: KVPlugin.self)
-      // The plugin serves for as long as it runs; this call returns when it stops.
-      group.addTask { _ = try? await kv.get("broker-serve:42:from the plugin") }
-      // A loaded machine may take a while to start serving; the timeout has its own test.
-      let value = try await client.broker.withClient(for: 42, timeout: .seconds(30)) {
-        try await KVClient(grpcClient: $0).get("brokered")
+      let ids: [UInt32] = [41, 42, 43]
+      // The plugin serves for as long as it runs; these calls return when it stops.
+      for id in ids {
+        group.addTask { _ = try? await kv.get("broker-serve:\(id):from the plugin \(id)") }
       }
-      #expect(String(decoding: value, as: UTF8.self) == "from the plugin")
+      let broker = try await client.broker
+      try await withThrowingTaskGroup(of: (UInt32, String).self) { dials in
+        for id in ids {
+          dials.addTask {
+            // A loaded machine may take a while to start serving; the timeout has its own test.
+            let value = try await broker.withClient(for: id, timeout: .seconds(30)) {
+              try await KVClient(grpcClient: $0).get("brokered")
+            }
+            return (id, String(decoding: value, as: UTF8.self))
+          }
+        }
+        for try await (id, value) in dials {
+          #expect(value == "from the plugin \(id)")
+        }
+      }
       await client.kill()
     }
     #expect(await client.exit.reason == .stopped)
