@@ -132,6 +132,33 @@ struct InteropTests {
     #expect(await client.exit == PluginExit(status: .exited(0), reason: .stopped))
   }
 
+  @Test("8 Swift callers share one connection to a Go plugin for 8,000 calls")
+  func concurrentCallsToGoPlugin() async throws {
+    let client = PluginClient(configuration: self.kvConfiguration(PluginCommand(try Peers.path("go-kv-plugin"))))
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await client.run() }
+      let kv = try await client.dispense("kv", as: KVPlugin.self)
+      try await kv.put("shared", value: Array("value".utf8))
+      // Concurrent calls are where grpc-go answers before a request's end arrives and resets
+      // the stream with NO_ERROR: the answer must stand, and the resets must not end the
+      // connection as swift-nio-http2's limit of 200 per 30 s would.
+      let wrong = try await withThrowingTaskGroup(of: Int.self) { callers in
+        for _ in 0..<8 {
+          callers.addTask {
+            var wrong = 0
+            for _ in 0..<1_000 where try await kv.get("shared") != Array("value".utf8) { wrong += 1 }
+            return wrong
+          }
+        }
+        return try await callers.reduce(0, +)
+      }
+      #expect(wrong == 0)
+      #expect(client.connectionsOpened == 1)
+      await client.kill()
+    }
+    #expect(await client.exit.reason == .stopped)
+  }
+
   @Test("a Go host with AutoMTLS loads the Swift plugin")
   func goHostAutoMTLS() throws {
     let result = try Peers.run(try Peers.path("go-kv-host"), ["-plugin", try BuildProducts.path("kv-plugin"), "-calls", "500", "-automtls"])

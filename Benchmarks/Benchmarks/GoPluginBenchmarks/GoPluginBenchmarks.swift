@@ -4,7 +4,6 @@
 import Benchmark
 import Foundation
 import GRPCCore
-import GRPCNIOTransportHTTP2Posix
 import GoPlugin
 import KVInterface
 import Logging
@@ -177,10 +176,7 @@ enum InProcessPlugin {
       }
       var iterator = lines.makeAsyncIterator()
       guard let line = await iterator.next() else { throw CancellationError() }
-      let transport = try HTTP2ClientTransport.Posix(
-        target: .unixDomainSocket(path: line.address),
-        transportSecurity: .plaintext
-      )
+      let transport = try PluginClientTransport(address: line.address)
       try await withGRPCClient(transport: transport) { client in
         let kv = KVClient(grpcClient: client)
         try await kv.put("k", value: (0..<16).map { UInt8($0) })

@@ -1,5 +1,4 @@
 public import GRPCCore
-public import GRPCNIOTransportHTTP2Posix
 import GoPluginProtos
 import Logging
 import NIOSSL
@@ -110,7 +109,7 @@ public final class GRPCBroker: Sendable {
 
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await server.serve() }
-      _ = try await transport.listeningAddress
+      try await transport.waitUntilListening()
       if let multiplexer = self.multiplexer {
         let knocked = self.state.withLock { state in
           state.knockTargets[id] = listener.address

@@ -7,7 +7,6 @@ import Darwin
 #endif
 import Foundation
 import GRPCCore
-import GRPCNIOTransportHTTP2Posix
 import GoPluginProtos
 public import Logging
 import NIOSSL
@@ -301,7 +300,7 @@ public final class PluginClient: Sendable {
     }
 
     let plugins = self.configuration.versionedPlugins[line.appVersion] ?? PluginSet()
-    let transport: HTTP2ClientTransport.Posix
+    let transport: PluginClientTransport
     var multiplexer: Multiplexer?
     // Multiplexed, gRPC dials a private socket whose connections become yamux streams.
     var mainDial: Multiplexer.DialSocket?

@@ -1,5 +1,4 @@
 public import GRPCCore
-public import GRPCNIOTransportHTTP2Posix
 public import Logging
 
 /// One named plugin, described once for both sides of the wire: which gRPC services the plugin
@@ -55,7 +54,7 @@ public struct PluginServiceContext: Sendable {
 }
 
 /// The gRPC client transport a host uses to reach its plugins.
-public typealias PluginTransport = HTTP2ClientTransport.Posix
+public typealias PluginTransport = PluginClientTransport
 
 /// A host's connection to a running plugin, from which typed clients are made.
 public struct PluginConnection: Sendable {

@@ -1,6 +1,5 @@
 import Foundation
 import GRPCCore
-import GRPCNIOTransportHTTP2Posix
 import GoPluginProtos
 public import Logging
 public import NIOSSL
@@ -194,7 +193,7 @@ public enum PluginServer {
       group.addTask { _ = await shutdownRequested.wait() }
 
       // Resolves once the server accepts connections, so the host never dials too early.
-      _ = try await transport.listeningAddress
+      try await transport.waitUntilListening()
       try await multiplexer?.accept(on: listener)
       logger.debug("plugin address", metadata: ["network": "\(line.network)", "address": "\(line.address)"])
       // Ctrl-C reaches the whole process group; the host, not the terminal, stops plugins.

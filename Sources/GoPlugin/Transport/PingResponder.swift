@@ -5,9 +5,9 @@ import NIOHTTP2
 ///
 /// grpc-go estimates bandwidth-delay product by sending a PING after almost every DATA frame
 /// it receives. swift-nio-http2 counts every inbound PING against a limit of 200 control frames
-/// per 30 s and closes the connection past it; grpc-swift-nio-transport gives no way to raise
-/// that limit. So a Swift host calling a Go plugin lost its connection at about the 199th call.
-/// Retrying is no cure (a retried `Put` may run twice), so the PINGs are answered here instead:
+/// per 30 s and closes the connection past it, so a Swift host on grpc-swift's transport lost its
+/// connection to a Go plugin at about the 199th call. The library's transport also lifts that
+/// limit, but a PING per call is still best answered before the HTTP/2 state machine sees it:
 /// the reply is the one RFC 9113 §6.7 asks for (same payload, ACK flag), and nothing else the
 /// peer sends is touched.
 ///

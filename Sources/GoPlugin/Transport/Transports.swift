@@ -1,9 +1,7 @@
-import GRPCCore
-import GRPCNIOTransportHTTP2Posix
-import NIOCore
+import NIOPosix
 import NIOSSL
 
-/// How the library configures grpc-swift's HTTP/2 transports for plugin connections.
+/// How the library sets up the gRPC transports of plugin connections.
 enum Transports {
   /// go-plugin hosts accept messages up to 2 GiB; so do we, by default, in both directions.
   static let defaultMaxMessageSize = Int(Int32.max)
@@ -11,28 +9,19 @@ enum Transports {
   /// one window per round trip (about 80 MiB/s over a unix socket, far less when the round trip
   /// crosses yamux and TLS); 8 MiB keeps a local pipe full.
   static let windowSize = 8 << 20
-  /// Writes made in one event-loop turn still go out in one flush, but nothing waits for more:
-  /// grpc-swift's default 100 µs delay is a fifth of a Go plugin's whole call.
-  static let serverFlushCoalescing = HTTP2ServerTransport.Config.Connection.FlushCoalescing(maxFlushDelay: Duration.zero, maxBytes: 64 * 1024)
-  static let clientFlushCoalescing = HTTP2ClientTransport.Config.Connection.FlushCoalescing(maxFlushDelay: Duration.zero, maxBytes: 64 * 1024)
+  /// Shared by all of a connection's streams, so room for two of them at full speed.
+  static let connectionWindowSize = 16 << 20
 
   static func server(
     listener: PluginListener,
     maxReceiveMessageSize: Int,
     tls: NIOSSLContext?
-  ) -> HTTP2ServerTransport.Posix {
-    HTTP2ServerTransport.Posix(
-      listeningSocketDescriptor: Int(listener.descriptor),
-      transportSecurity: .plaintext,
-      config: .defaults { config in
-        config.rpc.maxRequestPayloadSize = maxReceiveMessageSize
-        config.http2.targetWindowSize = Self.windowSize
-        config.connection.flushCoalescing = Self.serverFlushCoalescing
-        config.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
-          Self.secure(channel) { tls.map { NIOSSLServerHandler(context: $0) } }
-            .flatMap { PingResponder.install(on: channel, isServer: true) }
-        }
-      }
+  ) -> PluginServerTransport {
+    PluginServerTransport(
+      listeningDescriptor: listener.descriptor,
+      maxReceiveMessageSize: maxReceiveMessageSize,
+      tls: tls,
+      eventLoop: MultiThreadedEventLoopGroup.singleton.next()
     )
   }
 
@@ -43,49 +32,21 @@ enum Transports {
     tls: NIOSSLContext? = nil,
     serverHostname: String? = nil,
     onConnect: @escaping @Sendable () -> Void = {}
-  ) throws -> HTTP2ClientTransport.Posix {
-    let target: any ResolvableTarget
+  ) throws -> PluginClientTransport {
+    let target: PluginClientTransport.Target
     if network == .unix {
-      target = .unixDomainSocket(path: address)
+      target = .unix(path: address)
     } else {
       let (host, port) = try Self.splitHostPort(address)
-      target = .dns(host: host, port: port)
+      target = .tcp(host: host, port: port)
     }
-    // One method config for every service: go-plugin hosts lift the message size limits.
-    var methodConfig = MethodConfig(names: [MethodConfig.Name(service: "")])
-    methodConfig.maxRequestMessageBytes = maxMessageSize
-    methodConfig.maxResponseMessageBytes = maxMessageSize
-    return try HTTP2ClientTransport.Posix(
+    return PluginClientTransport(
       target: target,
-      transportSecurity: .plaintext,
-      config: .defaults { config in
-        // go-plugin hosts send "unused" as the authority; plugins must not look at it.
-        config.http2.authority = "unused"
-        config.http2.targetWindowSize = Self.windowSize
-        config.connection.flushCoalescing = Self.clientFlushCoalescing
-        config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
-          onConnect()
-          return Self.secure(channel) { try tls.map { try NIOSSLClientHandler(context: $0, serverHostname: serverHostname) } }
-            .flatMap { PingResponder.install(on: channel, isServer: false) }
-        }
-      },
-      serviceConfig: ServiceConfig(methodConfig: [methodConfig])
+      maxMessageSize: maxMessageSize,
+      tls: tls,
+      serverHostname: serverHostname,
+      onConnect: onConnect
     )
-  }
-
-  /// Puts TLS beneath everything gRPC configured. The transport itself is told it is plaintext:
-  /// its own TLS options cannot verify the P-521 certificates go-plugin uses (BoringSSL's
-  /// default list lacks the algorithm) and are not open to a configuration built here. Both
-  /// callbacks run before the channel is active, so the HTTP/2 preface is already encrypted.
-  private static func secure(
-    _ channel: any Channel,
-    handler makeHandler: @escaping () throws -> (any ChannelHandler)?
-  ) -> EventLoopFuture<Void> {
-    channel.eventLoop.makeCompletedFuture {
-      if let handler = try makeHandler() {
-        try channel.pipeline.syncOperations.addHandler(handler, position: .first)
-      }
-    }
   }
 
   /// `host:port` as Go's `ResolveTCPAddr` takes it: an empty host means this machine, and IPv6

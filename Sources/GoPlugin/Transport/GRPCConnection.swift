@@ -1,0 +1,552 @@
+import GRPCCore
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+import Synchronization
+
+/// What a stream hands its reader: header blocks and whole messages. What a block means
+/// (metadata, a status, an HTTP error) depends on the side and the order, so the transports
+/// interpret it as it is read; here there is only HTTP/2.
+enum WirePart: Sendable {
+  case headers(HPACKHeaders, endStream: Bool)
+  case message(PluginBytes)
+
+  /// The bytes that count against flow control once the reader has taken it.
+  var flowControlledSize: Int {
+    switch self {
+    case .headers: 0
+    case .message(let bytes): bytes.count + PluginBytes.prefixLength
+    }
+  }
+}
+
+/// The gRPC streams of one HTTP/2 connection, on the frames `NIOHTTP2Handler` passes up.
+///
+/// grpc-swift's own transport gives each stream a child channel, a pipeline of handlers and an
+/// async bridge, and a plugin call crosses them all on each side. Here a stream is a small
+/// object owned by this handler, and its reader and writer talk to it directly; a task that is
+/// already on the event loop (as under ``GoPluginRuntime/useEventLoopsAsGlobalExecutor()``)
+/// writes without any hand-off.
+///
+/// Its state belongs to the event loop; it is `Sendable` only so that transports can hold it and
+/// hop to the loop to use it.
+final class GRPCConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
+  typealias InboundIn = HTTP2Frame
+  typealias OutboundOut = HTTP2Frame
+
+  enum Role {
+    case client
+    /// Called on the event loop with each stream a client opens, after its first header block
+    /// is in the stream's inbox.
+    case server(onStream: (GRPCStream, HPACKHeaders, _ peers: (remote: String, local: String)) -> Void)
+  }
+
+  let role: Role
+  let eventLoop: any EventLoop
+  let maxMessageSize: Int
+  /// The stream window this side advertised, and the connection window it grows to.
+  let streamWindow: Int
+  let connectionWindow: Int
+
+  private var context: ChannelHandlerContext?
+  private var streams: [HTTP2StreamID: GRPCStream] = [:]
+  private var nextStreamID = HTTP2StreamID(1)
+  private var connectionCredit = 0
+  private var needsFlush = false
+  /// Streams holding back their latest DATA frame until the flush, in case END_STREAM follows.
+  private var streamsHoldingData: [GRPCStream] = []
+  private var flushScheduled = false
+  private(set) var isClosed = false
+  /// Set once the peer or this side has said no new streams; the connection ends with its last.
+  private(set) var isGoingAway = false
+  private var closeWhenIdle = false
+  let closed: EventLoopPromise<Void>
+
+  init(role: Role, channel: any Channel, maxMessageSize: Int, streamWindow: Int, connectionWindow: Int) {
+    self.role = role
+    self.eventLoop = channel.eventLoop
+    self.maxMessageSize = maxMessageSize
+    self.streamWindow = streamWindow
+    self.connectionWindow = connectionWindow
+    self.closed = channel.eventLoop.makePromise()
+  }
+
+  var activeStreams: Int { self.streams.count }
+
+  /// The addresses a server context names, worked out once per connection rather than per call.
+  private(set) lazy var peers: (remote: String, local: String) = (
+    self.context?.channel.remoteAddress.map { "\($0)" } ?? "unknown",
+    self.context?.channel.localAddress.map { "\($0)" } ?? "unknown"
+  )
+
+  /// For other threads deciding whether to dial again.
+  private let closedOrGoingAway = Atomic(false)
+  var isClosedOrGoingAway: Bool { self.closedOrGoingAway.load(ordering: .relaxed) }
+
+  /// The HTTP/2 handler beneath a gRPC connection. Its denial-of-service limits are for
+  /// strangers on a network; the peer here is the plugin or host at the other end of a local
+  /// socket, and grpc-go servers reset (with NO_ERROR) every stream they answer before the
+  /// request's end arrives, hundreds a second under load.
+  static func http2Handler(mode: NIOHTTP2Handler.ParserMode) -> NIOHTTP2Handler {
+    var connection = NIOHTTP2Handler.ConnectionConfiguration()
+    connection.initialSettings = Self.settings
+    connection.maximumSequentialEmptyDataFrames = 16
+    connection.controlFrameRateLimit.maximumCount = Int.max
+    var stream = NIOHTTP2Handler.StreamConfiguration()
+    stream.streamResetFrameRateLimit.maximumCount = Int.max
+    stream.streamErrorRateLimit.maximumCount = Int.max
+    return NIOHTTP2Handler(mode: mode, connectionConfiguration: connection, streamConfiguration: stream)
+  }
+
+  /// What each side advertises: room for many concurrent calls, a large stream window, and
+  /// frames big enough that a 64 KiB message is one of them.
+  static let settings: HTTP2Settings = [
+    HTTP2Setting(parameter: .maxConcurrentStreams, value: 4096),
+    HTTP2Setting(parameter: .initialWindowSize, value: Transports.windowSize),
+    HTTP2Setting(parameter: .maxFrameSize, value: 1 << 17),
+    HTTP2Setting(parameter: .maxHeaderListSize, value: 1 << 16),
+  ]
+
+  func handlerAdded(context: ChannelHandlerContext) {
+    self.context = context
+    if context.channel.isActive { self.growConnectionWindow(context: context) }
+  }
+
+  func handlerRemoved(context: ChannelHandlerContext) {
+    self.context = nil
+    self.connectionEnded(RPCError(code: .unavailable, message: "the connection closed"))
+  }
+
+  func channelActive(context: ChannelHandlerContext) {
+    self.growConnectionWindow(context: context)
+    context.fireChannelActive()
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    self.connectionEnded(RPCError(code: .unavailable, message: "the connection closed"))
+    context.fireChannelInactive()
+  }
+
+  private var grewConnectionWindow = false
+
+  /// HTTP/2 starts every connection at 64 KiB whatever the settings say; one update lifts it.
+  private func growConnectionWindow(context: ChannelHandlerContext) {
+    guard !self.grewConnectionWindow, self.connectionWindow > 65_535 else { return }
+    self.grewConnectionWindow = true
+    let frame = HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: self.connectionWindow - 65_535))
+    context.write(self.wrapOutboundOut(frame), promise: nil)
+    self.markNeedsFlush()
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    let frame = self.unwrapInboundIn(data)
+    switch frame.payload {
+    case .headers(let headers):
+      self.received(headers: headers.headers, endStream: headers.endStream, on: frame.streamID)
+    case .data(let payload):
+      let padding = payload.paddingBytes.map { $0 + 1 } ?? 0
+      guard case .byteBuffer(let buffer) = payload.data else { return }
+      self.creditConnection(buffer.readableBytes + padding, context: context)
+      guard let stream = self.streams[frame.streamID] else { return }
+      if padding > 0 { stream.credit(padding) }
+      stream.received(data: buffer, endStream: payload.endStream)
+    case .rstStream(let code):
+      guard let stream = self.streams.removeValue(forKey: frame.streamID) else { return }
+      stream.wasReset(by: code)
+      self.closeIfIdle()
+    case .goAway(let lastStreamID, _, _):
+      self.isGoingAway = true
+      self.closedOrGoingAway.store(true, ordering: .relaxed)
+      for (id, stream) in self.streams where id > lastStreamID {
+        self.streams[id] = nil
+        stream.connectionEnded(RPCError(code: .unavailable, message: "the server is going away and did not take this call"))
+      }
+      self.closeWhenIdle = true
+      self.closeIfIdle()
+    default:
+      break
+    }
+  }
+
+  func channelReadComplete(context: ChannelHandlerContext) {
+    self.flushIfNeeded()
+    context.fireChannelReadComplete()
+  }
+
+  func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    if let closed = event as? StreamClosedEvent, let stream = self.streams.removeValue(forKey: closed.streamID) {
+      stream.closedByHTTP2(reason: closed.reason)
+      self.closeIfIdle()
+    }
+    context.fireUserInboundEventTriggered(event)
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    if let streamError = error as? NIOHTTP2Errors.StreamError {
+      if let stream = self.streams.removeValue(forKey: streamError.streamID) {
+        stream.connectionEnded(RPCError(code: .internalError, message: "HTTP/2 stream error: \(streamError.baseError)"))
+      }
+      return
+    }
+    // Anything else is the connection's: NIOHTTP2Handler has already told the peer.
+    context.close(promise: nil)
+  }
+
+  private func received(headers: HPACKHeaders, endStream: Bool, on id: HTTP2StreamID) {
+    if let stream = self.streams[id] {
+      stream.received(headers: headers, endStream: endStream)
+      return
+    }
+    guard case .server(let onStream) = self.role, !self.isGoingAway else { return }
+    let stream = GRPCStream(connection: self, id: id)
+    self.streams[id] = stream
+    stream.received(headers: headers, endStream: endStream)
+    onStream(stream, headers, self.peers)
+  }
+
+  private func creditConnection(_ bytes: Int, context: ChannelHandlerContext) {
+    self.connectionCredit += bytes
+    if self.connectionCredit >= self.connectionWindow / 2 {
+      let frame = HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: self.connectionCredit))
+      self.connectionCredit = 0
+      context.write(self.wrapOutboundOut(frame), promise: nil)
+      self.markNeedsFlush()
+    }
+  }
+
+  // MARK: Called by streams, on the event loop.
+
+  /// A client stream, not yet on the wire: it gets its ID with its first header block.
+  func makeClientStream() -> GRPCStream {
+    GRPCStream(connection: self, id: nil)
+  }
+
+  func assignID(to stream: GRPCStream) throws -> HTTP2StreamID {
+    guard !self.isClosed else { throw RPCError(code: .unavailable, message: "the connection closed") }
+    guard !self.isGoingAway else {
+      throw RPCError(code: .unavailable, message: "the connection is going away and takes no new calls")
+    }
+    let id = self.nextStreamID
+    self.nextStreamID = HTTP2StreamID(Int32(id) + 2)
+    self.streams[id] = stream
+    return id
+  }
+
+  func write(_ payload: HTTP2Frame.FramePayload, on id: HTTP2StreamID, promise: EventLoopPromise<Void>?) {
+    guard let context = self.context, !self.isClosed else {
+      promise?.fail(RPCError(code: .unavailable, message: "the connection closed"))
+      return
+    }
+    context.write(self.wrapOutboundOut(HTTP2Frame(streamID: id, payload: payload)), promise: promise)
+    self.markNeedsFlush()
+  }
+
+  func forget(_ id: HTTP2StreamID) {
+    self.streams[id] = nil
+    self.closeIfIdle()
+  }
+
+  /// Keeps `stream`'s newest DATA frame until this turn's flush: a request's end usually comes
+  /// right after its message and then rides on it, as grpc-go and grpcio send it, instead of
+  /// following in an empty frame the server may already have answered and reset.
+  func holdData(for stream: GRPCStream) {
+    self.streamsHoldingData.append(stream)
+    self.markNeedsFlush()
+  }
+
+  /// Writes go out together: everything written in this turn of the event loop, one flush.
+  func markNeedsFlush() {
+    self.needsFlush = true
+    guard !self.flushScheduled else { return }
+    self.flushScheduled = true
+    self.eventLoop.assumeIsolated().execute {
+      self.flushScheduled = false
+      self.flushIfNeeded()
+    }
+  }
+
+  private func flushIfNeeded() {
+    if !self.streamsHoldingData.isEmpty {
+      let holding = self.streamsHoldingData
+      self.streamsHoldingData.removeAll(keepingCapacity: true)
+      for stream in holding { stream.releaseHeldData(endStream: false) }
+    }
+    guard self.needsFlush, let context = self.context else { return }
+    self.needsFlush = false
+    context.flush()
+  }
+
+  // MARK: Shutdown
+
+  /// Stops taking new streams (a server sends GOAWAY), and closes once the last one ends.
+  func drain() {
+    guard !self.isClosed, let context = self.context else { return }
+    if case .server = self.role, !self.isGoingAway {
+      let last = self.streams.keys.max() ?? .rootStream
+      let frame = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: last, errorCode: .noError, opaqueData: nil))
+      context.write(self.wrapOutboundOut(frame), promise: nil)
+      self.markNeedsFlush()
+    }
+    self.isGoingAway = true
+    self.closedOrGoingAway.store(true, ordering: .relaxed)
+    self.closeWhenIdle = true
+    self.closeIfIdle()
+  }
+
+  /// Closes at once; the streams still open end with an error.
+  func closeNow() {
+    self.context?.close(promise: nil)
+  }
+
+  private func closeIfIdle() {
+    guard self.closeWhenIdle, self.streams.isEmpty, !self.isClosed, let context = self.context else { return }
+    self.flushIfNeeded()
+    context.close(promise: nil)
+  }
+
+  private func connectionEnded(_ error: RPCError) {
+    guard !self.isClosed else { return }
+    self.isClosed = true
+    self.closedOrGoingAway.store(true, ordering: .relaxed)
+    let streams = self.streams
+    self.streams = [:]
+    for stream in streams.values { stream.connectionEnded(error) }
+    self.closed.succeed()
+  }
+}
+
+/// One gRPC call's HTTP/2 stream. Its state belongs to the connection's event loop; the methods
+/// a reader or writer calls from elsewhere hop there first.
+final class GRPCStream: @unchecked Sendable {
+  /// Buffered writes past this wait for the socket, so a fast writer cannot outrun memory.
+  static let writeHighWater = 1 << 20
+
+  let connection: GRPCConnectionHandler
+  let eventLoop: any EventLoop
+  private(set) var id: HTTP2StreamID?
+  private(set) var inbox: StreamInbox<WirePart>!
+  private var reader: GRPCWire.MessageReader
+  private var streamCredit = 0
+  /// Message bytes a writer has handed over that have not reached the socket yet.
+  private let queuedWriteBytes = Atomic(0)
+  /// Writes handed to the event loop that have not run yet; while there are any, a writer that
+  /// finds itself on the loop still queues, so frames keep their order.
+  private let scheduledWrites = Atomic(0)
+  /// Set on the loop when the stream ends, read by writers anywhere.
+  private let writesClosed = Atomic(false)
+  private var heldData: (ByteBuffer, EventLoopPromise<Void>)?
+  private var remoteEnded = false
+  private var localEnded = false
+  private var finished = false
+  /// Server side: whether the response has begun, so a status knows if it is trailers-only.
+  var sentResponseHeaders = false
+  /// Called once if the peer resets the stream or the connection drops under it.
+  var onAbort: (@Sendable () -> Void)?
+
+  init(connection: GRPCConnectionHandler, id: HTTP2StreamID?) {
+    self.connection = connection
+    self.eventLoop = connection.eventLoop
+    self.id = id
+    self.reader = GRPCWire.MessageReader(maximumLength: connection.maxMessageSize)
+    self.inbox = StreamInbox { [weak self] part in
+      let size = part.flowControlledSize
+      guard size > 0, let self else { return }
+      if self.eventLoop.inEventLoop {
+        self.credit(size)
+      } else {
+        self.eventLoop.execute { self.credit(size) }
+      }
+    }
+  }
+
+  // MARK: Inbound, on the event loop
+
+  func received(headers: HPACKHeaders, endStream: Bool) {
+    self.inbox.yield(.headers(headers, endStream: endStream))
+    if endStream { self.remoteEnd() }
+  }
+
+  func received(data: ByteBuffer, endStream: Bool) {
+    self.reader.append(data)
+    do {
+      while let message = try self.reader.next() {
+        self.inbox.yield(.message(message))
+      }
+    } catch {
+      self.abort(error, code: .cancel)
+      return
+    }
+    if endStream { self.remoteEnd() }
+  }
+
+  private func remoteEnd() {
+    self.remoteEnded = true
+    if self.reader.hasPartialMessage {
+      self.abort(RPCError(code: .internalError, message: "the stream ended inside a message"), code: .protocolError)
+      return
+    }
+    self.inbox.finish()
+  }
+
+  func credit(_ bytes: Int) {
+    self.streamCredit += bytes
+    guard self.streamCredit >= self.connection.streamWindow / 2, let id = self.id, !self.remoteEnded, !self.finished else { return }
+    self.connection.write(.windowUpdate(windowSizeIncrement: self.streamCredit), on: id, promise: nil)
+    self.streamCredit = 0
+  }
+
+  func wasReset(by code: HTTP2ErrorCode) {
+    self.markFinished()
+    self.dropHeldData()
+    // RFC 9113 §8.1: a server may reset with NO_ERROR once its response is complete, to stop a
+    // request it no longer needs; grpc-go does. The response stands.
+    if code == .noError && self.remoteEnded { return }
+    let error: RPCError =
+      switch code {
+      case .cancel: RPCError(code: .cancelled, message: "the peer cancelled the call")
+      case .refusedStream: RPCError(code: .unavailable, message: "the peer refused the call")
+      case .enhanceYourCalm: RPCError(code: .resourceExhausted, message: "the peer reset the call: too much traffic")
+      default: RPCError(code: .internalError, message: "the peer reset the call (HTTP/2 error \(code))")
+      }
+    self.inbox.fail(error)
+    self.onAbort?()
+  }
+
+  func closedByHTTP2(reason: HTTP2ErrorCode?) {
+    if let reason, !self.finished {
+      self.wasReset(by: reason)
+      return
+    }
+    self.markFinished()
+    if !self.remoteEnded {
+      self.inbox.finish(throwing: RPCError(code: .unavailable, message: "the stream closed"))
+    }
+  }
+
+  func connectionEnded(_ error: RPCError) {
+    guard !self.finished else { return }
+    self.markFinished()
+    self.dropHeldData()
+    self.inbox.fail(error)
+    self.onAbort?()
+  }
+
+  /// Stops the stream from this side: the reader gets `error`, the peer a reset.
+  private func abort(_ error: any Error, code: HTTP2ErrorCode) {
+    self.inbox.fail(error)
+    self.reset(code)
+  }
+
+  private func markFinished() {
+    self.finished = true
+    self.writesClosed.store(true, ordering: .relaxed)
+  }
+
+  // MARK: Outbound
+
+  /// Hands a write to the event loop. Off the loop it is queued without waiting, as long as no
+  /// more than ``writeHighWater`` bytes are on their way; past that the writer waits until its
+  /// write has reached the socket. A failure of a queued write (the stream ended under it) is
+  /// reported by the writer's next write.
+  func write(queuing size: Int, _ body: @escaping @Sendable () throws -> EventLoopFuture<Void>?) async throws {
+    if self.writesClosed.load(ordering: .relaxed) { throw self.finishedError }
+    if size > 0 { self.queuedWriteBytes.add(size, ordering: .relaxed) }
+    let run: @Sendable () throws -> EventLoopFuture<Void>? = {
+      do {
+        return try body()
+      } catch {
+        if size > 0 { self.queuedWriteBytes.subtract(size, ordering: .relaxed) }
+        throw error
+      }
+    }
+    if self.eventLoop.inEventLoop && self.scheduledWrites.load(ordering: .acquiring) == 0 {
+      if let wait = try run() { try await wait.get() }
+      return
+    }
+    self.scheduledWrites.add(1, ordering: .relaxed)
+    if self.queuedWriteBytes.load(ordering: .relaxed) > Self.writeHighWater {
+      let wait = try await self.eventLoop.submit {
+        defer { self.scheduledWrites.subtract(1, ordering: .releasing) }
+        return try run()
+      }.get()
+      try await wait?.get()
+      return
+    }
+    self.eventLoop.execute {
+      defer { self.scheduledWrites.subtract(1, ordering: .releasing) }
+      _ = try? run()
+    }
+  }
+
+  /// Sends a header block; a client stream takes its ID here.
+  func send(headers: HPACKHeaders, endStream: Bool) throws {
+    if self.finished { throw self.finishedError }
+    self.releaseHeldData(endStream: false)
+    let id = try self.id ?? self.connection.assignID(to: self)
+    self.id = id
+    self.connection.write(.headers(.init(headers: headers, endStream: endStream)), on: id, promise: nil)
+    if endStream { self.localEnd() }
+  }
+
+  /// Sends a message the writer has counted in ``queuedWriteBytes``, and returns a future to
+  /// wait on when too much is already waiting for the socket or the peer's window.
+  func send(message: PluginBytes) throws -> EventLoopFuture<Void>? {
+    if self.finished { throw self.finishedError }
+    guard self.id != nil else { throw RPCError(code: .internalError, message: "a message was written before the headers") }
+    let framed = message.framed(allocator: ByteBufferAllocator())
+    let size = message.count + PluginBytes.prefixLength
+    let promise = self.eventLoop.makePromise(of: Void.self)
+    promise.futureResult.whenComplete { _ in self.queuedWriteBytes.subtract(size, ordering: .relaxed) }
+    if self.heldData != nil {
+      self.releaseHeldData(endStream: false)
+    } else {
+      self.connection.holdData(for: self)
+    }
+    self.heldData = (framed, promise)
+    return self.queuedWriteBytes.load(ordering: .relaxed) > Self.writeHighWater ? promise.futureResult : nil
+  }
+
+  private func dropHeldData() {
+    guard let (_, promise) = self.heldData else { return }
+    self.heldData = nil
+    promise.fail(RPCError(code: .cancelled, message: "the call ended before its data was sent"))
+  }
+
+  func releaseHeldData(endStream: Bool) {
+    guard let (data, promise) = self.heldData, let id = self.id else { return }
+    self.heldData = nil
+    self.connection.write(.data(.init(data: .byteBuffer(data), endStream: endStream)), on: id, promise: promise)
+  }
+
+  /// Half-closes: END_STREAM on the held DATA frame, or on an empty one.
+  func sendEnd() throws {
+    if self.finished { throw self.finishedError }
+    guard let id = self.id else { return }
+    if self.heldData != nil {
+      self.releaseHeldData(endStream: true)
+    } else {
+      self.connection.write(.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true)), on: id, promise: nil)
+    }
+    self.localEnd()
+  }
+
+  private func localEnd() {
+    self.localEnded = true
+  }
+
+  /// Resets the stream unless it already ended both ways; safe to call more than once.
+  func reset(_ code: HTTP2ErrorCode) {
+    guard !self.finished else { return }
+    self.markFinished()
+    self.dropHeldData()
+    self.inbox.fail(RPCError(code: .cancelled, message: "the call was cancelled"))
+    if let id = self.id, !(self.localEnded && self.remoteEnded) {
+      self.connection.write(.rstStream(code), on: id, promise: nil)
+      self.connection.forget(id)
+    }
+  }
+
+  private var finishedError: RPCError {
+    RPCError(code: .unavailable, message: "the stream has already ended")
+  }
+}

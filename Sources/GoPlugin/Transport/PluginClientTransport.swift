@@ -1,0 +1,347 @@
+public import GRPCCore
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+import NIOPosix
+import NIOSSL
+import Synchronization
+
+/// The connection a host keeps to a plugin (or a brokered server): gRPC over one HTTP/2
+/// connection on a local socket, the transport behind every generated client the library hands
+/// out.
+///
+/// A plugin's address is known and live before the host dials it, so there is no name
+/// resolution, load balancing or reconnection policy to run: one connection is opened on first
+/// use, and opened again if it was lost. A call's reader and writer talk to its stream directly,
+/// without the per-stream channel and async bridge of grpc-swift's general transport.
+public final class PluginClientTransport: ClientTransport, Sendable {
+  public typealias Bytes = PluginBytes
+
+  enum Target: Sendable {
+    case unix(path: String)
+    case tcp(host: String, port: Int)
+  }
+
+  private enum Connection {
+    case idle
+    case connecting([UnsafeContinuation<GRPCConnectionHandler, any Error>])
+    case ready(GRPCConnectionHandler, any Channel)
+    case shutDown
+  }
+
+  private let target: Target
+  private let tls: NIOSSLContext?
+  private let serverHostname: String?
+  private let authority: String
+  private let maxMessageSize: Int
+  private let methodConfig: MethodConfig
+  private let onConnect: @Sendable () -> Void
+  private let eventLoop: any EventLoop
+  private let connection = Mutex(Connection.idle)
+  private let shutdownRequested = OneShot<Void>()
+
+  init(
+    target: Target,
+    maxMessageSize: Int,
+    tls: NIOSSLContext?,
+    serverHostname: String?,
+    onConnect: @escaping @Sendable () -> Void,
+    eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
+  ) {
+    self.target = target
+    self.maxMessageSize = maxMessageSize
+    self.tls = tls
+    self.serverHostname = serverHostname
+    // go-plugin hosts send "unused" as the authority; plugins must not look at it.
+    self.authority = "unused"
+    self.onConnect = onConnect
+    self.eventLoop = eventLoop
+    var methodConfig = MethodConfig(names: [MethodConfig.Name(service: "")])
+    methodConfig.maxRequestMessageBytes = maxMessageSize
+    methodConfig.maxResponseMessageBytes = maxMessageSize
+    self.methodConfig = methodConfig
+  }
+
+  /// A plaintext connection to a plugin that is already running at `address`, such as one a
+  /// previous host started (go-plugin's reattach) or one served in this process. Its
+  /// connections are dialled on first use; no process is managed.
+  ///
+  /// - Throws: ``PluginError`` with ``PluginError/Code/unknownAddressType`` for a network other
+  ///   than `unix` and `tcp`, or a TCP address that is not `host:port`.
+  public convenience init(
+    network: HandshakeLine.Network = .unix,
+    address: String,
+    maxMessageSize: Int = Int(Int32.max)
+  ) throws {
+    let target: Target
+    switch network {
+    case .unix:
+      target = .unix(path: address)
+    case .tcp:
+      let (host, port) = try Transports.splitHostPort(address)
+      target = .tcp(host: host, port: port)
+    default:
+      throw PluginError(code: .unknownAddressType, message: "unknown address type: \(network)")
+    }
+    self.init(target: target, maxMessageSize: maxMessageSize, tls: nil, serverHostname: nil, onConnect: {})
+  }
+
+  /// No retries: a plugin call either reaches the plugin or fails.
+  public var retryThrottle: RetryThrottle? { nil }
+
+  /// Holds the transport open until ``beginGracefulShutdown()``, then waits for the calls in
+  /// flight to finish.
+  public func connect() async throws {
+    await withTaskCancellationHandler {
+      _ = await self.shutdownRequested.wait()
+    } onCancel: {
+      self.close(gracefully: false)
+    }
+    self.close(gracefully: true)
+    let current = self.connection.withLock { state -> (any Channel)? in
+      if case .ready(_, let channel) = state { return channel }
+      return nil
+    }
+    try? await current?.closeFuture.get()
+  }
+
+  /// Takes no new calls; the connection closes once the running ones end.
+  public func beginGracefulShutdown() {
+    _ = self.shutdownRequested.fulfil(())
+  }
+
+  private func close(gracefully: Bool) {
+    let (ready, waiters) = self.connection.withLock { state -> ((GRPCConnectionHandler, any Channel)?, [UnsafeContinuation<GRPCConnectionHandler, any Error>]) in
+      defer { state = .shutDown }
+      switch state {
+      case .ready(let handler, let channel): return ((handler, channel), [])
+      case .connecting(let waiters): return (nil, waiters)
+      case .idle, .shutDown: return (nil, [])
+      }
+    }
+    for waiter in waiters { waiter.resume(throwing: Self.shutDownError) }
+    if let (handler, channel) = ready {
+      channel.eventLoop.execute {
+        if gracefully { handler.drain() } else { handler.closeNow() }
+      }
+    }
+  }
+
+  public func config(forMethod descriptor: MethodDescriptor) -> MethodConfig? {
+    self.methodConfig
+  }
+
+  public func withStream<T: Sendable>(
+    descriptor: MethodDescriptor,
+    options: CallOptions,
+    _ closure: (RPCStream<Inbound, Outbound>, ClientContext) async throws -> T
+  ) async throws -> T {
+    let handler = try await self.readyConnection()
+    let stream = handler.makeClientStream()
+    var headers: HPACKHeaders = [
+      ":method": "POST",
+      ":scheme": self.tls == nil ? "http" : "https",
+      ":path": GRPCWire.path(of: descriptor),
+      ":authority": self.authority,
+      "content-type": GRPCWire.contentType,
+      "te": "trailers",
+    ]
+    headers.add(name: "user-agent", value: "grpc-swift-go-plugin")
+    let rpcStream = RPCStream(
+      descriptor: descriptor,
+      inbound: RPCAsyncSequence(wrapping: ClientInbound(stream: stream)),
+      outbound: RPCWriter.Closable(wrapping: ClientOutbound(stream: stream, headers: headers))
+    )
+    let context = ClientContext(descriptor: descriptor, remotePeer: self.peerDescription, localPeer: "local")
+    defer {
+      // Whatever the closure left open is cancelled, so the plugin stops working on it.
+      stream.eventLoop.execute { stream.reset(.cancel) }
+    }
+    return try await closure(rpcStream, context)
+  }
+
+  private var peerDescription: String {
+    switch self.target {
+    case .unix(let path): "unix:\(path)"
+    case .tcp(let host, let port): "\(host):\(port)"
+    }
+  }
+
+  private static let shutDownError = RPCError(code: .unavailable, message: "the plugin connection is shut down")
+
+  /// The live connection, opening one if there is none: concurrent first calls share one dial.
+  private func readyConnection() async throws -> GRPCConnectionHandler {
+    enum Next {
+      case use(GRPCConnectionHandler)
+      case dial
+      case wait
+      case fail
+    }
+    return try await withUnsafeThrowingContinuation { continuation in
+      let next = self.connection.withLock { state -> Next in
+        switch state {
+        case .ready(let handler, _) where !handler.isClosedOrGoingAway:
+          return .use(handler)
+        case .ready, .idle:
+          state = .connecting([continuation])
+          return .dial
+        case .connecting(var waiters):
+          waiters.append(continuation)
+          state = .connecting(waiters)
+          return .wait
+        case .shutDown:
+          return .fail
+        }
+      }
+      switch next {
+      case .use(let handler): continuation.resume(returning: handler)
+      case .dial: self.dial()
+      case .wait: break
+      case .fail: continuation.resume(throwing: Self.shutDownError)
+      }
+    }
+  }
+
+  private func dial() {
+    let bootstrap = ClientBootstrap(group: self.eventLoop)
+      .channelInitializer { channel in
+        channel.eventLoop.makeCompletedFuture { try self.configure(channel) }
+      }
+    let connected: EventLoopFuture<any Channel> =
+      switch self.target {
+      case .unix(let path): bootstrap.connect(unixDomainSocketPath: path)
+      case .tcp(let host, let port): bootstrap.connect(host: host, port: port)
+      }
+    connected.whenComplete { result in
+      let outcome: Result<(GRPCConnectionHandler, any Channel), any Error> = result.flatMap { channel in
+        Result { (try channel.pipeline.syncOperations.handler(type: GRPCConnectionHandler.self), channel) }
+      }
+      let (waiters, orphan) = self.connection.withLock { state -> ([UnsafeContinuation<GRPCConnectionHandler, any Error>], (any Channel)?) in
+        guard case .connecting(let waiters) = state else {
+          // Shut down while dialling: the new connection has nobody to serve.
+          return ([], try? outcome.get().1)
+        }
+        switch outcome {
+        case .success(let (handler, channel)): state = .ready(handler, channel)
+        case .failure: state = .idle
+        }
+        return (waiters, nil)
+      }
+      orphan?.close(promise: nil)
+      switch outcome {
+      case .success(let (handler, _)):
+        for waiter in waiters { waiter.resume(returning: handler) }
+      case .failure(let error):
+        let failure = RPCError(code: .unavailable, message: "could not connect to the plugin at \(self.peerDescription): \(error)")
+        for waiter in waiters { waiter.resume(throwing: failure) }
+      }
+    }
+  }
+
+  private func configure(_ channel: any Channel) throws {
+    let pipeline = channel.pipeline.syncOperations
+    if let tls = self.tls {
+      try pipeline.addHandler(NIOSSLClientHandler(context: tls, serverHostname: self.serverHostname))
+    }
+    try pipeline.addHandler(PingResponder(isServer: false))
+    try pipeline.addHandler(GRPCConnectionHandler.http2Handler(mode: .client))
+    try pipeline.addHandler(
+      GRPCConnectionHandler(
+        role: .client,
+        channel: channel,
+        maxMessageSize: self.maxMessageSize,
+        streamWindow: Transports.windowSize,
+        connectionWindow: Transports.connectionWindowSize
+      )
+    )
+    self.onConnect()
+  }
+}
+
+/// A response as grpc-swift's client reads it: metadata, messages, then the status, which is
+/// also what a trailers-only answer or an HTTP error becomes.
+struct ClientInbound: AsyncSequence, Sendable {
+  typealias Element = RPCResponsePart<PluginBytes>
+  typealias Failure = any Error
+  let stream: GRPCStream
+
+  struct AsyncIterator: AsyncIteratorProtocol {
+    let stream: GRPCStream
+    var sawHeaders = false
+    var done = false
+
+    mutating func next() async throws -> Element? {
+      guard !self.done else { return nil }
+      guard let part = try await self.stream.inbox.next() else {
+        self.done = true
+        throw RPCError(code: .internalError, message: "the plugin ended the call without a status")
+      }
+      switch part {
+      case .message(let bytes):
+        return .message(bytes)
+      case .headers(let headers, let endStream):
+        if self.sawHeaders || endStream || headers.contains(name: "grpc-status") {
+          self.done = true
+          if !self.sawHeaders, let httpStatus = headers.first(name: ":status"), httpStatus != "200" {
+            return .status(GRPCWire.status(httpStatus: httpStatus), [:])
+          }
+          let (status, metadata) = GRPCWire.status(fromTrailers: headers)
+          return .status(status, metadata)
+        }
+        self.sawHeaders = true
+        guard headers.first(name: ":status") == "200" else {
+          self.done = true
+          return .status(GRPCWire.status(httpStatus: headers.first(name: ":status")), [:])
+        }
+        guard GRPCWire.isGRPC(contentType: headers.first(name: "content-type")) else {
+          self.done = true
+          return .status(Status(code: .internalError, message: "the plugin answered with content that is not gRPC"), [:])
+        }
+        return .metadata(GRPCWire.metadata(from: headers))
+      }
+    }
+  }
+
+  func makeAsyncIterator() -> AsyncIterator {
+    AsyncIterator(stream: self.stream)
+  }
+}
+
+/// A request as grpc-swift's client writes it: headers with the metadata, messages, the end.
+struct ClientOutbound: ClosableRPCWriterProtocol {
+  typealias Element = RPCRequestPart<PluginBytes>
+  let stream: GRPCStream
+  let headers: HPACKHeaders
+
+  func write(_ element: Element) async throws {
+    switch element {
+    case .metadata(let metadata):
+      var headers = self.headers
+      GRPCWire.append(metadata, to: &headers)
+      try await self.stream.write(queuing: 0) { [headers] in
+        try self.stream.send(headers: headers, endStream: false)
+        return nil
+      }
+    case .message(let bytes):
+      try await self.stream.write(queuing: bytes.count + PluginBytes.prefixLength) { try self.stream.send(message: bytes) }
+    }
+  }
+
+  func write(contentsOf elements: some Sequence<Element>) async throws {
+    for element in elements { try await self.write(element) }
+  }
+
+  func finish() async {
+    try? await self.stream.write(queuing: 0) {
+      try self.stream.sendEnd()
+      return nil
+    }
+  }
+
+  func finish(throwing error: any Error) async {
+    try? await self.stream.write(queuing: 0) {
+      self.stream.reset(.cancel)
+      return nil
+    }
+  }
+}

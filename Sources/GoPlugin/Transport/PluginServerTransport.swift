@@ -1,0 +1,260 @@
+import GRPCCore
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+import NIOPosix
+import NIOSSL
+import Synchronization
+
+/// The server side of plugin connections: gRPC over HTTP/2 on a socket the plugin already
+/// listens on.
+///
+/// A plugin serves one host over a local socket, so its connections share one event loop.
+/// Handlers run as tasks wherever Swift concurrency schedules them, as with grpc-swift's own
+/// transport: one that blocks ties up a thread, not the connection.
+final class PluginServerTransport: ServerTransport, Sendable {
+  typealias Bytes = PluginBytes
+
+  private struct State {
+    var serverChannel: (any Channel)?
+    var connections: [ObjectIdentifier: GRPCConnectionHandler] = [:]
+    var accepting: AsyncStream<Accepted>.Continuation?
+    var shuttingDown = false
+  }
+
+  private struct Accepted: @unchecked Sendable {
+    var stream: RPCStream<Inbound, Outbound>
+    var context: ServerContext
+  }
+
+  let eventLoop: any EventLoop
+  private let descriptor: Int32
+  private let tls: NIOSSLContext?
+  private let maxReceiveMessageSize: Int
+  private let state = Mutex(State())
+  private let listening = OneShot<Result<Void, any Error>>()
+
+  init(listeningDescriptor: Int32, maxReceiveMessageSize: Int, tls: NIOSSLContext?, eventLoop: any EventLoop) {
+    self.descriptor = listeningDescriptor
+    self.maxReceiveMessageSize = maxReceiveMessageSize
+    self.tls = tls
+    self.eventLoop = eventLoop
+  }
+
+  /// Returns once connections are being accepted, so a handshake never announces a socket
+  /// nobody answers yet.
+  func waitUntilListening() async throws {
+    guard let result = await self.listening.wait() else { throw CancellationError() }
+    try result.get()
+  }
+
+  func listen(
+    streamHandler: @escaping @Sendable (RPCStream<Inbound, Outbound>, ServerContext) async -> Void
+  ) async throws {
+    let (accepted, continuation) = AsyncStream.makeStream(of: Accepted.self)
+    self.state.withLock { $0.accepting = continuation }
+    let serverChannel: any Channel
+    do {
+      serverChannel = try await ServerBootstrap(group: self.eventLoop)
+        .serverChannelOption(.backlog, value: 256)
+        .childChannelInitializer { channel in
+          channel.eventLoop.makeCompletedFuture { try self.configure(channel) }
+        }
+        .withBoundSocket(self.descriptor)
+        .get()
+    } catch {
+      _ = self.listening.fulfil(.failure(error))
+      throw error
+    }
+    let shutDownAlready = self.state.withLock { state in
+      state.serverChannel = serverChannel
+      return state.shuttingDown
+    }
+    if shutDownAlready { serverChannel.close(promise: nil) }
+    _ = self.listening.fulfil(.success(()))
+
+    await withTaskCancellationHandler {
+      await withDiscardingTaskGroup { group in
+        for await call in accepted {
+          group.addTask { await streamHandler(call.stream, call.context) }
+        }
+      }
+    } onCancel: {
+      self.stop(gracefully: false)
+    }
+    try? await serverChannel.closeFuture.get()
+  }
+
+  func beginGracefulShutdown() {
+    self.stop(gracefully: true)
+  }
+
+  private func stop(gracefully: Bool) {
+    let (channel, connections) = self.state.withLock { state in
+      state.shuttingDown = true
+      return (state.serverChannel, Array(state.connections.values))
+    }
+    self.eventLoop.execute {
+      channel?.close(promise: nil)
+      for connection in connections {
+        if gracefully { connection.drain() } else { connection.closeNow() }
+      }
+      self.finishIfIdle()
+    }
+  }
+
+  /// The accept loop ends once no connection is left and none will come.
+  private func finishIfIdle() {
+    let continuation = self.state.withLock { state -> AsyncStream<Accepted>.Continuation? in
+      guard state.shuttingDown, state.connections.isEmpty else { return nil }
+      defer { state.accepting = nil }
+      return state.accepting
+    }
+    continuation?.finish()
+  }
+
+  private func configure(_ channel: any Channel) throws {
+    let pipeline = channel.pipeline.syncOperations
+    if let tls = self.tls { try pipeline.addHandler(NIOSSLServerHandler(context: tls)) }
+    try pipeline.addHandler(PingResponder(isServer: true))
+    try pipeline.addHandler(GRPCConnectionHandler.http2Handler(mode: .server))
+    let handler = GRPCConnectionHandler(
+      role: .server(onStream: { stream, headers, peers in
+        self.accept(stream, headers: headers, peers: peers)
+      }),
+      channel: channel,
+      maxMessageSize: self.maxReceiveMessageSize,
+      streamWindow: Transports.windowSize,
+      connectionWindow: Transports.connectionWindowSize
+    )
+    try pipeline.addHandler(handler)
+    let id = ObjectIdentifier(handler)
+    let shuttingDown = self.state.withLock { state in
+      if !state.shuttingDown { state.connections[id] = handler }
+      return state.shuttingDown
+    }
+    if shuttingDown { channel.close(promise: nil) }
+    handler.closed.futureResult.whenComplete { _ in
+      self.state.withLock { _ = $0.connections.removeValue(forKey: id) }
+      self.finishIfIdle()
+    }
+  }
+
+  /// A new stream: either a call for the router, or an answer straight from here when the
+  /// request is not gRPC at all.
+  private func accept(_ stream: GRPCStream, headers: HPACKHeaders, peers: (remote: String, local: String)) {
+    guard GRPCWire.isGRPC(contentType: headers.first(name: "content-type")) else {
+      try? stream.send(headers: [":status": "415"], endStream: true)
+      return
+    }
+    guard let descriptor = headers.first(name: ":path").flatMap(GRPCWire.descriptor(path:)) else {
+      var trailers: HPACKHeaders = [":status": "200", "content-type": GRPCWire.contentType]
+      GRPCWire.trailers(Status(code: .unimplemented, message: "malformed method path"), [:], into: &trailers)
+      try? stream.send(headers: trailers, endStream: true)
+      return
+    }
+    let cancellation = ServerContext.RPCCancellationHandle()
+    stream.onAbort = { cancellation.cancel() }
+    let context = ServerContext(
+      descriptor: descriptor,
+      remotePeer: peers.remote,
+      localPeer: peers.local,
+      cancellation: cancellation
+    )
+    let rpcStream = RPCStream(
+      descriptor: descriptor,
+      inbound: RPCAsyncSequence(wrapping: ServerInbound(stream: stream)),
+      outbound: RPCWriter.Closable(wrapping: ServerOutbound(stream: stream))
+    )
+    // A server past its shutdown refuses the call, so the client knows it never ran.
+    guard let continuation = self.state.withLock({ $0.accepting }),
+      case .enqueued = continuation.yield(Accepted(stream: rpcStream, context: context))
+    else {
+      stream.reset(.refusedStream)
+      return
+    }
+  }
+}
+
+/// A request as grpc-swift's server reads it: metadata, then messages, then the end.
+struct ServerInbound: AsyncSequence, Sendable {
+  typealias Element = RPCRequestPart<PluginBytes>
+  typealias Failure = any Error
+  let stream: GRPCStream
+
+  struct AsyncIterator: AsyncIteratorProtocol {
+    let stream: GRPCStream
+    var sawHeaders = false
+
+    mutating func next() async throws -> Element? {
+      while let part = try await self.stream.inbox.next() {
+        switch part {
+        case .headers(let headers, _):
+          // Clients send no trailers; a second block carries nothing for the handler.
+          guard !self.sawHeaders else { continue }
+          self.sawHeaders = true
+          return .metadata(GRPCWire.metadata(from: headers))
+        case .message(let bytes):
+          return .message(bytes)
+        }
+      }
+      return nil
+    }
+  }
+
+  func makeAsyncIterator() -> AsyncIterator {
+    AsyncIterator(stream: self.stream)
+  }
+}
+
+/// A response as grpc-swift's server writes it, turned into HTTP/2 frames on the stream.
+struct ServerOutbound: ClosableRPCWriterProtocol {
+  typealias Element = RPCResponsePart<PluginBytes>
+  let stream: GRPCStream
+
+  func write(_ element: Element) async throws {
+    let size = if case .message(let bytes) = element { bytes.count + PluginBytes.prefixLength } else { 0 }
+    try await self.stream.write(queuing: size) { try self.stream.sendResponse(element) }
+  }
+
+  func write(contentsOf elements: some Sequence<Element>) async throws {
+    for element in elements { try await self.write(element) }
+  }
+
+  func finish() async {}
+
+  func finish(throwing error: any Error) async {
+    try? await self.stream.write(queuing: 0) {
+      self.stream.reset(.internalError)
+      return nil
+    }
+  }
+}
+
+extension GRPCStream {
+  /// Response headers go out with the first message, or alone, or as a trailers-only
+  /// response when the status comes first.
+  func sendResponse(_ part: RPCResponsePart<PluginBytes>) throws -> EventLoopFuture<Void>? {
+    switch part {
+    case .metadata(let metadata):
+      var headers: HPACKHeaders = [":status": "200", "content-type": GRPCWire.contentType]
+      GRPCWire.append(metadata, to: &headers)
+      try self.send(headers: headers, endStream: false)
+      self.sentResponseHeaders = true
+      return nil
+    case .message(let bytes):
+      if !self.sentResponseHeaders {
+        try self.send(headers: [":status": "200", "content-type": GRPCWire.contentType], endStream: false)
+        self.sentResponseHeaders = true
+      }
+      return try self.send(message: bytes)
+    case .status(let status, let metadata):
+      var trailers: HPACKHeaders =
+        self.sentResponseHeaders ? [:] : [":status": "200", "content-type": GRPCWire.contentType]
+      GRPCWire.trailers(status, metadata, into: &trailers)
+      self.sentResponseHeaders = true
+      try self.send(headers: trailers, endStream: true)
+      return nil
+    }
+  }
+}
