@@ -9,13 +9,13 @@ import Synchronization
 /// interpret it as it is read; here there is only HTTP/2.
 enum WirePart: Sendable {
   case headers(HPACKHeaders, endStream: Bool)
-  case message(PluginBytes)
+  /// A message, and the window it gives back once its reader has taken it.
+  case message(PluginBytes, credit: Int)
 
-  /// The bytes that count against flow control once the reader has taken it.
   var flowControlledSize: Int {
     switch self {
     case .headers: 0
-    case .message(let bytes): bytes.count + PluginBytes.prefixLength
+    case .message(_, let credit): credit
     }
   }
 }
@@ -51,6 +51,8 @@ final class GRPCConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
   private var context: ChannelHandlerContext?
   private var streams: [HTTP2StreamID: GRPCStream] = [:]
   private var nextStreamID = HTTP2StreamID(1)
+  /// The highest stream ID the peer has opened, which a GOAWAY names as the last it will see.
+  private var lastPeerStreamID = HTTP2StreamID.rootStream
   private var connectionCredit = 0
   private var needsFlush = false
   /// Streams holding back their latest DATA frame until the flush, in case END_STREAM follows.
@@ -198,6 +200,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
       return
     }
     guard case .server(let onStream) = self.role, !self.isGoingAway else { return }
+    self.lastPeerStreamID = max(self.lastPeerStreamID, id)
     let stream = GRPCStream(connection: self, id: id)
     self.streams[id] = stream
     stream.received(headers: headers, endStream: endStream)
@@ -282,7 +285,9 @@ final class GRPCConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
   func drain() {
     guard !self.isClosed, let context = self.context else { return }
     if case .server = self.role, !self.isGoingAway {
-      let last = self.streams.keys.max() ?? .rootStream
+      // Every stream the client has opened so far is one this side will answer; a smaller ID
+      // would tell HTTP/2 to drop calls already running, such as the Shutdown that led here.
+      let last = self.lastPeerStreamID
       let frame = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: last, errorCode: .noError, opaqueData: nil))
       context.write(self.wrapOutboundOut(frame), promise: nil)
       self.markNeedsFlush()
@@ -338,6 +343,10 @@ final class GRPCStream: @unchecked Sendable {
   private var remoteEnded = false
   private var localEnded = false
   private var finished = false
+  /// Bytes of the message still arriving that were already given back to the window.
+  private var creditedAhead = 0
+  /// Set once a message could not be taken; what else arrives is dropped.
+  private var refusedInbound = false
   /// Server side: whether the response has begun, so a status knows if it is trailers-only.
   var sentResponseHeaders = false
   /// Called once if the peer resets the stream or the connection drops under it.
@@ -367,14 +376,31 @@ final class GRPCStream: @unchecked Sendable {
   }
 
   func received(data: ByteBuffer, endStream: Bool) {
+    guard !self.refusedInbound else { return }
     self.reader.append(data)
     do {
       while let message = try self.reader.next() {
-        self.inbox.yield(.message(message))
+        let size = message.count + PluginBytes.prefixLength
+        let creditedAlready = min(self.creditedAhead, size)
+        self.creditedAhead -= creditedAlready
+        self.inbox.yield(.message(message, credit: size - creditedAlready))
       }
     } catch {
-      self.abort(error, code: .cancel)
+      // A server answers with the error as the call's status (resourceExhausted for a message
+      // over the limit, as grpc-go does), so it only stops reading; a client resets.
+      // What was read before (the request's headers above all) still reaches the reader first.
+      self.refusedInbound = true
+      self.inbox.finish(throwing: error)
+      if case .client = self.connection.role { self.reset(.cancel) }
       return
+    }
+    // A message bigger than the window could never complete if its first part waited for its
+    // reader: what a half-arrived message holds is given back at once, and only whole messages
+    // wait for their reader.
+    let partial = self.reader.bufferedBytes
+    if partial > self.creditedAhead {
+      self.credit(partial - self.creditedAhead)
+      self.creditedAhead = partial
     }
     if endStream { self.remoteEnd() }
   }

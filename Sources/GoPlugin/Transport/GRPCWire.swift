@@ -175,6 +175,9 @@ enum GRPCWire {
       return PluginBytes(buffer: message)
     }
 
-    var hasPartialMessage: Bool { (self.pending?.readableBytes ?? 0) > 0 }
+    var hasPartialMessage: Bool { self.bufferedBytes > 0 }
+
+    /// The bytes held of a message that has not all arrived.
+    var bufferedBytes: Int { self.pending?.readableBytes ?? 0 }
   }
 }

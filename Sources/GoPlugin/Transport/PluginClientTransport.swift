@@ -277,7 +277,7 @@ struct ClientInbound: AsyncSequence, Sendable {
         throw RPCError(code: .internalError, message: "the plugin ended the call without a status")
       }
       switch part {
-      case .message(let bytes):
+      case .message(let bytes, _):
         return .message(bytes)
       case .headers(let headers, let endStream):
         if self.sawHeaders || endStream || headers.contains(name: "grpc-status") {

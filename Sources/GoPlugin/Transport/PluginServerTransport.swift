@@ -194,7 +194,7 @@ struct ServerInbound: AsyncSequence, Sendable {
           guard !self.sawHeaders else { continue }
           self.sawHeaders = true
           return .metadata(GRPCWire.metadata(from: headers))
-        case .message(let bytes):
+        case .message(let bytes, _):
           return .message(bytes)
         }
       }

@@ -1,0 +1,78 @@
+import Foundation
+import GRPCCore
+import GoPlugin
+import KVInterface
+import Logging
+import Testing
+
+/// The library's own gRPC transport on a real unix socket, with the server side served in this
+/// process so its limits can be set; every host test covers the ordinary path.
+@Suite("The plugin transport")
+struct TransportTests {
+  /// Serves the KV plugin with `configure` applied, and runs `body` with a client that dials
+  /// the announced socket through ``PluginClientTransport``'s public initializer.
+  private func withServedKV(
+    _ configure: (inout PluginServeConfiguration) -> Void = { _ in },
+    _ body: @Sendable (KVClient) async throws -> Void
+  ) async throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("transport-\(UUID().uuidString.prefix(8))").path
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    var serve = PluginServeConfiguration(
+      handshake: .kv,
+      plugins: ["kv": KVPlugin(serving: MemoryKV())],
+      logger: Logger(label: "transport-test", factory: { _ in SwiftLogNoOpLogHandler() })
+    )
+    configure(&serve)
+    let environment = [
+      HandshakeConfiguration.kv.magicCookieKey: HandshakeConfiguration.kv.magicCookieValue,
+      "PLUGIN_PROTOCOL_VERSIONS": "1",
+      "PLUGIN_UNIX_SOCKET_DIR": directory,
+    ]
+    let (lines, continuation) = AsyncStream.makeStream(of: HandshakeLine.self)
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { [serve] in
+        try? await PluginServer.run(serve, environment: environment) { continuation.yield($0) }
+        continuation.finish()
+      }
+      var iterator = lines.makeAsyncIterator()
+      let line = try #require(await iterator.next())
+      let transport = try PluginClientTransport(network: line.network, address: line.address)
+      try await withGRPCClient(transport: transport) { client in
+        try await body(KVClient(grpcClient: client))
+      }
+      group.cancelAll()
+    }
+  }
+
+  @Test("a request over the server's limit fails as resourceExhausted; the connection carries on")
+  func receiveLimit() async throws {
+    try await self.withServedKV({ $0.maxReceiveMessageSize = 4096 }) { kv in
+      do {
+        try await kv.put("big", value: [UInt8](repeating: 7, count: 8192))
+        Issue.record("an 8 KiB request passed a 4 KiB limit")
+      } catch let error as RPCError {
+        #expect(error.code == .resourceExhausted)
+      }
+      try await kv.put("small", value: [1, 2, 3])
+      #expect(try await kv.get("small") == [1, 2, 3])
+    }
+  }
+
+  @Test("messages far larger than a frame or a window go both ways whole")
+  func largeMessages() async throws {
+    try await self.withServedKV { kv in
+      let value = (0..<(12 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+      try await kv.put("large", value: value)
+      let back = try await kv.get("large")
+      #expect(back.count == value.count)
+      #expect(back.indices.first { back[$0] != value[$0] } == nil)
+    }
+  }
+
+  @Test("an unknown address type is a typed error")
+  func badNetwork() {
+    #expect(throws: PluginError.self) { try PluginClientTransport(network: HandshakeLine.Network(rawValue: "udp"), address: "x") }
+    #expect(throws: PluginError.self) { try PluginClientTransport(network: .tcp, address: "no-port") }
+  }
+}
