@@ -1,8 +1,8 @@
 /// Where a plugin's forwarded stdout or stderr goes on the host (go-plugin's `SyncStdout` and
 /// `SyncStderr`).
 ///
-/// Bytes arrive as the plugin wrote them, in chunks of up to 1 KiB whose boundaries mean
-/// nothing: a line may be split across two chunks.
+/// Bytes arrive as the plugin wrote them, in chunks (up to 1 KiB from a Go plugin, 16 KiB from a
+/// Swift one) whose boundaries mean nothing: a line may be split across two chunks.
 public struct PluginOutput: Sendable {
   enum Kind: Sendable {
     case discard

@@ -22,9 +22,12 @@ import Synchronization
 /// default sink drops it anyway). What no host has collected yet waits in a bounded buffer, oldest
 /// dropped first. The log handler keeps writing to the real stderr, where hosts read logs.
 final class StdioCapture: Sendable {
-  /// go-plugin's chunk size; a host makes nothing of the boundaries.
-  static let chunkSize = 1024
-  /// How many chunks wait for a host before the oldest are dropped: at most 4 MiB.
+  /// The most one message carries. Hosts make nothing of the boundaries, and each message costs
+  /// a gRPC call's worth of work on both sides: go-plugin's 1 KiB took 3,000 messages for 3 MiB
+  /// of output, too many to drain in a stop's grace period on a loaded machine.
+  static let chunkSize = 16 * 1024
+  /// How many chunks (one per read of a pipe, or per 16 KiB of one) wait for a host before the
+  /// oldest are dropped: at most 64 MiB.
   static let bufferedChunks = 4096
 
   private struct State {

@@ -303,10 +303,24 @@ final class GRPCConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     self.context?.close(promise: nil)
   }
 
+  private var closing = false
+
+  /// Closes once the last stream has ended and everything written has reached the socket: a
+  /// channel that closes drops the writes it still queues, which under a slow reader is the
+  /// end of a stream that is already over as far as HTTP/2 is concerned. A last GOAWAY (the
+  /// same as any sent before) marks that point.
   private func closeIfIdle() {
-    guard self.closeWhenIdle, self.streams.isEmpty, !self.isClosed, let context = self.context else { return }
+    guard self.closeWhenIdle, self.streams.isEmpty, !self.isClosed, !self.closing, let context = self.context else { return }
+    self.closing = true
+    let last: HTTP2StreamID = if case .server = self.role { self.lastPeerStreamID } else { .rootStream }
+    let written = context.eventLoop.makePromise(of: Void.self)
+    let frame = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: last, errorCode: .noError, opaqueData: nil))
+    context.write(self.wrapOutboundOut(frame), promise: written)
+    self.needsFlush = true
     self.flushIfNeeded()
-    context.close(promise: nil)
+    written.futureResult.assumeIsolated().whenComplete { _ in
+      self.context?.close(promise: nil)
+    }
   }
 
   private func connectionEnded(_ error: RPCError) {
