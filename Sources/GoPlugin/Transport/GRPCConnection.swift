@@ -73,8 +73,6 @@ final class GRPCConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     self.closed = channel.eventLoop.makePromise()
   }
 
-  var activeStreams: Int { self.streams.count }
-
   /// The addresses a server context names, worked out once per connection rather than per call.
   private(set) lazy var peers: (remote: String, local: String) = (
     self.context?.channel.remoteAddress.map { "\($0)" } ?? "unknown",
@@ -525,7 +523,7 @@ final class GRPCStream: @unchecked Sendable {
     let id = try self.id ?? self.connection.assignID(to: self)
     self.id = id
     self.connection.write(.headers(.init(headers: headers, endStream: endStream)), on: id, promise: nil)
-    if endStream { self.localEnd() }
+    if endStream { self.localEnded = true }
   }
 
   /// Sends a message the writer has counted in ``queuedWriteBytes``, and returns a future to
@@ -567,10 +565,6 @@ final class GRPCStream: @unchecked Sendable {
     } else {
       self.connection.write(.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true)), on: id, promise: nil)
     }
-    self.localEnd()
-  }
-
-  private func localEnd() {
     self.localEnded = true
   }
 

@@ -7,9 +7,7 @@ import NIOCore
 ///
 /// It holds no more than HTTP/2 flow control lets in; `consumed` hands back each element's size
 /// once it is taken, and the connection turns that into window updates for the peer.
-final class StreamInbox<Element: Sendable>: AsyncSequence, Sendable {
-  typealias Failure = any Error
-
+final class StreamInbox<Element: Sendable>: Sendable {
   private struct State {
     var buffer = CircularBuffer<Element>(initialCapacity: 2)
     var end: (any Error)?
@@ -132,17 +130,5 @@ final class StreamInbox<Element: Sendable>: AsyncSequence, Sendable {
     } onCancel: {
       self.fail(Self.cancelled)
     }
-  }
-
-  struct AsyncIterator: AsyncIteratorProtocol {
-    let inbox: StreamInbox
-
-    func next() async throws -> Element? {
-      try await self.inbox.next()
-    }
-  }
-
-  func makeAsyncIterator() -> AsyncIterator {
-    AsyncIterator(inbox: self)
   }
 }
