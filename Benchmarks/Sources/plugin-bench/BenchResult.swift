@@ -3,18 +3,6 @@ import Foundation
 /// One run's results: the JSON object both harnesses print (plugin-bench and the Go twin
 /// benchhost print the same keys), and a table for people.
 struct BenchResult: Codable, Sendable {
-  /// What the run on the long-lived plugin measured.
-  struct Measured: Sendable {
-    var getP50Us = 0.0
-    var getP99Us = 0.0
-    var getCallsPerSecond = 0.0
-    var concurrentCallsPerSecond = 0.0
-    var putMiBPerSecond = 0.0
-    var uploadMiBPerSecond = 0.0
-    var pluginPeakRSSKiB: Int?
-    var callFailures = 0
-  }
-
   var label: String
   var host: String
   var plugin: String
@@ -50,17 +38,6 @@ struct BenchResult: Codable, Sendable {
     self.callers = parameters.callers
     self.bulkMiB = Double(parameters.bulkBytes) / 1_048_576
     self.chunkKiB = parameters.chunkBytes / 1024
-  }
-
-  mutating func apply(_ measured: Measured) {
-    self.getP50Us = measured.getP50Us
-    self.getP99Us = measured.getP99Us
-    self.getCallsPerSecond = measured.getCallsPerSecond
-    self.concurrentCallsPerSecond = measured.concurrentCallsPerSecond
-    self.putMiBPerSecond = measured.putMiBPerSecond
-    self.uploadMiBPerSecond = measured.uploadMiBPerSecond
-    self.pluginPeakRSSKiB = measured.pluginPeakRSSKiB ?? 0
-    self.callFailures = measured.callFailures
   }
 
   func jsonLine() throws -> String {

@@ -68,18 +68,18 @@ struct Workloads: Sendable {
     }
 
     // 2–5 on one plugin.
-    let measured = try await withPluginClient(self.configuration, logger: self.logger) { client in
+    let soFar = result
+    result = try await withPluginClient(self.configuration, logger: self.logger) { client in
       let pid = try await client.info.pid
       let kv = try await client.dispense("kv", as: BenchKVPlugin.self)
-      var measured = BenchResult.Measured()
+      var measured = soFar
       try await self.sequential(kv, into: &measured)
       try await self.concurrent(kv, into: &measured)
       try await self.bulk(kv, into: &measured)
       // Read before the plugin is stopped: after that there is no process to ask.
-      measured.pluginPeakRSSKiB = ProcessStats.peakRSSKiB(pid: pid)
+      measured.pluginPeakRSSKiB = ProcessStats.peakRSSKiB(pid: pid) ?? 0
       return measured
     }
-    result.apply(measured)
   }
 
   private func timeFirstCall() async throws -> Duration {
@@ -91,7 +91,7 @@ struct Workloads: Sendable {
     }
   }
 
-  private func sequential(_ kv: Kvbench_KV.Client<PluginTransport>, into measured: inout BenchResult.Measured) async throws {
+  private func sequential(_ kv: Kvbench_KV.Client<PluginTransport>, into measured: inout BenchResult) async throws {
     let value = Data((0..<Self.valueSize).map { UInt8($0) })
     _ = try await kv.put(.with {
       $0.key = "k"
@@ -119,7 +119,7 @@ struct Workloads: Sendable {
     measured.callFailures += failures
   }
 
-  private func concurrent(_ kv: Kvbench_KV.Client<PluginTransport>, into measured: inout BenchResult.Measured) async throws {
+  private func concurrent(_ kv: Kvbench_KV.Client<PluginTransport>, into measured: inout BenchResult) async throws {
     let total = self.parameters.concurrentCalls
     guard total > 0 else { return }
     let callers = self.parameters.callers
@@ -144,7 +144,7 @@ struct Workloads: Sendable {
     measured.callFailures += failures
   }
 
-  private func bulk(_ kv: Kvbench_KV.Client<PluginTransport>, into measured: inout BenchResult.Measured) async throws {
+  private func bulk(_ kv: Kvbench_KV.Client<PluginTransport>, into measured: inout BenchResult) async throws {
     let chunkBytes = self.parameters.chunkBytes
     let chunks = self.parameters.bulkBytes / chunkBytes
     guard chunks > 0 else { return }
