@@ -79,7 +79,11 @@ let package = Package(
     ),
     .target(
       name: "GoPluginTesting",
-      dependencies: ["GoPlugin", grpcCore, logging],
+      dependencies: [
+        "GoPlugin", grpcCore, logging,
+        .product(name: "Subprocess", package: "swift-subprocess"),
+        .product(name: "SystemPackage", package: "swift-system"),
+      ],
       swiftSettings: strictSettings
     ),
 

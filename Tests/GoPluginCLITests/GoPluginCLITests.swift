@@ -14,37 +14,15 @@ struct CLIRun {
     return try #require(object as? [String: Any], "not a JSON object: \(self.stdout)")
   }
 
-  /// Runs `executable` (a built product unless it holds a `/`) with `arguments`; its output goes
-  /// to files, so that no pipe can fill up and stall it.
-  static func run(_ arguments: [String], environment: [String: String]? = nil) throws -> CLIRun {
-    try self.run("goplugin", arguments, environment: environment)
+  /// Runs `executable` (a built product unless it holds a `/`) with `arguments` to its end.
+  static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> CLIRun {
+    try await self.run("goplugin", arguments, environment: environment)
   }
 
-  static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> CLIRun {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("goplugin-cli-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: directory) }
-    let stdoutURL = directory.appendingPathComponent("stdout")
-    let stderrURL = directory.appendingPathComponent("stderr")
-    try Data().write(to: stdoutURL)
-    try Data().write(to: stderrURL)
-
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable.contains("/") ? executable : try BuildProducts.path(executable))
-    process.arguments = arguments
-    if let environment {
-      process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-    }
-    process.standardInput = FileHandle.nullDevice
-    process.standardOutput = try FileHandle(forWritingTo: stdoutURL)
-    process.standardError = try FileHandle(forWritingTo: stderrURL)
-    try process.run()
-    process.waitUntilExit()
-    return CLIRun(
-      status: process.terminationStatus,
-      stdout: try String(contentsOf: stdoutURL, encoding: .utf8),
-      stderr: try String(contentsOf: stderrURL, encoding: .utf8)
-    )
+  static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) async throws -> CLIRun {
+    let path = executable.contains("/") ? executable : try BuildProducts.path(executable)
+    let run = try await ExternalProgram.run(path, arguments: arguments, environment: environment)
+    return CLIRun(status: run.status, stdout: run.outputText, stderr: run.errorText)
   }
 }
 
@@ -54,9 +32,9 @@ let kvCookie = "BASIC_PLUGIN=hello"
 @Suite("goplugin inspect", .timeLimit(.minutes(5)))
 struct InspectTests {
   @Test("reports the Swift kv-plugin's handshake, health, services and timings as JSON")
-  func swiftPluginJSON() throws {
+  func swiftPluginJSON() async throws {
     let plugin = try BuildProducts.path("kv-plugin")
-    let run = try CLIRun.run(["inspect", "--cookie", kvCookie, "--json", plugin])
+    let run = try await CLIRun.run(["inspect", "--cookie", kvCookie, "--json", plugin])
     #expect(run.status == 0, "\(run.stderr)")
     let report = try run.json()
     #expect(report["protocol"] as? String == "grpc")
@@ -86,8 +64,8 @@ struct InspectTests {
   }
 
   @Test("prints the same as text by default; the command may follow --")
-  func swiftPluginText() throws {
-    let run = try CLIRun.run(["inspect", "--magic-cookie-key", "BASIC_PLUGIN", "--magic-cookie-value", "hello", "--", try BuildProducts.path("kv-plugin")])
+  func swiftPluginText() async throws {
+    let run = try await CLIRun.run(["inspect", "--magic-cookie-key", "BASIC_PLUGIN", "--magic-cookie-value", "hello", "--", try BuildProducts.path("kv-plugin")])
     #expect(run.status == 0, "\(run.stderr)")
     for expected in ["handshake:", "|grpc|", "protocol:", "grpc", "tls:", "none", "reflection:", "unavailable", "health:", "plugin: SERVING", "start:", "shutdown:", "exited with status 0 (stopped)"] {
       #expect(run.stdout.contains(expected), "no \"\(expected)\" in:\n\(run.stdout)")
@@ -95,8 +73,8 @@ struct InspectTests {
   }
 
   @Test("over AutoMTLS, shows the plugin's certificate")
-  func swiftPluginAutoMTLS() throws {
-    let run = try CLIRun.run(["inspect", "--cookie", kvCookie, "--auto-mtls", "--json", try BuildProducts.path("kv-plugin")])
+  func swiftPluginAutoMTLS() async throws {
+    let run = try await CLIRun.run(["inspect", "--cookie", kvCookie, "--auto-mtls", "--json", try BuildProducts.path("kv-plugin")])
     #expect(run.status == 0, "\(run.stderr)")
     let report = try run.json()
     let tls = try #require(report["tls"] as? [String: Any])
@@ -111,8 +89,8 @@ struct InspectTests {
   }
 
   @Test("offers every version given with --versions")
-  func versions() throws {
-    let run = try CLIRun.run(["inspect", "--cookie", kvCookie, "--versions", "3,1,2", "--json", try BuildProducts.path("kv-plugin")])
+  func versions() async throws {
+    let run = try await CLIRun.run(["inspect", "--cookie", kvCookie, "--versions", "3,1,2", "--json", try BuildProducts.path("kv-plugin")])
     #expect(run.status == 0, "\(run.stderr)")
     let report = try run.json()
     #expect(report["offeredVersions"] as? [Int] == [1, 2, 3])
@@ -120,9 +98,9 @@ struct InspectTests {
   }
 
   @Test("a wrong cookie fails with the plugin's own explanation and a hint")
-  func badCookie() throws {
+  func badCookie() async throws {
     let plugin = try BuildProducts.path("kv-plugin")
-    let json = try CLIRun.run(["inspect", "--cookie", "BASIC_PLUGIN=wrong", "--json", plugin])
+    let json = try await CLIRun.run(["inspect", "--cookie", "BASIC_PLUGIN=wrong", "--json", plugin])
     #expect(json.status == 1)
     let error = try #require(json.json()["error"] as? [String: Any])
     #expect(error["code"] as? String == "startFailed")
@@ -130,7 +108,7 @@ struct InspectTests {
     #expect((error["pluginStderr"] as? [String])?.contains { $0.contains("This binary is a plugin") } == true)
     #expect((error["hint"] as? String)?.contains("cookie") == true)
 
-    let text = try CLIRun.run(["inspect", "--cookie", "BASIC_PLUGIN=wrong", plugin])
+    let text = try await CLIRun.run(["inspect", "--cookie", "BASIC_PLUGIN=wrong", plugin])
     #expect(text.status == 1)
     #expect(text.stdout.isEmpty)
     #expect(text.stderr.contains("the plugin did not start"))
@@ -139,8 +117,8 @@ struct InspectTests {
   }
 
   @Test("a plugin that is not there fails clearly")
-  func missingPlugin() throws {
-    let run = try CLIRun.run(["inspect", "--cookie", kvCookie, "/nonexistent/plugin"])
+  func missingPlugin() async throws {
+    let run = try await CLIRun.run(["inspect", "--cookie", kvCookie, "/nonexistent/plugin"])
     #expect(run.status == 1)
     #expect(run.stderr.contains("/nonexistent/plugin"))
   }
@@ -158,8 +136,8 @@ struct InspectTests {
       (["inspect", "--cookie", "K=V", "--bogus", "./plugin"], "Unknown option '--bogus'"),
     ]
   )
-  func usageErrors(arguments: [String], message: String) throws {
-    let run = try CLIRun.run(arguments)
+  func usageErrors(arguments: [String], message: String) async throws {
+    let run = try await CLIRun.run(arguments)
     #expect(run.status == 64)
     #expect(run.stderr.contains(message), "\(run.stderr)")
   }
@@ -168,17 +146,17 @@ struct InspectTests {
 @Suite("goplugin checksum")
 struct ChecksumTests {
   /// What coreutils says, for comparison.
-  func coreutils(_ tool: String, _ path: String) throws -> String {
-    let run = try CLIRun.run("/usr/bin/\(tool)", [path])
+  func coreutils(_ tool: String, _ path: String) async throws -> String {
+    let run = try await CLIRun.run("/usr/bin/\(tool)", [path])
     #expect(run.status == 0)
     return String(run.stdout.prefix { $0 != " " })
   }
 
   @Test("prints the digest as PluginChecksum takes it", arguments: ["sha256", "sha384", "sha512"])
-  func digest(algorithm: String) throws {
+  func digest(algorithm: String) async throws {
     let file = try BuildProducts.path("kv-plugin")
-    let expected = try self.coreutils("\(algorithm)sum", file)
-    let run = try CLIRun.run(["checksum", file, "--algorithm", algorithm, "--json"])
+    let expected = try await self.coreutils("\(algorithm)sum", file)
+    let run = try await CLIRun.run(["checksum", file, "--algorithm", algorithm, "--json"])
     #expect(run.status == 0, "\(run.stderr)")
     let report = try run.json()
     #expect(report["hex"] as? String == expected)
@@ -186,39 +164,39 @@ struct ChecksumTests {
     #expect(report["checksum"] as? String == "\(algorithm):\(expected)")
     #expect(report["swift"] as? String == "try PluginChecksum(.\(algorithm), hex: \"\(expected)\")")
 
-    let text = try CLIRun.run(["checksum", "--algorithm", algorithm, file])
+    let text = try await CLIRun.run(["checksum", "--algorithm", algorithm, file])
     #expect(text.status == 0)
     #expect(text.stdout.contains("\(algorithm):\(expected)"))
   }
 
   @Test("an empty file has the empty digest")
-  func emptyFile() throws {
+  func emptyFile() async throws {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("goplugin-empty-\(UUID().uuidString)").path
     try Data().write(to: URL(fileURLWithPath: path))
     defer { try? FileManager.default.removeItem(atPath: path) }
-    let run = try CLIRun.run(["checksum", path, "--json"])
+    let run = try await CLIRun.run(["checksum", path, "--json"])
     #expect(try run.json()["hex"] as? String == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
   }
 
   @Test("a missing file or a directory is an error, status 1")
-  func badFiles() throws {
-    let missing = try CLIRun.run(["checksum", "/nonexistent/plugin"])
+  func badFiles() async throws {
+    let missing = try await CLIRun.run(["checksum", "/nonexistent/plugin"])
     #expect(missing.status == 1)
     #expect(missing.stderr.contains("no such file: /nonexistent/plugin"))
 
-    let directory = try CLIRun.run(["checksum", "/tmp"])
+    let directory = try await CLIRun.run(["checksum", "/tmp"])
     #expect(directory.status == 1)
     #expect(directory.stderr.contains("/tmp is a directory"))
 
-    let json = try CLIRun.run(["checksum", "/nonexistent/plugin", "--json"])
+    let json = try await CLIRun.run(["checksum", "/nonexistent/plugin", "--json"])
     #expect(json.status == 1)
     let error = try #require(json.json()["error"] as? [String: Any])
     #expect(error["code"] as? String == "fileNotFound")
   }
 
   @Test("an unknown algorithm is a usage error")
-  func unknownAlgorithm() throws {
-    let run = try CLIRun.run(["checksum", "/tmp", "--algorithm", "md5"])
+  func unknownAlgorithm() async throws {
+    let run = try await CLIRun.run(["checksum", "/tmp", "--algorithm", "md5"])
     #expect(run.status == 64)
     #expect(run.stderr.contains("md5"))
   }

@@ -11,48 +11,70 @@ enum GoPeers {
     var description: String
   }
 
-  private static let built: Result<String, any Error> = Result(catching: {
-    let output = ProcessInfo.processInfo.environment["GOPLUGIN_INTEROP_DIR"]
-      ?? repository.appendingPathComponent(".build/interop").path
-    let build = try CLIRun.run(repository.appendingPathComponent("Tests/Interop/build.sh").path, [output])
-    guard build.status == 0 else {
-      throw BuildFailure(description: "Tests/Interop/build.sh failed: \(build.stderr)")
-    }
-    return output
-  })
+  /// Builds once per run, for whichever test asks first; tests asking meanwhile wait for it.
+  private actor Builds {
+    private var peers: Result<String, any Error>?
+    private var reflectionPlugin: Result<String, any Error>?
 
-  /// go-plugin 1.0.1 registers no reflection service, so this one adds it.
-  private static let reflectionPlugin: Result<String, any Error> = Result(catching: {
-    let output = try built.get()
-    let source = repository.appendingPathComponent("Tests/GoPluginCLITests/go/reflection-kv-plugin.go").path
-    let executable = URL(fileURLWithPath: output).appendingPathComponent("go-reflection-kv-plugin").path
-    // The GOPATH build.sh builds in: its generated kvbench code, the interop packages, Debian's.
-    var environment = [
-      "GO111MODULE": "off",
-      "GOPATH": "\(output)/gopath:\(repository.path)/Tests/Interop/go:/usr/share/gocode",
-      "GOFLAGS": "",
-    ]
-    if ProcessInfo.processInfo.environment["HOME"] == nil {
-      environment["GOCACHE"] = "\(output)/go-cache"
+    func peersDirectory() async throws -> String {
+      if let peers { return try peers.get() }
+      let result = await Self.capture {
+        let output = ProcessInfo.processInfo.environment["GOPLUGIN_INTEROP_DIR"]
+          ?? GoPeers.repository.appendingPathComponent(".build/interop").path
+        let build = try await CLIRun.run(GoPeers.repository.appendingPathComponent("Tests/Interop/build.sh").path, [output])
+        guard build.status == 0 else {
+          throw BuildFailure(description: "Tests/Interop/build.sh failed: \(build.stderr)")
+        }
+        return output
+      }
+      self.peers = self.peers ?? result
+      return try result.get()
     }
-    let build = try CLIRun.run("/usr/bin/env", ["go", "build", "-o", executable, source], environment: environment)
-    guard build.status == 0 else {
-      throw BuildFailure(description: "go build \(source) failed: \(build.stderr)")
-    }
-    return executable
-  })
 
-  static func path(_ name: String) throws -> String {
-    if name == "go-reflection-kv-plugin" { return try reflectionPlugin.get() }
-    return try URL(fileURLWithPath: built.get()).appendingPathComponent(name).path
+    private static func capture(_ body: () async throws -> String) async -> Result<String, any Error> {
+      do { return .success(try await body()) } catch { return .failure(error) }
+    }
+
+    /// go-plugin 1.0.1 registers no reflection service, so this one adds it.
+    func reflectionPluginPath() async throws -> String {
+      if let reflectionPlugin { return try reflectionPlugin.get() }
+      let output = try await self.peersDirectory()
+      let result = await Self.capture {
+        let source = GoPeers.repository.appendingPathComponent("Tests/GoPluginCLITests/go/reflection-kv-plugin.go").path
+        let executable = URL(fileURLWithPath: output).appendingPathComponent("go-reflection-kv-plugin").path
+        // The GOPATH build.sh builds in: its generated kvbench code, the interop packages, Debian's.
+        var environment = [
+          "GO111MODULE": "off",
+          "GOPATH": "\(output)/gopath:\(GoPeers.repository.path)/Tests/Interop/go:/usr/share/gocode",
+          "GOFLAGS": "",
+        ]
+        if ProcessInfo.processInfo.environment["HOME"] == nil {
+          environment["GOCACHE"] = "\(output)/go-cache"
+        }
+        let build = try await CLIRun.run("/usr/bin/env", ["go", "build", "-o", executable, source], environment: environment)
+        guard build.status == 0 else {
+          throw BuildFailure(description: "go build \(source) failed: \(build.stderr)")
+        }
+        return executable
+      }
+      self.reflectionPlugin = self.reflectionPlugin ?? result
+      return try result.get()
+    }
+  }
+
+  private static let builds = Builds()
+
+  static func path(_ name: String) async throws -> String {
+    if name == "go-reflection-kv-plugin" { return try await builds.reflectionPluginPath() }
+    return try URL(fileURLWithPath: await builds.peersDirectory()).appendingPathComponent(name).path
   }
 }
 
 @Suite("goplugin inspect with go-plugin 1.0.1 plugins", .timeLimit(.minutes(10)))
 struct GoPluginInspectTests {
   @Test("lists a Go plugin's services through server reflection")
-  func reflection() throws {
-    let run = try CLIRun.run(["inspect", "--cookie", kvCookie, "--json", try GoPeers.path("go-reflection-kv-plugin")])
+  func reflection() async throws {
+    let run = try await CLIRun.run(["inspect", "--cookie", kvCookie, "--json", try await GoPeers.path("go-reflection-kv-plugin")])
     #expect(run.status == 0, "\(run.stderr)")
     let report = try run.json()
     #expect(report["protocol"] as? String == "grpc")
@@ -71,8 +93,8 @@ struct GoPluginInspectTests {
   }
 
   @Test("falls back to the health service when a Go plugin serves no reflection")
-  func noReflection() throws {
-    let run = try CLIRun.run(["inspect", "--cookie", kvCookie, "--json", try GoPeers.path("go-kv-plugin")])
+  func noReflection() async throws {
+    let run = try await CLIRun.run(["inspect", "--cookie", kvCookie, "--json", try await GoPeers.path("go-kv-plugin")])
     #expect(run.status == 0, "\(run.stderr)")
     let report = try run.json()
     #expect(report["reflection"] as? String == "unavailable")
@@ -82,8 +104,8 @@ struct GoPluginInspectTests {
   }
 
   @Test("shows the certificate a Go plugin makes for AutoMTLS")
-  func autoMTLS() throws {
-    let run = try CLIRun.run(["inspect", "--cookie", kvCookie, "--auto-mtls", "--json", try GoPeers.path("go-reflection-kv-plugin")])
+  func autoMTLS() async throws {
+    let run = try await CLIRun.run(["inspect", "--cookie", kvCookie, "--auto-mtls", "--json", try await GoPeers.path("go-reflection-kv-plugin")])
     #expect(run.status == 0, "\(run.stderr)")
     let report = try run.json()
     let tls = try #require(report["tls"] as? [String: Any])
@@ -95,8 +117,8 @@ struct GoPluginInspectTests {
   }
 
   @Test("a Go plugin given the wrong cookie explains itself")
-  func badCookie() throws {
-    let run = try CLIRun.run(["inspect", "--cookie", "BASIC_PLUGIN=nope", "--json", try GoPeers.path("go-kv-plugin")])
+  func badCookie() async throws {
+    let run = try await CLIRun.run(["inspect", "--cookie", "BASIC_PLUGIN=nope", "--json", try await GoPeers.path("go-kv-plugin")])
     #expect(run.status == 1)
     let error = try #require(run.json()["error"] as? [String: Any])
     #expect(error["code"] as? String == "startFailed")

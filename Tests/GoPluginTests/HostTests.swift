@@ -44,24 +44,16 @@ func failedStart(_ configuration: PluginClientConfiguration) async throws -> (Pl
 
 enum CapturedStream { case standardOutput, standardError }
 
-/// Runs a program to its end outside any plugin machinery, keeping one of its output streams.
+/// Runs a program to its end outside any plugin machinery, in exactly `environment`, keeping
+/// one of its output streams.
 func runCapturing(
   _ path: String,
   arguments: [String] = [],
   environment: [String: String],
   capture: CapturedStream
-) throws -> (status: Int32, output: Data) {
-  let process = Process()
-  process.executableURL = URL(fileURLWithPath: path)
-  process.arguments = arguments
-  process.environment = environment
-  let pipe = Pipe()
-  process.standardOutput = capture == .standardOutput ? pipe : FileHandle.nullDevice
-  process.standardError = capture == .standardError ? pipe : FileHandle.nullDevice
-  try process.run()
-  let output = pipe.fileHandleForReading.readDataToEndOfFile()
-  process.waitUntilExit()
-  return (process.terminationStatus, output)
+) async throws -> (status: Int32, output: Data) {
+  let run = try await ExternalProgram.run(path, arguments: arguments, environment: environment, inheritEnvironment: false)
+  return (run.status, Data(capture == .standardOutput ? run.output : run.errorOutput))
 }
 
 @Suite("Swift host and Swift plugin", .timeLimit(.minutes(2)))
@@ -428,7 +420,7 @@ struct StartFailureTests {
 
   @Test("a plugin run by hand explains itself and exits 1")
   func launchedByHand() async throws {
-    let (status, output) = try runCapturing(try BuildProducts.path("kv-plugin"), environment: [:], capture: .standardError)
+    let (status, output) = try await runCapturing(try BuildProducts.path("kv-plugin"), environment: [:], capture: .standardError)
     #expect(status == 1)
     #expect(String(decoding: output, as: UTF8.self) == PluginServer.launchedByHandMessage)
   }
@@ -437,13 +429,13 @@ struct StartFailureTests {
 @Suite("Nothing left behind", .timeLimit(.minutes(2)))
 struct LeakTests {
   @Test("after stops, kills, crashes and failed starts: no process, descriptor or socket remains")
-  func nothingLeaks() throws {
+  func nothingLeaks() async throws {
     // The cycles run in a process of their own, where no other test opens descriptors.
     let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("goplugin-leak-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
     try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: scratch) }
 
-    let (status, data) = try runCapturing(
+    let (status, data) = try await runCapturing(
       try BuildProducts.path("fixture-plugin"),
       arguments: ["host-cycles", "3"],
       environment: ProcessInfo.processInfo.environment.merging(["TMPDIR": scratch.path]) { _, new in new },
@@ -501,7 +493,7 @@ struct ChecksumTests {
     defer { try? FileManager.default.removeItem(at: directory) }
     let marker = directory.appendingPathComponent("ran")
     let script = try makeScript(in: directory, marker: marker)
-    let original = try PluginChecksum(.sha256, hex: sha256Hex(of: script))
+    let original = try PluginChecksum(.sha256, hex: await sha256Hex(of: script))
 
     var bytes = try Data(contentsOf: URL(fileURLWithPath: script))
     let index = try #require(bytes.firstIndex(of: UInt8(ascii: "c")))
@@ -513,7 +505,8 @@ struct ChecksumTests {
     let (error, exit) = try await failedStart(configuration)
     #expect(error.code == .checksumMismatch)
     #expect(error.message.contains("expected \(original)"))
-    #expect(error.message.contains("got sha256:\(try sha256Hex(of: script))"))
+    let actual = try await sha256Hex(of: script)
+    #expect(error.message.contains("got sha256:\(actual)"))
     #expect(exit.status == nil)
     #expect(!FileManager.default.fileExists(atPath: marker.path))
   }
@@ -532,8 +525,8 @@ struct ChecksumTests {
   }
 
   /// The digest as `sha256sum` computes it, so the test does not only check itself.
-  func sha256Hex(of path: String) throws -> String {
-    let (status, output) = try runCapturing("/usr/bin/sha256sum", arguments: [path], environment: [:], capture: .standardOutput)
+  func sha256Hex(of path: String) async throws -> String {
+    let (status, output) = try await runCapturing("/usr/bin/sha256sum", arguments: [path], environment: [:], capture: .standardOutput)
     #expect(status == 0)
     return String(String(decoding: output, as: UTF8.self).prefix(64))
   }

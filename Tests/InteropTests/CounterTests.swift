@@ -59,15 +59,15 @@ struct CounterTests {
   // this in 1.4.4 (issue #109), and Debian ships 1.0.1.
   @Test("the Swift host passes a callback to a Go plugin")
   func swiftHostGoPlugin() async throws {
-    let result = try await self.addUp(self.counterConfiguration(PluginCommand(try Peers.path("go-counter-plugin")), autoMTLS: false))
+    let result = try await self.addUp(self.counterConfiguration(PluginCommand(try await Peers.path("go-counter-plugin")), autoMTLS: false))
     #expect(result.value == 42)
     #expect(result.sums == 3)
   }
 
   @Test("a Go host passes a callback to the Swift plugin", arguments: [false, true])
-  func goHostSwiftPlugin(autoMTLS: Bool) throws {
-    let result = try Peers.run(
-      try Peers.path("go-counter-host"),
+  func goHostSwiftPlugin(autoMTLS: Bool) async throws {
+    let result = try await Peers.run(
+      try await Peers.path("go-counter-host"),
       ["-plugin", try BuildProducts.path("counter-plugin")] + (autoMTLS ? ["-automtls"] : [])
     )
     let report = try JSONDecoder().decode(GoCounterReport.self, from: Data(result.stdout.utf8))
@@ -78,8 +78,8 @@ struct CounterTests {
   }
 
   @Test("the counter CLI runs the example")
-  func cli() throws {
-    let result = try Peers.run(try BuildProducts.path("counter"), [])
+  func cli() async throws {
+    let result = try await Peers.run(try BuildProducts.path("counter"), [])
     #expect(result.status == 0, "\(result.stderr)")
     #expect(result.stdout.contains("put 39: the plugin asked this host to add (3 + 39 = 42)"))
     #expect(result.stdout.contains("hits = 42, with 3 sums done by the host"))

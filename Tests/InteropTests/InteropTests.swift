@@ -10,53 +10,49 @@ import Testing
 
 @testable import GoPlugin
 
-/// The Go and Python peers, built once per test run by Tests/Interop/build.sh.
+/// The Go and Python peers, built by Tests/Interop/build.sh the first time a test asks for one.
 enum Peers {
   static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-  private static let built: Result<String, any Error> = Result(catching: {
-    let output = ProcessInfo.processInfo.environment["GOPLUGIN_INTEROP_DIR"]
-      ?? repository.appendingPathComponent(".build/interop").path
-    let result = try run(repository.appendingPathComponent("Tests/Interop/build.sh").path, [output])
-    guard result.status == 0 else {
-      throw PluginError(code: .invalidConfiguration, message: "Tests/Interop/build.sh failed: \(result.stderr)")
-    }
-    return output
-  })
+  /// Tests that ask at the same time may each run build.sh; it takes a lock, and all but the
+  /// first find the peers up to date.
+  private actor Build {
+    private var result: Result<String, any Error>?
 
-  static func path(_ name: String) throws -> String {
-    try URL(fileURLWithPath: built.get()).appendingPathComponent(name).path
+    func directory() async throws -> String {
+      if let result { return try result.get() }
+      let result: Result<String, any Error>
+      do {
+        let output = ProcessInfo.processInfo.environment["GOPLUGIN_INTEROP_DIR"]
+          ?? Peers.repository.appendingPathComponent(".build/interop").path
+        let build = try await Peers.run(Peers.repository.appendingPathComponent("Tests/Interop/build.sh").path, [output])
+        guard build.status == 0 else {
+          throw PluginError(code: .invalidConfiguration, message: "Tests/Interop/build.sh failed: \(build.stderr)")
+        }
+        result = .success(output)
+      } catch {
+        result = .failure(error)
+      }
+      self.result = result
+      return try result.get()
+    }
   }
 
+  private static let build = Build()
+
+  static func path(_ name: String) async throws -> String {
+    try URL(fileURLWithPath: await build.directory()).appendingPathComponent(name).path
+  }
+
+  /// Runs a peer or an example to its end, without holding one of the few threads Swift
+  /// concurrency has while it runs.
   static func run(
     _ executable: String,
     _ arguments: [String],
     environment: [String: String] = [:]
-  ) throws -> (status: Int32, stdout: String, stderr: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    if !environment.isEmpty {
-      process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-    }
-    let stdout = Pipe()
-    let stderr = Pipe()
-    process.standardOutput = stdout
-    process.standardError = stderr
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    // Both pipes are read at once, so neither can fill up and stall the child.
-    let group = DispatchGroup()
-    nonisolated(unsafe) var errorData = Data()
-    group.enter()
-    DispatchQueue.global().async {
-      errorData = stderr.fileHandleForReading.readDataToEndOfFile()
-      group.leave()
-    }
-    let outputData = stdout.fileHandleForReading.readDataToEndOfFile()
-    group.wait()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: outputData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
+  ) async throws -> (status: Int32, stdout: String, stderr: String) {
+    let run = try await ExternalProgram.run(executable, arguments: arguments, environment: environment)
+    return (run.status, run.outputText, run.errorText)
   }
 }
 
@@ -85,8 +81,8 @@ struct InteropTests {
   }
 
   @Test("a Go host loads the Swift kv-plugin, calls it, and stops it gracefully")
-  func goHostSwiftPlugin() throws {
-    let result = try Peers.run(try Peers.path("go-kv-host"), ["-plugin", try BuildProducts.path("kv-plugin"), "-calls", "5000"])
+  func goHostSwiftPlugin() async throws {
+    let result = try await Peers.run(try await Peers.path("go-kv-host"), ["-plugin", try BuildProducts.path("kv-plugin"), "-calls", "5000"])
     let report = try JSONDecoder().decode(GoHostReport.self, from: Data(result.stdout.utf8))
     #expect(report.error == nil, "\(result.stderr)")
     #expect(result.status == 0)
@@ -107,7 +103,7 @@ struct InteropTests {
 
   @Test("the Swift host makes 100,000 calls to a Go plugin on one connection")
   func swiftHostGoPlugin() async throws {
-    let client = PluginClient(configuration: self.kvConfiguration(PluginCommand(try Peers.path("go-kv-plugin"))))
+    let client = PluginClient(configuration: self.kvConfiguration(PluginCommand(try await Peers.path("go-kv-plugin"))))
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await client.run() }
       let info = try await client.info
@@ -134,7 +130,7 @@ struct InteropTests {
 
   @Test("8 Swift callers share one connection to a Go plugin for 8,000 calls")
   func concurrentCallsToGoPlugin() async throws {
-    let client = PluginClient(configuration: self.kvConfiguration(PluginCommand(try Peers.path("go-kv-plugin"))))
+    let client = PluginClient(configuration: self.kvConfiguration(PluginCommand(try await Peers.path("go-kv-plugin"))))
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await client.run() }
       let kv = try await client.dispense("kv", as: KVPlugin.self)
@@ -160,8 +156,8 @@ struct InteropTests {
   }
 
   @Test("a Go host with AutoMTLS loads the Swift plugin")
-  func goHostAutoMTLS() throws {
-    let result = try Peers.run(try Peers.path("go-kv-host"), ["-plugin", try BuildProducts.path("kv-plugin"), "-calls", "500", "-automtls"])
+  func goHostAutoMTLS() async throws {
+    let result = try await Peers.run(try await Peers.path("go-kv-host"), ["-plugin", try BuildProducts.path("kv-plugin"), "-calls", "500", "-automtls"])
     let report = try JSONDecoder().decode(GoHostReport.self, from: Data(result.stdout.utf8))
     #expect(report.error == nil, "\(result.stderr)")
     #expect(report.get == "hello from go")
@@ -172,7 +168,7 @@ struct InteropTests {
 
   @Test("the Swift host with AutoMTLS loads a Go plugin")
   func swiftHostAutoMTLSGoPlugin() async throws {
-    var configuration = self.kvConfiguration(PluginCommand(try Peers.path("go-kv-plugin")))
+    var configuration = self.kvConfiguration(PluginCommand(try await Peers.path("go-kv-plugin")))
     configuration.tls = .autoMTLS
     let client = PluginClient(configuration: configuration)
     try await withThrowingTaskGroup(of: Void.self) { group in
@@ -192,7 +188,7 @@ struct InteropTests {
   func goPluginLogs() async throws {
     let capture = LogCapture()
     var pid: Int32 = 0
-    try await withPluginClient(self.kvConfiguration(PluginCommand(try Peers.path("go-kv-plugin"))), logger: capture.logger) { client in
+    try await withPluginClient(self.kvConfiguration(PluginCommand(try await Peers.path("go-kv-plugin"))), logger: capture.logger) { client in
       pid = try await client.info.pid
       // Its lines were written before the handshake; a call later they have been read.
       _ = try await client.dispense("kv", as: KVPlugin.self).get("x")
@@ -210,7 +206,7 @@ struct InteropTests {
 
   @Test("the Swift host loads a Python grpcio plugin over TCP")
   func swiftHostPythonPlugin() async throws {
-    let client = PluginClient(configuration: self.kvConfiguration(PluginCommand(try Peers.path("python-kv-plugin"))))
+    let client = PluginClient(configuration: self.kvConfiguration(PluginCommand(try await Peers.path("python-kv-plugin"))))
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await client.run() }
       let info = try await client.info
@@ -230,10 +226,10 @@ struct InteropTests {
   }
 
   @Test("the kv CLI drives the Go plugin with --plugin")
-  func cliWithGoPlugin() throws {
+  func cliWithGoPlugin() async throws {
     let kv = try BuildProducts.path("kv")
-    let plugin = try Peers.path("go-kv-plugin")
-    let demo = try Peers.run(kv, ["--plugin", plugin, "demo"])
+    let plugin = try await Peers.path("go-kv-plugin")
+    let demo = try await Peers.run(kv, ["--plugin", plugin, "demo"])
     #expect(demo.status == 0, "\(demo.stderr)")
     #expect(demo.stdout.contains("greeting = \"hello from swift-go-plugin\""))
     #expect(demo.stdout.contains("plugin counted 4 chunks, 163840 bytes"))

@@ -44,15 +44,15 @@ struct YamuxPeerReport: Decodable {
 /// hashicorp/yamux on its own (go-yamux-peer).
 @Suite("Multiplexing against hashicorp/yamux and grpc-go", .timeLimit(.minutes(5)))
 struct MultiplexInteropTests {
-  func muxHost(_ plugin: String, _ arguments: [String]) throws -> (GoMuxHostReport, String) {
-    let result = try Peers.run(try Peers.path("go-mux-host"), ["-plugin", plugin] + arguments)
+  func muxHost(_ plugin: String, _ arguments: [String]) async throws -> (GoMuxHostReport, String) {
+    let result = try await Peers.run(try await Peers.path("go-mux-host"), ["-plugin", plugin] + arguments)
     let report = try JSONDecoder().decode(GoMuxHostReport.self, from: Data(result.stdout.utf8))
     return (report, result.stderr)
   }
 
   @Test("a multiplexing Go host calls the Swift kv-plugin over yamux streams")
-  func kv() throws {
-    let (report, log) = try self.muxHost(try BuildProducts.path("kv-plugin"), ["-mode", "kv", "-calls", "200", "-stream-bytes", "\(8 << 20)"])
+  func kv() async throws {
+    let (report, log) = try await self.muxHost(try BuildProducts.path("kv-plugin"), ["-mode", "kv", "-calls", "200", "-stream-bytes", "\(8 << 20)"])
     #expect(report.error == nil, "\(log)")
     #expect(report.mux == true)
     #expect(report.handshake?.hasSuffix("|grpc||true") == true)
@@ -63,8 +63,8 @@ struct MultiplexInteropTests {
   }
 
   @Test("the Swift counter-plugin calls back into a multiplexing Go host after a knock")
-  func counter() throws {
-    let (report, log) = try self.muxHost(try BuildProducts.path("counter-plugin"), ["-mode", "counter"])
+  func counter() async throws {
+    let (report, log) = try await self.muxHost(try BuildProducts.path("counter-plugin"), ["-mode", "counter"])
     #expect(report.error == nil, "\(log)")
     #expect(report.value == 42)
     #expect(report.sums == 3)
@@ -73,18 +73,18 @@ struct MultiplexInteropTests {
   }
 
   @Test("a Go host reads what a Swift plugin prints, through GRPCStdio", arguments: [false, true])
-  func stdio(multiplexed: Bool) throws {
+  func stdio(multiplexed: Bool) async throws {
     let plugin = "\(try BuildProducts.path("fixture-plugin")) serve"
-    let (report, log) = try self.muxHost(plugin, ["-mode", "stdio"] + (multiplexed ? [] : ["-no-mux"]))
+    let (report, log) = try await self.muxHost(plugin, ["-mode", "stdio"] + (multiplexed ? [] : ["-no-mux"]))
     #expect(report.error == nil, "\(log)")
     #expect(report.stdout == "stdout: hello\n")
     #expect(report.stderr == "stderr: hello\n")
   }
 
   @Test("a Go host that never reads stdio does not block a plugin that floods stdout")
-  func unreadStdio() throws {
-    let result = try Peers.run(
-      try Peers.path("go-kv-host"),
+  func unreadStdio() async throws {
+    let result = try await Peers.run(
+      try await Peers.path("go-kv-host"),
       ["-plugin", "\(try BuildProducts.path("fixture-plugin")) serve"],
       environment: ["FIXTURE_STDOUT_FLOOD": "\(8 << 20)"]
     )
@@ -97,7 +97,7 @@ struct MultiplexInteropTests {
   @Test("a Swift host asking a go-plugin 1.0.1 plugin to multiplex gets go-plugin's refusal")
   func oldPluginRefuses() async throws {
     var configuration = PluginClientConfiguration(
-      command: PluginCommand(try Peers.path("go-kv-plugin")),
+      command: PluginCommand(try await Peers.path("go-kv-plugin")),
       handshake: .kv,
       plugins: ["kv": KVPlugin()]
     )
@@ -154,10 +154,10 @@ struct YamuxInteropTests {
     return (directory.appendingPathComponent("s").path, directory)
   }
 
-  /// Starts go-yamux-peer, waits for it to listen when it does, and returns its report.
-  static func peer(_ arguments: [String], listening path: String?) throws -> (Process, Pipe, Pipe) {
+  /// Starts go-yamux-peer and, when it listens, waits until it says so.
+  static func peer(_ arguments: [String], listening path: String?) async throws -> (Process, Pipe, Pipe) {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: try Peers.path("go-yamux-peer"))
+    process.executableURL = URL(fileURLWithPath: try await Peers.path("go-yamux-peer"))
     process.arguments = arguments
     let (stdout, stderr) = (Pipe(), Pipe())
     process.standardOutput = stdout
@@ -165,23 +165,38 @@ struct YamuxInteropTests {
     try process.run()
     if path != nil {
       // The peer prints "listening" once it accepts.
-      var line = Data()
-      while !line.contains(UInt8(ascii: "\n")) {
-        let byte = stdout.fileHandleForReading.readData(ofLength: 1)
-        guard !byte.isEmpty else { break }
-        line += byte
+      let line = await onOwnThread {
+        var line = Data()
+        while !line.contains(UInt8(ascii: "\n")) {
+          let byte = stdout.fileHandleForReading.readData(ofLength: 1)
+          guard !byte.isEmpty else { break }
+          line += byte
+        }
+        return line
       }
       #expect(String(decoding: line, as: UTF8.self).hasPrefix("listening"))
     }
     return (process, stdout, stderr)
   }
 
-  static func report(_ process: Process, _ stdout: Pipe, _ stderr: Pipe) throws -> (YamuxPeerReport, String) {
-    let output = stdout.fileHandleForReading.readDataToEndOfFile()
-    let log = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
+  /// What go-yamux-peer reported once it has exited.
+  static func report(_ process: Process, _ stdout: Pipe, _ stderr: Pipe) async throws -> (YamuxPeerReport, String) {
+    let (output, log) = await onOwnThread {
+      let output = stdout.fileHandleForReading.readDataToEndOfFile()
+      let log = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+      process.waitUntilExit()
+      return (output, log)
+    }
     let json = output.split(separator: UInt8(ascii: "\n")).last ?? Data()
     return (try JSONDecoder().decode(YamuxPeerReport.self, from: Data(json)), log)
+  }
+
+  /// Foundation's pipe reads and waits block their thread; on a thread of their own they leave
+  /// Swift concurrency's few threads to the tests running beside this one.
+  static func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+      Thread { continuation.resume(returning: body()) }.start()
+    }
   }
 
   /// A session on a new connection to `path`, as the given role.
@@ -204,7 +219,7 @@ struct YamuxInteropTests {
   func openHere(streams: Int) async throws {
     let (path, directory) = try Self.socketPath()
     defer { try? FileManager.default.removeItem(at: directory) }
-    let peer = try Self.peer(["-listen", path, "-mode", "echo"], listening: path)
+    let peer = try await Self.peer(["-listen", path, "-mode", "echo"], listening: path)
     let (channel, session) = try await Self.connect(path, role: .client)
     let size = 1 << 20  // four windows' worth each way
     var results: [OneShot<[UInt8]?>] = []
@@ -226,7 +241,7 @@ struct YamuxInteropTests {
       do { return try session.value.ping() } catch { return channel.eventLoop.makeFailedFuture(error) }
     }.get()
     try await channel.close()
-    let (report, log) = try Self.report(peer.0, peer.1, peer.2)
+    let (report, log) = try await Self.report(peer.0, peer.1, peer.2)
     #expect(report.error == nil, "\(log)")
     #expect(report.streams == streams)
     #expect(report.bytes == streams * size)
@@ -251,8 +266,8 @@ struct YamuxInteropTests {
     let (path, directory) = try Self.socketPath()
     defer { try? FileManager.default.removeItem(at: directory) }
     let server = try await Self.serve(path)
-    let peer = try Self.peer(["-connect", path, "-mode", "send", "-streams", "8", "-bytes", "\(1 << 20)"], listening: nil)
-    let (report, log) = try Self.report(peer.0, peer.1, peer.2)
+    let peer = try await Self.peer(["-connect", path, "-mode", "send", "-streams", "8", "-bytes", "\(1 << 20)"], listening: nil)
+    let (report, log) = try await Self.report(peer.0, peer.1, peer.2)
     try await server.close()
     #expect(report.error == nil, "\(log)")
     #expect(report.streams == 8)
@@ -265,8 +280,8 @@ struct YamuxInteropTests {
     let (path, directory) = try Self.socketPath()
     defer { try? FileManager.default.removeItem(at: directory) }
     let server = try await Self.serve(path)
-    let peer = try Self.peer(["-connect", path, "-mode", "ping"], listening: nil)
-    let (report, log) = try Self.report(peer.0, peer.1, peer.2)
+    let peer = try await Self.peer(["-connect", path, "-mode", "ping"], listening: nil)
+    let (report, log) = try await Self.report(peer.0, peer.1, peer.2)
     try await server.close()
     #expect(report.error == nil, "\(log)")
     #expect(report.pings == 3)
@@ -276,7 +291,7 @@ struct YamuxInteropTests {
   func goAway() async throws {
     let (path, directory) = try Self.socketPath()
     defer { try? FileManager.default.removeItem(at: directory) }
-    let peer = try Self.peer(["-listen", path, "-mode", "goaway"], listening: path)
+    let peer = try await Self.peer(["-listen", path, "-mode", "goaway"], listening: path)
     let (channel, session) = try await Self.connect(path, role: .client)
     let done = OneShot<[UInt8]?>()
     let stream = try await channel.eventLoop.submit {
@@ -304,7 +319,7 @@ struct YamuxInteropTests {
     try await channel.eventLoop.submit { stream.value.close() }.get()
     #expect(await done.wait(timeout: .seconds(30)) ?? nil == pattern(stream: 0, count: 100_000))
     try await channel.close()
-    let (report, log) = try Self.report(peer.0, peer.1, peer.2)
+    let (report, log) = try await Self.report(peer.0, peer.1, peer.2)
     #expect(report.error == nil, "\(log)")
     #expect(report.goAway == true)
   }

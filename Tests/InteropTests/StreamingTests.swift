@@ -32,8 +32,8 @@ struct StreamingTests {
   }
 
   @Test("the stream-file CLI runs the example")
-  func cli() throws {
-    let result = try Peers.run(try BuildProducts.path("stream-file"), ["--size", "8"])
+  func cli() async throws {
+    let result = try await Peers.run(try BuildProducts.path("stream-file"), ["--size", "8"])
     #expect(result.status == 0, "\(result.stderr)")
     #expect(result.stdout.contains("received: 8388608 bytes in 128 chunks, sha256 matches"))
   }

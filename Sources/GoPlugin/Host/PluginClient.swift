@@ -145,8 +145,9 @@ public final class PluginClient: Sendable {
   }
 
   /// Stops the plugin: closes the broker stream, asks the plugin to shut down, and kills it with
-  /// SIGKILL if it has not exited within ``PluginClientConfiguration/gracefulStopTimeout``. Returns once the process has been reaped and everything the client opened for it
-  /// is closed. Safe to call more than once and from several tasks at once.
+  /// SIGKILL if it has not exited within ``PluginClientConfiguration/gracefulStopTimeout`` of
+  /// answering. Returns once the process has been reaped and everything the client opened for
+  /// it is closed. Safe to call more than once and from several tasks at once.
   public func kill() async {
     self.stopRequested.fulfil(())
     let wasIdle = self.phase.withLock { phase in
@@ -462,9 +463,14 @@ public final class PluginClient: Sendable {
   /// task was cancelled); one that already exited went away by itself.
   private func stop(_ process: PluginProcess, grpcClient: GRPCClient<PluginTransport>) async {
     let askedToStop = process.terminated.current == nil
-    let deadline = ContinuousClock.now + self.configuration.gracefulStopTimeout
+    let timeout = self.configuration.gracefulStopTimeout
+    var exitDeadline = ContinuousClock.now + timeout
     if askedToStop && !Task.isCancelled {
-      await self.shutDown(grpcClient, deadline: deadline)
+      // A plugin that answered gets the whole timeout to exit, counted from its answer, as a
+      // go-plugin host gives it; one that did not answer in time has used it up.
+      if await self.shutDown(grpcClient, deadline: exitDeadline) {
+        exitDeadline = ContinuousClock.now + timeout
+      }
     }
     grpcClient.beginGracefulShutdown()
 
@@ -474,7 +480,7 @@ public final class PluginClient: Sendable {
       self.logger.info("plugin process exited", metadata: ["exit": "\(exit)"])
       return
     }
-    if !Task.isCancelled, let status = await process.terminated.wait(timeout: deadline - ContinuousClock.now) {
+    if !Task.isCancelled, let status = await process.terminated.wait(timeout: exitDeadline - ContinuousClock.now) {
       self.exited.fulfil(PluginExit(status: status, reason: .stopped))
       self.logger.debug("plugin exited")
       return
@@ -512,18 +518,21 @@ public final class PluginClient: Sendable {
     self.exited.fulfil(PluginExit(status: status, reason: reason))
   }
 
-  /// `GRPCController.Shutdown`, bounded in time. A Go plugin stops its server before it answers,
-  /// so UNAVAILABLE is the usual answer, and a success.
-  private func shutDown(_ grpcClient: GRPCClient<PluginTransport>, deadline: ContinuousClock.Instant) async {
+  /// `GRPCController.Shutdown`, bounded in time; `true` when the plugin took it. A Go plugin
+  /// stops its server before it answers, so UNAVAILABLE is the usual answer, and a success.
+  private func shutDown(_ grpcClient: GRPCClient<PluginTransport>, deadline: ContinuousClock.Instant) async -> Bool {
     let controller = Plugin_GRPCController.Client(wrapping: grpcClient)
     var options = CallOptions.defaults
     options.timeout = max(deadline - ContinuousClock.now, .milliseconds(1))
     do {
       _ = try await controller.shutdown(Plugin_Empty(), options: options)
+      return true
     } catch let error as RPCError where error.code == .unavailable {
       // The plugin closed the connection on its way out.
+      return true
     } catch {
       self.logger.debug("error asking the plugin to shut down", metadata: ["error": "\(error)"])
+      return false
     }
   }
 

@@ -19,8 +19,8 @@ public struct PluginClientConfiguration: Sendable {
   public var allowedProtocols: Set<PluginProtocol> = [.grpc]
   /// How long the plugin may take, from launch, to print its handshake.
   public var startTimeout: Duration = .seconds(60)
-  /// How long the plugin may take, from the host's Shutdown request, to exit before it is
-  /// killed with SIGKILL; the Shutdown call itself counts against it.
+  /// How long the plugin may take to answer the host's Shutdown request, and then to exit,
+  /// before it is killed with SIGKILL. A plugin that does not answer in time is killed at once.
   public var gracefulStopTimeout: Duration = .seconds(2)
   /// Which of the host's environment variables the plugin inherits.
   public enum InheritedEnvironment: Sendable, Hashable {
