@@ -38,6 +38,12 @@ public final class PluginClientTransport: ClientTransport, Sendable {
   private let onConnect: @Sendable () -> Void
   private let eventLoop: any EventLoop
   private let connection = Mutex(Connection.idle)
+  /// Every channel dialled and not yet closed: the current one, one still draining after a
+  /// GOAWAY, one dialled while shutting down. ``connect()`` returns only once all are closed, so
+  /// a stopped host holds no socket.
+  private let openChannels = Mutex<[ObjectIdentifier: any Channel]>([:])
+  /// Dials not yet connected or failed, whose channels ``connect()`` cannot see yet.
+  private let dialsInFlight = Mutex<(next: Int, futures: [Int: EventLoopFuture<any Channel>])>((0, [:]))
   private let shutdownRequested = OneShot<Void>()
 
   init(
@@ -98,11 +104,12 @@ public final class PluginClientTransport: ClientTransport, Sendable {
       self.close(gracefully: false)
     }
     self.close(gracefully: true)
-    let current = self.connection.withLock { state -> (any Channel)? in
-      if case .ready(_, let channel) = state { return channel }
-      return nil
+    for dial in self.dialsInFlight.withLock({ Array($0.futures.values) }) {
+      _ = try? await dial.get()
     }
-    try? await current?.closeFuture.get()
+    for channel in self.openChannels.withLock({ Array($0.values) }) {
+      try? await channel.closeFuture.get()
+    }
   }
 
   /// Takes no new calls; the connection closes once the running ones end.
@@ -212,7 +219,13 @@ public final class PluginClientTransport: ClientTransport, Sendable {
       case .unix(let path): bootstrap.connect(unixDomainSocketPath: path)
       case .tcp(let host, let port): bootstrap.connect(host: host, port: port)
       }
+    let dial = self.dialsInFlight.withLock { dials in
+      defer { dials.next += 1 }
+      dials.futures[dials.next] = connected
+      return dials.next
+    }
     connected.whenComplete { result in
+      _ = self.dialsInFlight.withLock { $0.futures.removeValue(forKey: dial) }
       let outcome: Result<(GRPCConnectionHandler, any Channel), any Error> = result.flatMap { channel in
         Result { (try channel.pipeline.syncOperations.handler(type: GRPCConnectionHandler.self), channel) }
       }
@@ -239,6 +252,11 @@ public final class PluginClientTransport: ClientTransport, Sendable {
   }
 
   private func configure(_ channel: any Channel) throws {
+    let id = ObjectIdentifier(channel)
+    self.openChannels.withLock { $0[id] = channel }
+    channel.closeFuture.whenComplete { _ in
+      _ = self.openChannels.withLock { $0.removeValue(forKey: id) }
+    }
     let pipeline = channel.pipeline.syncOperations
     if let tls = self.tls {
       try pipeline.addHandler(NIOSSLClientHandler(context: tls, serverHostname: self.serverHostname))
