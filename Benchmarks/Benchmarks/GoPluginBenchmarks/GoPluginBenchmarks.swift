@@ -36,16 +36,10 @@ let benchmarks: @Sendable () -> Void = {
 
 // MARK: - Handshake line
 
-/// `HandshakeLine.encoded`, as a plugin prints it. Parsing (`HandshakeLine.parse`) is internal to
-/// GoPlugin, so only the encoder can be measured from outside the package.
+/// `HandshakeLine.encoded`, as a plugin prints it, and `HandshakeLine.parse`, as a host reads
+/// and validates it, for a plain line and an AutoMTLS one.
 func handshakeBenchmarks() {
   let plain = HandshakeLine(appVersion: 1, network: .unix, address: "/tmp/plugin-dir-11azJx/plugin2955015446")
-  Benchmark("HandshakeLine.encoded.plaintext") { benchmark in
-    for _ in benchmark.scaledIterations {
-      blackHole(plain.encoded)
-    }
-  }
-
   // A P-521 certificate is about 600 bytes of DER; its base64 dominates an AutoMTLS line.
   let certificate = (0..<600).map { UInt8(truncatingIfNeeded: $0 &* 31) }
   let secured = HandshakeLine(
@@ -55,9 +49,20 @@ func handshakeBenchmarks() {
     serverCertificate: certificate,
     multiplexingSupported: false
   )
-  Benchmark("HandshakeLine.encoded.AutoMTLS") { benchmark in
-    for _ in benchmark.scaledIterations {
-      blackHole(secured.encoded)
+  let expectations = HandshakeLine.Expectations(versions: [1])
+
+  for (name, line) in [("plaintext", plain), ("AutoMTLS", secured)] {
+    Benchmark("HandshakeLine.encoded.\(name)") { benchmark in
+      for _ in benchmark.scaledIterations {
+        blackHole(line.encoded)
+      }
+    }
+    // As it arrives: with its newline.
+    let text = line.encoded + "\n"
+    Benchmark("HandshakeLine.parse.\(name)") { benchmark in
+      for _ in benchmark.scaledIterations {
+        blackHole(try HandshakeLine.parse(text, expecting: expectations))
+      }
     }
   }
 }
