@@ -42,6 +42,15 @@ func failedStart(_ configuration: PluginClientConfiguration) async throws -> (Pl
   throw CancellationError()
 }
 
+/// `count` bytes of `block`, over and over, built by copying: tests run unoptimised, where a
+/// closure call per byte of many MiB holds one of Swift concurrency's few threads for seconds
+/// and starves the plugins other tests are stopping.
+func repeated(_ block: [UInt8], count: Int) -> [UInt8] {
+  var bytes = block
+  while bytes.count < count { bytes += bytes }
+  return Array(bytes.prefix(count))
+}
+
 enum CapturedStream { case standardOutput, standardError }
 
 /// Runs a program to its end outside any plugin machinery, in exactly `environment`, keeping
