@@ -120,4 +120,15 @@ struct GRPCWireTests {
       #expect(GRPCWire.descriptor(path: bad) == nil, "\(bad)")
     }
   }
+
+  @Test("a request's grpc-timeout stays with the transport; the rest reaches the handler")
+  func requestTimeoutNotHandedOn() {
+    let headers: HPACKHeaders = [
+      ":path": "/kvbench.KV/Get", "content-type": "application/grpc", "grpc-timeout": "599996m",
+      "x-trace": "abc",
+    ]
+    let metadata = GRPCWire.requestMetadata(from: headers)
+    #expect(Array(metadata[stringValues: "grpc-timeout"]).isEmpty)
+    #expect(Array(metadata[stringValues: "x-trace"]) == ["abc"])
+  }
 }

@@ -193,7 +193,7 @@ struct ServerInbound: AsyncSequence, Sendable {
           // Clients send no trailers; a second block carries nothing for the handler.
           guard !self.sawHeaders else { continue }
           self.sawHeaders = true
-          return .metadata(GRPCWire.metadata(from: headers))
+          return .metadata(GRPCWire.requestMetadata(from: headers))
         case .message(let bytes, _):
           return .message(bytes)
         }
