@@ -96,8 +96,12 @@ struct MultiplexInteropTests {
 
   @Test("a Swift host asking a go-plugin 1.0.1 plugin to multiplex gets go-plugin's refusal")
   func oldPluginRefuses() async throws {
+    // go-plugin 1.0.1 plugins make their socket in TMPDIR; refused and killed, they leave it.
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("goplugin-refused-\(UInt32.random(in: 0...UInt32.max))")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
     var configuration = PluginClientConfiguration(
-      command: PluginCommand(try await Peers.path("go-kv-plugin")),
+      command: PluginCommand(try await Peers.path("go-kv-plugin"), environment: ["TMPDIR": directory.path]),
       handshake: .kv,
       plugins: ["kv": KVPlugin()]
     )
@@ -108,6 +112,7 @@ struct MultiplexInteropTests {
     }
     #expect(error?.code == .multiplexingNotSupported)
     #expect(error?.message.hasPrefix("client requested gRPC broker multiplexing but plugin does not support the feature") == true)
+    #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == [], "the refused plugin's socket is left behind")
   }
 }
 

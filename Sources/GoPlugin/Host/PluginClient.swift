@@ -297,6 +297,13 @@ public final class PluginClient: Sendable {
       security = try self.security(for: line, certificate: certificate)
     } catch {
       await self.killAndReap(process, reason: .killed)
+      // A refused plugin may already listen where its line said; killed, it cannot clean up.
+      if case .line(let text)? = process.firstLine.current {
+        let fields = text.trimmingGoSpace().split(separator: "|", maxSplits: 4, omittingEmptySubsequences: false)
+        if fields.count >= 4, fields[2] == HandshakeLine.Network.unix.rawValue {
+          Self.removeStaleSocket(String(fields[3]))
+        }
+      }
       return .failure(error.about(path: executable, pid: pid))
     }
 
@@ -329,6 +336,7 @@ public final class PluginClient: Sendable {
       )
     } catch {
       await self.killAndReap(process, reason: .killed)
+      if line.network == .unix { Self.removeStaleSocket(line.address) }
       let failure = (error as? PluginError) ?? PluginError(code: .unknownAddressType, message: "\(error)")
       return .failure(failure.about(path: executable, pid: pid))
     }
