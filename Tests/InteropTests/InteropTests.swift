@@ -56,6 +56,15 @@ enum Peers {
   }
 }
 
+/// `count` bytes of `block`, over and over, built by copying: tests run unoptimised, where a
+/// closure call per byte of many MiB holds one of Swift concurrency's few threads for seconds
+/// and starves the plugins other tests are stopping.
+func repeated(_ block: [UInt8], count: Int) -> [UInt8] {
+  var bytes = block
+  while bytes.count < count { bytes += bytes }
+  return Array(bytes.prefix(count))
+}
+
 /// What go-kv-host prints (Tests/Interop/README.md).
 struct GoHostReport: Decodable {
   var `protocol`: String?

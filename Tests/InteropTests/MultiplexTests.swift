@@ -145,10 +145,7 @@ private final class Collector: YamuxStreamDelegate {
 
 /// go-yamux-peer's pattern: byte i of stream s is (i * 31 + s) % 251.
 private func pattern(stream: Int, count: Int) -> [UInt8] {
-  // It repeats every 251 bytes; copying the first 251 keeps megabytes cheap in a debug build.
-  var bytes = (0..<251).map { UInt8(($0 * 31 + stream) % 251) }
-  while bytes.count < count { bytes += bytes }
-  return Array(bytes.prefix(count))
+  repeated((0..<251).map { UInt8(($0 * 31 + stream) % 251) }, count: count)
 }
 
 @Suite("The yamux session against hashicorp/yamux", .timeLimit(.minutes(3)))

@@ -13,12 +13,9 @@ struct StreamingTests {
     let file = FileManager.default.temporaryDirectory.appendingPathComponent("goplugin-stream-\(UInt32.random(in: 0...UInt32.max))")
     defer { try? FileManager.default.removeItem(at: file) }
     // Not a whole number of chunks, so the last one is short.
-    // A block of a prime length, repeated by copying: a closure per byte would hold a thread
-    // for seconds in this unoptimised build and starve the tests running beside this one.
-    let block = Data((0..<65_521).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 13) })
-    var bytes = block
-    while bytes.count < (16 << 20) + 12345 { bytes += bytes }
-    bytes = bytes.prefix((16 << 20) + 12345)
+    // A block of a prime length, so that chunks do not line up with it.
+    let block = (0..<65_521).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 13) }
+    let bytes = Data(repeated(block, count: (16 << 20) + 12345))
     try bytes.write(to: file)
 
     var configuration = PluginClientConfiguration(

@@ -185,6 +185,14 @@ extension HandshakeLine {
     )
   }
 
+  /// The unix socket a line names, read as far as its first four fields and no further: for
+  /// cleaning up after a plugin whose line was refused.
+  static func unixSocketPath(announcedIn line: String) -> String? {
+    let fields = line.trimmingGoSpace().utf8.split(separator: UInt8(ascii: "|"), maxSplits: 4, omittingEmptySubsequences: false)
+    guard fields.count >= 4, String(decoding: fields[2], as: UTF8.self) == Network.unix.rawValue else { return nil }
+    return String(decoding: fields[3], as: UTF8.self)
+  }
+
   private static func fail(_ code: PluginError.Code, _ message: String) throws(PluginError) -> Never {
     throw PluginError(code: code, message: message)
   }

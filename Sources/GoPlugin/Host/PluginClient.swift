@@ -298,11 +298,8 @@ public final class PluginClient: Sendable {
     } catch {
       await self.killAndReap(process, reason: .killed)
       // A refused plugin may already listen where its line said; killed, it cannot clean up.
-      if case .line(let text)? = process.firstLine.current {
-        let fields = text.trimmingGoSpace().split(separator: "|", maxSplits: 4, omittingEmptySubsequences: false)
-        if fields.count >= 4, fields[2] == HandshakeLine.Network.unix.rawValue {
-          Self.removeStaleSocket(String(fields[3]))
-        }
+      if case .line(let text)? = process.firstLine.current, let path = HandshakeLine.unixSocketPath(announcedIn: text) {
+        Self.removeStaleSocket(path)
       }
       return .failure(error.about(path: executable, pid: pid))
     }
