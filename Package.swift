@@ -1,13 +1,19 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 import PackageDescription
 
+// The test command (dev/test.sh) sets GOPLUGIN_WARNINGS_AS_ERRORS=1, so that a warning in the
+// package's own targets fails it. SwiftPM ignores the setting when the package is a dependency.
+let warningsAsErrors: [SwiftSetting] =
+  Context.environment["GOPLUGIN_WARNINGS_AS_ERRORS"] == "1" ? [.treatAllWarnings(as: .error)] : []
+
 // Every target is built the same strict way: Swift 6 mode, and imports that say who can see them.
-let strictSettings: [SwiftSetting] = [
-  .swiftLanguageMode(.v6),
-  .enableUpcomingFeature("ExistentialAny"),
-  .enableUpcomingFeature("InternalImportsByDefault"),
-  .enableUpcomingFeature("MemberImportVisibility"),
-]
+let strictSettings: [SwiftSetting] =
+  [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+  ] + warningsAsErrors
 
 let grpcCore = Target.Dependency.product(name: "GRPCCore", package: "grpc-swift-2")
 let grpcProtobuf = Target.Dependency.product(name: "GRPCProtobuf", package: "grpc-swift-protobuf")
@@ -49,6 +55,8 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
   ],
   targets: [
+    // The C library under one name, so that no file repeats the platform switch.
+    .target(name: "GoPluginPlatform", swiftSettings: strictSettings),
     // Generated from Protos/plugin, Protos/grpc/health and Protos/grpc/reflection by
     // dev/generate-protos.sh; never edited.
     .target(
@@ -59,6 +67,7 @@ let package = Package(
     .target(
       name: "GoPlugin",
       dependencies: [
+        "GoPluginPlatform",
         "GoPluginProtos",
         grpcCore,
         grpcProtobuf,
@@ -91,7 +100,7 @@ let package = Package(
     .executableTarget(
       name: "goplugin",
       dependencies: [
-        "GoPlugin", "GoPluginProtos", grpcCore, swiftProtobuf, argumentParser, logging,
+        "GoPlugin", "GoPluginPlatform", "GoPluginProtos", grpcCore, swiftProtobuf, argumentParser, logging,
         .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "X509", package: "swift-certificates"),
         .product(name: "SwiftASN1", package: "swift-asn1"),

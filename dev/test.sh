@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the interop tests need (Go,
 # go-plugin and protoc from Debian's packages, grpcio from PyPI) when it is missing, checks
-# that the generated code is current, builds, and runs every test, interop included.
+# that the generated code is current, that the sources are formatted and lint-clean and form a
+# stack of folders without cycles, builds with warnings as errors, and runs every test,
+# interop included.
 #
 #   dev/test.sh            # everything
 #   dev/test.sh --filter X # passes extra arguments on to `swift test`
@@ -33,9 +35,17 @@ fi
 step "checking that generated code matches Protos/"
 dev/check-generated.sh
 
+step "checking formatting and lint (swift format)"
+dev/lint.sh
+
+step "checking that the library's folders form a stack"
+python3 dev/folder-deps.py
+
 step "building the Go and Python interop peers"
 Tests/Interop/build.sh "$repo/.build/interop"
 
+# A warning in the package's own targets fails the build (see Package.swift).
+export GOPLUGIN_WARNINGS_AS_ERRORS=1
 step "building"
 swift build --build-tests
 

@@ -3,12 +3,14 @@
 // pins a plugin executable to.
 import ArgumentParser
 import Foundation
+import GoPlugin
 
 @main
 struct GoPluginCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "goplugin",
     abstract: "Inspect go-plugin plugins and print their checksums.",
+    version: GoPluginRuntime.libraryVersion,
     subcommands: [Inspect.self, Checksum.self]
   )
 }

@@ -18,15 +18,6 @@ import Synchronization
 /// Everything opened for an ID is closed when its task ends, and at the latest when the plugin
 /// or the host goes away.
 public final class GRPCBroker: Sendable {
-  /// TLS for brokered connections: either side may serve, so each needs both roles.
-  struct Security: Sendable {
-    var server: NIOSSLContext?
-    var client: NIOSSLContext?
-    var serverHostname: String?
-    /// Set when the main connection uses TLS that cannot play the role asked for.
-    var unsupported: String?
-  }
-
   /// How long a connection's address waits for a dial, and a dial for its address.
   public static let rendezvousTimeout: Duration = .seconds(5)
 
@@ -54,7 +45,7 @@ public final class GRPCBroker: Sendable {
   private let outboundContinuation: AsyncStream<Plugin_ConnInfo>.Continuation
   private let socketDirectory: String?
   private let environment: [String: String]
-  private let security: Security
+  private let security: ConnectionSecurity
   private let maxMessageSize: Int
   private let logger: Logger
   /// Set when brokered connections ride the main connection as yamux streams.
@@ -65,7 +56,7 @@ public final class GRPCBroker: Sendable {
   init(
     socketDirectory: String?,
     environment: [String: String],
-    security: Security,
+    security: ConnectionSecurity,
     maxMessageSize: Int,
     multiplexer: Multiplexer? = nil,
     logger: Logger
@@ -99,9 +90,9 @@ public final class GRPCBroker: Sendable {
     // Multiplexed, the server listens privately and streams reach it after a knock.
     let listener =
       if let multiplexer {
-        try PluginListener.open(.unix(directory: multiplexer.socketDirectory), environment: [:])
+        try SocketListener.open(.unix(directory: multiplexer.socketDirectory), environment: [:])
       } else {
-        try PluginListener.open(.unix(directory: self.socketDirectory), environment: self.environment)
+        try SocketListener.open(.unix(directory: self.socketDirectory), environment: self.environment)
       }
     defer { listener.removeSocketFile() }
     let transport = Transports.server(listener: listener, maxReceiveMessageSize: self.maxMessageSize, tls: self.security.server)

@@ -1,10 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import GoPluginPlatform
 import Logging
 import NIOCore
 import NIOPosix
@@ -74,11 +68,7 @@ final class Multiplexer: Sendable {
       self.socketDirectory = socketDirectory
       self.ownsDirectory = false
     } else {
-      var template = Array("\(base)/plugin-mux-XXXXXX".utf8CString)
-      guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-        throw PluginError(code: .listenFailed, message: "could not create a directory for multiplexing in \(base): \(String(cString: strerror(errno)))")
-      }
-      self.socketDirectory = String(cString: made)
+      self.socketDirectory = try SocketDirectory.makePrivate(in: base, prefix: "plugin-mux")
       self.ownsDirectory = true
     }
   }
@@ -112,7 +102,7 @@ final class Multiplexer: Sendable {
 
   /// The plugin's side: the first connection to `listener` becomes the yamux server session;
   /// later ones are turned away, as go-plugin never accepts them.
-  func accept(on listener: PluginListener) async throws(PluginError) {
+  func accept(on listener: SocketListener) async throws(PluginError) {
     let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
       .childChannelInitializer { [self] channel in
         channel.eventLoop.makeCompletedFuture {
@@ -203,7 +193,7 @@ final class Multiplexer: Sendable {
     else {
       throw PluginError(code: .connectionFailed, message: "error establishing yamux session: timed out waiting for connection to be established")
     }
-    let listener = try PluginListener.open(.unix(directory: self.socketDirectory), environment: [:])
+    let listener = try SocketListener.open(.unix(directory: self.socketDirectory), environment: [:])
     let opened = OneShot<Void>()
     let eventLoop = session.channel.eventLoop
     let bootstrap = ServerBootstrap(group: eventLoop)
@@ -233,19 +223,7 @@ final class Multiplexer: Sendable {
     session?.channel.close(promise: nil)
     acceptor?.close(promise: nil)
     if self.ownsDirectory {
-      Self.removeSockets(in: self.socketDirectory)
-      rmdir(self.socketDirectory)
-    }
-  }
-
-  private static func removeSockets(in directory: String) {
-    guard let dir = opendir(directory) else { return }
-    defer { closedir(dir) }
-    while let entry = readdir(dir) {
-      let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-        String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-      }
-      if name != ".", name != ".." { unlink("\(directory)/\(name)") }
+      SocketDirectory.removeTree(self.socketDirectory)
     }
   }
 }

@@ -1,10 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import GoPluginPlatform
 import Crypto
 
 /// The digest a plugin executable must have before a host runs it — go-plugin's `SecureConfig`.

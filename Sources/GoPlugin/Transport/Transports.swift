@@ -13,7 +13,7 @@ enum Transports {
   static let connectionWindowSize = 16 << 20
 
   static func server(
-    listener: PluginListener,
+    listener: SocketListener,
     maxReceiveMessageSize: Int,
     tls: NIOSSLContext?
   ) -> PluginServerTransport {

@@ -79,6 +79,7 @@ struct Demo: AsyncParsableCommand {
       print("plugin:     \(client.configuration.command.executable) (pid \(info.pid))")
       let security = info.serverCertificate == nil ? "plaintext" : "AutoMTLS"
       print("handshake:  protocol \(info.protocol), version \(info.negotiatedVersion), \(info.network) \(info.address), \(security)")
+      print("multiplex:  \(info.multiplexed ? "on: brokered connections are yamux streams of this one" : "off")")
       try await kv.put("greeting", value: Array("hello from swift-go-plugin".utf8))
       let value = try await kv.get("greeting")
       print("put/get:    greeting = \"\(String(decoding: value, as: UTF8.self))\"")

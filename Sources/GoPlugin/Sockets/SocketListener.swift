@@ -1,17 +1,11 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import GoPluginPlatform
 
-/// A listening socket the plugin opened itself before handing it to gRPC.
+/// A listening socket opened by hand before handing it to gRPC.
 ///
 /// Binding it here, rather than letting the transport bind a path, means an existing file is
 /// never replaced (the transport unlinks whatever is at the path first), the mode is set before
 /// anyone can connect, and the port scan of go-plugin's TCP listener can be reproduced.
-struct PluginListener: Sendable {
+struct SocketListener: Sendable {
   enum Kind: Sendable, Hashable {
     /// A unix socket in `directory`, or in `PLUGIN_UNIX_SOCKET_DIR`, `TMPDIR` or `/tmp`.
     case unix(directory: String?)
@@ -24,12 +18,10 @@ struct PluginListener: Sendable {
   let address: String
 
   /// Opens a listener as go-plugin's plugins do (spec §2.2, §2.3).
-  static func open(_ kind: Kind, environment: [String: String]) throws(PluginError) -> PluginListener {
+  static func open(_ kind: Kind, environment: [String: String]) throws(PluginError) -> SocketListener {
     switch kind {
     case .unix(let directory):
-      let base =
-        directory ?? environment[PluginEnvironment.unixSocketDirectory].flatMap { $0.isEmpty ? nil : $0 }
-        ?? environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+      let base = directory ?? SocketDirectory.base(environment: environment)
       let group = environment[PluginEnvironment.unixSocketGroup].flatMap { $0.isEmpty ? nil : $0 }
       return try Self.openUnix(in: base, socketGroup: group)
     case .tcp:
@@ -42,7 +34,7 @@ struct PluginListener: Sendable {
     if self.network == .unix { unlink(self.address) }
   }
 
-  private static func openUnix(in directory: String, socketGroup: String?) throws(PluginError) -> PluginListener {
+  private static func openUnix(in directory: String, socketGroup: String?) throws(PluginError) -> SocketListener {
     // go-plugin names sockets "plugin" followed by random digits; a name taken by something
     // else is skipped, never replaced.
     for _ in 0..<32 {
@@ -84,12 +76,12 @@ struct PluginListener: Sendable {
         unlink(path)
         throw error
       }
-      return PluginListener(descriptor: fd, network: .unix, address: path)
+      return SocketListener(descriptor: fd, network: .unix, address: path)
     }
     throw PluginError(code: .listenFailed, message: "no free socket name in \(directory)")
   }
 
-  private static func openTCP(environment: [String: String]) throws(PluginError) -> PluginListener {
+  private static func openTCP(environment: [String: String]) throws(PluginError) -> SocketListener {
     func port(_ key: String) throws(PluginError) -> Int {
       guard let text = environment[key], !text.isEmpty else { return 0 }
       guard let value = Int(text), (0...65535).contains(value) else {
@@ -130,7 +122,7 @@ struct PluginListener: Sendable {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
       }
       let boundPort = UInt16(bigEndian: actual.sin_port)
-      return PluginListener(descriptor: fd, network: .tcp, address: "127.0.0.1:\(boundPort)")
+      return SocketListener(descriptor: fd, network: .tcp, address: "127.0.0.1:\(boundPort)")
     }
     throw PluginError(code: .listenFailed, message: "couldn't bind plugin TCP listener")
   }

@@ -3,6 +3,10 @@ import NIOPosix
 
 /// Process-wide tuning for programs built on this library.
 public enum GoPluginRuntime {
+  /// This library's version, as `CHANGELOG.md` lists it and as a host may log it next to the
+  /// plugins it loads.
+  public static let libraryVersion = "0.1.0"
+
   /// Makes the event loops that carry plugin connections Swift concurrency's global executor
   /// too, so that a call's bytes and the tasks that handle them run on the same threads.
   ///

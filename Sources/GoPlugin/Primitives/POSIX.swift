@@ -1,10 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import GoPluginPlatform
 
 enum POSIX {
   /// Writes all of `text` to a file descriptor, unbuffered: the handshake line must reach the

@@ -1,0 +1,57 @@
+import GoPluginPlatform
+import Foundation
+import GRPCCore
+import GoPluginProtos
+import Logging
+import NIOSSL
+import SwiftProtobuf
+import Synchronization
+
+extension PluginClient {
+
+  /// go-plugin's environment (spec §1.1), except that the host's own `PLUGIN_*` variables are
+  /// never inherited: a host that is itself a plugin must not pass its handshake on.
+  func childEnvironment(socketDirectory: String, clientCertificate: String?) -> [String: String] {
+    let configuration = self.configuration
+    var environment: [String: String] = [:]
+    for (key, value) in ProcessInfo.processInfo.environment where !key.hasPrefix("PLUGIN_") {
+      switch configuration.inheritedEnvironment {
+      case .all: environment[key] = value
+      case .only(let names) where names.contains(key): environment[key] = value
+      case .none, .only: break
+      }
+    }
+    environment.merge(configuration.command.environment) { _, new in new }
+    environment[configuration.handshake.magicCookieKey] = configuration.handshake.magicCookieValue
+    environment[PluginEnvironment.minPort] = String(configuration.portRange.lowerBound)
+    environment[PluginEnvironment.maxPort] = String(configuration.portRange.upperBound)
+    environment[PluginEnvironment.protocolVersions] =
+      configuration.versionedPlugins.keys.sorted().map(String.init).joined(separator: ",")
+    environment[PluginEnvironment.unixSocketDirectory] = socketDirectory
+    if let group = configuration.unixSocketGroup {
+      environment[PluginEnvironment.unixSocketGroup] = group
+    }
+    if let clientCertificate {
+      environment[PluginEnvironment.clientCertificate] = clientCertificate
+    }
+    if configuration.multiplexBroker {
+      environment[PluginEnvironment.multiplexGRPC] = "true"
+    }
+    return environment
+  }
+
+  /// A bare name is looked up as the plugin's own environment would find it.
+  static func resolveExecutable(_ executable: String, searchPath: String?) throws(PluginError) -> String {
+    if executable.contains("/") {
+      guard access(executable, X_OK) == 0 else {
+        throw PluginError(code: .launchFailed, message: "\(executable) is not an executable file: \(String(cString: strerror(errno)))", pluginPath: executable)
+      }
+      return executable
+    }
+    for directory in (searchPath ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":") {
+      let candidate = "\(directory)/\(executable)"
+      if access(candidate, X_OK) == 0 { return candidate }
+    }
+    throw PluginError(code: .launchFailed, message: "\(executable) was not found in PATH", pluginPath: executable)
+  }
+}

@@ -1,0 +1,298 @@
+import GoPluginPlatform
+import Foundation
+import GRPCCore
+import GoPluginProtos
+import Logging
+import NIOSSL
+import SwiftProtobuf
+import Synchronization
+
+extension PluginClient {
+  func launchAndServe() async throws(PluginError) {
+    let configuration = self.configuration
+    try configuration.validate()
+    let executable = try Self.resolveExecutable(
+      configuration.command.executable,
+      searchPath: configuration.command.environment["PATH"] ?? ProcessInfo.processInfo.environment["PATH"]
+    )
+    // Opened and checked before anything else happens, and kept open until the plugin is gone.
+    let verified = try configuration.checksum.map { checksum throws(PluginError) in
+      try VerifiedExecutable(path: executable, checksum: checksum)
+    }
+    defer { withExtendedLifetime(verified) {} }
+    var certificate: AutoMTLSCertificate?
+    if case .autoMTLS? = configuration.tls?.mode {
+      do {
+        certificate = try AutoMTLSCertificate.generate()
+      } catch {
+        throw self.error(.invalidConfiguration, "failed to generate client certificate: \(error)")
+      }
+    }
+    let socketDirectory = try SocketDirectory.makePrivate(
+      in: SocketDirectory.hostBase(environment: ProcessInfo.processInfo.environment),
+      prefix: "plugin-dir",
+      group: configuration.unixSocketGroup
+    )
+    defer { SocketDirectory.removeTree(socketDirectory) }
+
+    let process = PluginProcess(
+      executablePath: verified?.launchPath ?? executable,
+      argumentZero: executable,
+      arguments: configuration.command.arguments,
+      environment: self.childEnvironment(socketDirectory: socketDirectory, clientCertificate: certificate?.pem),
+      workingDirectory: configuration.command.workingDirectory,
+      standardInput: configuration.standardInput,
+      logger: self.logger
+    )
+
+    let outcome: Result<Void, PluginError> = await withTaskGroup(of: Void.self) { group in
+      group.addTask { await process.run() }
+      defer { group.cancelAll() }
+      let result = await self.connectAndServe(
+        process: process,
+        executable: executable,
+        certificate: certificate,
+        socketDirectory: socketDirectory,
+        group: &group
+      )
+      // Whatever happened, the process is gone and reaped when the group ends.
+      return result
+    }
+    try outcome.get()
+  }
+
+  /// Everything between launch and reap; the process task runs beside it in `group`.
+  func connectAndServe(
+    process: PluginProcess,
+    executable: String,
+    certificate: AutoMTLSCertificate?,
+    socketDirectory: String,
+    group: inout TaskGroup<Void>
+  ) async -> Result<Void, PluginError> {
+    guard let pid = await process.launched.valueIgnoringCancellation() else {
+      let status = await process.terminated.valueIgnoringCancellation()
+      self.exited.fulfil(PluginExit(status: status, reason: .launchFailed))
+      if case .launchFailed(let reason)? = process.firstLine.current {
+        return .failure(self.error(.launchFailed, "could not launch \(executable): \(reason)"))
+      }
+      return .failure(self.error(.launchFailed, "could not launch \(executable)"))
+    }
+    self.logger.debug("plugin started", metadata: ["path": "\(executable)", "pid": "\(pid)"])
+
+    let line: HandshakeLine
+    let security: ConnectionSecurity
+    do throws(PluginError) {
+      line = try await self.handshake(process).get()
+      security = try ConnectionSecurity.host(
+        tls: self.configuration.tls,
+        serverCertificate: line.serverCertificate,
+        ownCertificate: certificate,
+        logger: self.logger
+      )
+    } catch {
+      await self.killAndReap(process, reason: .killed)
+      // A refused plugin may already listen where its line said; killed, it cannot clean up.
+      if case .line(let text)? = process.firstLine.current, let path = HandshakeLine.unixSocketPath(announcedIn: text) {
+        Self.removeStaleSocket(path)
+      }
+      return .failure(error.about(path: executable, pid: pid))
+    }
+
+    let plugins = self.configuration.versionedPlugins[line.appVersion] ?? PluginSet()
+    let transport: PluginClientTransport
+    var multiplexer: Multiplexer?
+    // Multiplexed, gRPC dials a private socket whose connections become yamux streams.
+    var mainDial: Multiplexer.DialSocket?
+    defer {
+      mainDial?.close()
+      multiplexer?.close()
+    }
+    do {
+      var (network, address) = (line.network, line.address)
+      if self.configuration.multiplexBroker {
+        let mux = try Multiplexer(socketDirectory: socketDirectory, logger: self.logger)
+        multiplexer = mux
+        try await mux.connect(network: line.network, address: line.address)
+        let dial = try await mux.makeDialSocket()
+        mainDial = dial
+        (network, address) = (.unix, dial.path)
+      }
+      transport = try Transports.client(
+        network: network,
+        address: address,
+        maxMessageSize: self.configuration.maxMessageSize,
+        tls: security.client,
+        serverHostname: security.serverHostname,
+        onConnect: { [connections] in connections.increment() }
+      )
+    } catch {
+      await self.killAndReap(process, reason: .killed)
+      if line.network == .unix { Self.removeStaleSocket(line.address) }
+      let failure = (error as? PluginError) ?? PluginError(code: .unknownAddressType, message: "\(error)")
+      return .failure(failure.about(path: executable, pid: pid))
+    }
+    let grpcClient = GRPCClient(transport: transport)
+    group.addTask {
+      do {
+        try await grpcClient.runConnections()
+      } catch {
+        self.logger.debug("plugin connection ended", metadata: ["error": "\(error)"])
+      }
+    }
+
+    let info = PluginInfo(
+      pid: pid,
+      negotiatedVersion: line.appVersion,
+      protocol: line.protocol,
+      network: line.network,
+      address: line.address,
+      serverCertificate: line.serverCertificate,
+      multiplexed: multiplexer != nil
+    )
+    self.logger.debug("using plugin", metadata: ["version": "\(info.negotiatedVersion)", "address": "\(info.address)"])
+    let broker = GRPCBroker(
+      socketDirectory: socketDirectory,
+      environment: [:],
+      security: security,
+      maxMessageSize: self.configuration.maxMessageSize,
+      multiplexer: multiplexer,
+      logger: self.logger
+    )
+    self.started.fulfil(.success(Session(info: info, plugins: plugins, grpcClient: grpcClient, broker: broker)))
+
+    // The session: the broker and stdio streams stay open until the plugin is stopped or exits.
+    // Those streams ending (a plugin without a broker, a dropped connection) ends nothing.
+    await withTaskGroup(of: Void.self) { stdio in
+      // Stdio outlives the stop request: a plugin flushes what it still holds as it shuts
+      // down, and the stream ends by itself once the plugin has gone.
+      stdio.addTask { await self.drainStdio(grpcClient) }
+      await withTaskGroup(of: Void.self) { session in
+        session.addTask { await self.holdBrokerStream(grpcClient, broker: broker) }
+        await withTaskGroup(of: Void.self) { race in
+          race.addTask { _ = await self.stopRequested.wait() }
+          race.addTask { _ = await process.terminated.wait() }
+          await race.next()
+          race.cancelAll()
+        }
+        session.cancelAll()
+      }
+      // Brokered servers stop and dials fail before the plugin is asked to shut down.
+      broker.close()
+      await self.stop(process, grpcClient: grpcClient)
+      // The process is gone; whatever it sent is in the socket buffers and drains at once.
+      stdio.addTask { try? await Task.sleep(for: Self.stdioDrainTime) }
+      await stdio.next()
+      stdio.cancelAll()
+    }
+    // A plugin that vanished without removing its socket (killed, crashed) leaves it behind.
+    if line.network == .unix {
+      Self.removeStaleSocket(line.address)
+    }
+    return .success(())
+  }
+
+  /// The first stdout line, parsed and validated, raced against the start timeout and a stop
+  /// request.
+  func handshake(_ process: PluginProcess) async -> Result<HandshakeLine, PluginError> {
+    let firstLine = await self.waitForFirstLine(process, timeout: self.configuration.startTimeout)
+    return Result { () throws(PluginError) -> HandshakeLine in
+      switch firstLine {
+      case .line(let text)?:
+        return try HandshakeLine.parse(text, expecting: self.expectations)
+      case .closed?, .launchFailed?:
+        return try HandshakeLine.parse(nil, expecting: self.expectations)
+      case nil:
+        if self.stopRequested.current != nil || Task.isCancelled {
+          throw PluginError(code: .notRunning, message: "the plugin was stopped before it finished starting")
+        }
+        throw PluginError(code: .startTimeout, message: "timeout while waiting for plugin to start")
+      }
+    }
+  }
+
+  /// Ends a session and records how the plugin ended, exactly once: a plugin still running is
+  /// asked to shut down and killed if it lingers past the grace period (or at once, if this
+  /// task was cancelled); one that already exited went away by itself.
+  func stop(_ process: PluginProcess, grpcClient: GRPCClient<PluginTransport>) async {
+    let askedToStop = process.terminated.current == nil
+    let timeout = self.configuration.gracefulStopTimeout
+    var exitDeadline = ContinuousClock.now + timeout
+    if askedToStop && !Task.isCancelled {
+      // A plugin that answered gets the whole timeout to exit, counted from its answer, as a
+      // go-plugin host gives it; one that did not answer in time has used it up.
+      if await self.shutDown(grpcClient, deadline: exitDeadline) {
+        exitDeadline = ContinuousClock.now + timeout
+      }
+    }
+    grpcClient.beginGracefulShutdown()
+
+    guard askedToStop else {
+      let exit = PluginExit(status: process.terminated.current ?? nil, reason: .exitedUnexpectedly)
+      self.exited.fulfil(exit)
+      self.logger.info("plugin process exited", metadata: ["exit": "\(exit)"])
+      return
+    }
+    if !Task.isCancelled, let status = await process.terminated.wait(timeout: exitDeadline - ContinuousClock.now) {
+      self.exited.fulfil(PluginExit(status: status, reason: .stopped))
+      self.logger.debug("plugin exited")
+      return
+    }
+    if !Task.isCancelled {
+      self.logger.warning("plugin failed to exit gracefully")
+    }
+    await self.killAndReap(process, reason: .killed)
+  }
+
+  var expectations: HandshakeLine.Expectations {
+    HandshakeLine.Expectations(
+      versions: Array(self.configuration.versionedPlugins.keys),
+      allowedProtocols: self.configuration.allowedProtocols,
+      multiplexingRequested: self.configuration.multiplexBroker
+    )
+  }
+
+  func waitForFirstLine(_ process: PluginProcess, timeout: Duration) async -> PluginProcess.FirstLine? {
+    await withTaskGroup(of: PluginProcess.FirstLine?.self) { group in
+      group.addTask { await process.firstLine.wait(timeout: timeout) }
+      group.addTask {
+        _ = await self.stopRequested.wait()
+        return nil
+      }
+      let first = await group.next() ?? nil
+      group.cancelAll()
+      return first
+    }
+  }
+
+  func killAndReap(_ process: PluginProcess, reason: PluginExit.Reason) async {
+    process.kill()
+    let status = await process.terminated.valueIgnoringCancellation()
+    self.exited.fulfil(PluginExit(status: status, reason: reason))
+  }
+
+  /// `GRPCController.Shutdown`, bounded in time; `true` when the plugin took it. A Go plugin
+  /// stops its server before it answers, so UNAVAILABLE is the usual answer, and a success.
+  func shutDown(_ grpcClient: GRPCClient<PluginTransport>, deadline: ContinuousClock.Instant) async -> Bool {
+    let controller = Plugin_GRPCController.Client(wrapping: grpcClient)
+    var options = CallOptions.defaults
+    options.timeout = max(deadline - ContinuousClock.now, .milliseconds(1))
+    do {
+      _ = try await controller.shutdown(Plugin_Empty(), options: options)
+      return true
+    } catch let error as RPCError where error.code == .unavailable {
+      // The plugin closed the connection on its way out.
+      return true
+    } catch {
+      self.logger.debug("error asking the plugin to shut down", metadata: ["error": "\(error)"])
+      return false
+    }
+  }
+
+  /// Removes a plugin's socket file once the plugin is gone, but only if it is a socket owned
+  /// by this user: the path came from the plugin, and must not become a way to delete files.
+  static func removeStaleSocket(_ path: String) {
+    var info = stat()
+    guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK, info.st_uid == getuid() else { return }
+    unlink(path)
+  }
+}

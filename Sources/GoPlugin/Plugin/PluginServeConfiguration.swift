@@ -1,0 +1,51 @@
+public import Logging
+public import NIOSSL
+
+/// How a plugin process serves its plugins.
+public struct PluginServeConfiguration: Sendable {
+  /// Where the plugin listens.
+  public enum Listener: Sendable, Hashable {
+    /// A unix socket, as go-plugin's plugins use everywhere but Windows: in `directory` if
+    /// given, else in `PLUGIN_UNIX_SOCKET_DIR`, `TMPDIR` or `/tmp`.
+    case unixSocket(directory: String? = nil)
+    /// TCP on 127.0.0.1, on the first free port from `PLUGIN_MIN_PORT` to `PLUGIN_MAX_PORT`.
+    case tcp
+  }
+
+  /// The protocol version and magic cookie hosts launch this plugin with.
+  public var handshake: HandshakeConfiguration
+  /// The plugins to serve, by application protocol version.
+  public var versionedPlugins: [Int: PluginSet]
+  /// Where to listen; a unix socket by default, as go-plugin plugins do everywhere but Windows.
+  public var listener: Listener = .unixSocket()
+  /// The largest message the plugin accepts. go-plugin's plugins stop at 4 MiB; hosts send up
+  /// to 2 GiB, and so the default here takes what a host may send.
+  public var maxReceiveMessageSize: Int = Transports.defaultMaxMessageSize
+  /// How long in-flight calls may take to finish once the host asked the plugin to shut down.
+  /// The host waits two seconds in all before it kills the plugin.
+  public var shutdownGracePeriod: Duration = .milliseconds(1500)
+  /// Your own server-side TLS (go-plugin's `TLSProvider`), for a host given a matching client
+  /// configuration. It takes precedence over AutoMTLS; without either, a host that sends
+  /// `PLUGIN_CLIENT_CERT` gets AutoMTLS, and any other host plaintext over the private socket.
+  public var tls: TLSConfiguration?
+  /// The plugin's logger; by default hclog JSON on the real stderr, which every host parses.
+  public var logger: Logger
+  /// Whether what the process writes to stdout and stderr after the handshake is captured and
+  /// forwarded to the host over `GRPCStdio`, as go-plugin's plugins do. The default logger
+  /// keeps writing to the real stderr either way. Applies to ``PluginServer/serve(_:)`` only:
+  /// an in-process ``PluginServer/run(_:environment:onListening:)`` leaves the streams alone.
+  public var forwardStandardStreams = true
+
+  /// Serves `plugins` at the handshake's protocol version.
+  public init(handshake: HandshakeConfiguration, plugins: PluginSet, logger: Logger? = nil) {
+    self.init(handshake: handshake, versionedPlugins: [handshake.protocolVersion: plugins], logger: logger)
+  }
+
+  /// Serves a set of plugins per application protocol version; the host and plugin settle on
+  /// the highest version both know.
+  public init(handshake: HandshakeConfiguration, versionedPlugins: [Int: PluginSet], logger: Logger? = nil) {
+    self.handshake = handshake
+    self.versionedPlugins = versionedPlugins
+    self.logger = logger ?? Logger(label: "plugin") { HCLogHandler(label: $0) }
+  }
+}
