@@ -1,11 +1,4 @@
-// C's stdout, whose buffering the capture sets, is a global the compiler cannot vouch for.
-#if canImport(Glibc)
-@preconcurrency import Glibc
-#elseif canImport(Musl)
-@preconcurrency import Musl
-#elseif canImport(Darwin)
-@preconcurrency import Darwin
-#endif
+import GoPluginPlatform
 import Foundation
 import GoPluginProtos
 import Logging
@@ -68,7 +61,7 @@ final class StdioCapture: Sendable {
     close(errPipe[1])
     HCLogHandler.useStandardError(savedStderr)
     // Swift's print goes through C's stdout, which a pipe would otherwise fully buffer.
-    setvbuf(stdout, nil, _IOLBF, 0)
+    lineBufferStandardOutput()
 
     let capture = StdioCapture(savedStdout: savedStdout, savedStderr: savedStderr)
     for (descriptor, channel) in [(outPipe[0], Plugin_StdioData.Channel.stdout), (errPipe[0], .stderr)] {
