@@ -25,7 +25,9 @@ extension PluginClient {
       do {
         certificate = try AutoMTLSCertificate.generate()
       } catch {
-        throw self.error(.invalidConfiguration, "failed to generate client certificate: \(error)")
+        var failure = self.error(.invalidConfiguration, "failed to generate client certificate: \(error)")
+        failure.cause = error
+        throw failure
       }
     }
     let socketDirectory = try SocketDirectory.makePrivate(
@@ -73,7 +75,9 @@ extension PluginClient {
       let status = await process.terminated.valueIgnoringCancellation()
       self.exited.fulfil(PluginExit(status: status, reason: .launchFailed))
       if case .launchFailed(let reason)? = process.firstLine.current {
-        return .failure(self.error(.launchFailed, "could not launch \(executable): \(reason)"))
+        var failure = self.error(.launchFailed, "could not launch \(executable): \(reason)")
+        failure.cause = reason
+        return .failure(failure)
       }
       return .failure(self.error(.launchFailed, "could not launch \(executable)"))
     }
@@ -128,10 +132,13 @@ extension PluginClient {
     } catch {
       await self.killAndReap(process, reason: .killed)
       if line.network == .unix { Self.removeStaleSocket(line.address) }
-      let failure = (error as? PluginError) ?? PluginError(code: .unknownAddressType, message: "\(error)")
+      // Anything but a PluginError is a connection that could not be set up, whatever its type.
+      let failure =
+        (error as? PluginError)
+        ?? PluginError(code: .connectionFailed, message: "could not connect to the plugin: \(error)", cause: error)
       return .failure(failure.about(path: executable, pid: pid))
     }
-    let grpcClient = GRPCClient(transport: transport)
+    let grpcClient = GRPCClient(transport: PluginTransport(transport))
     group.addTask {
       do {
         try await grpcClient.runConnections()
