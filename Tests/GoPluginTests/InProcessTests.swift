@@ -6,6 +6,7 @@ import GoPlugin
 import GoPluginProtos
 import GoPluginTesting
 import KVInterface
+import Logging
 import StreamingInterface
 import SwiftProtobuf
 import Synchronization
@@ -48,6 +49,18 @@ struct InProcessTests {
     #expect(received.bytes == Int64(bytes.count))
     #expect(received.chunks == 5)
     #expect(received.sha256 == Array(SHA256.hash(data: bytes)))
+  }
+
+  @Test("the private socket directory is removed with whatever is left in it")
+  func socketDirectoryRemoved() throws {
+    let pair = try InProcessPluginPair(maxMessageSize: 1 << 20, logger: Logger(label: "in-process-test"))
+    var isDirectory: ObjCBool = false
+    #expect(FileManager.default.fileExists(atPath: pair.socketDirectory, isDirectory: &isDirectory))
+    #expect(isDirectory.boolValue)
+    // Standing in for the socket of a brokered server that did not clean up after itself.
+    try Data().write(to: URL(fileURLWithPath: pair.socketDirectory).appendingPathComponent("plugin-stale"))
+    pair.finish()
+    #expect(!FileManager.default.fileExists(atPath: pair.socketDirectory))
   }
 
   @Test("the plugin side serves go-plugin's core services too")

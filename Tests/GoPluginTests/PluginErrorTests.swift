@@ -49,7 +49,11 @@ struct PluginErrorTests {
     let file = FileManager.default.temporaryDirectory.appendingPathComponent("not-executable-\(UUID().uuidString)")
     try Data("#!/bin/sh\n".utf8).write(to: file)
     defer { try? FileManager.default.removeItem(at: file) }
-    let configuration = PluginClientConfiguration(command: PluginCommand(file.path), handshake: .kv, plugins: ["kv": KVPlugin()])
+    let configuration = PluginClientConfiguration(
+      command: PluginCommand(file.path),
+      handshake: .kv,
+      plugins: ["kv": KVPlugin()]
+    )
     let (error, _) = try await failedStart(configuration)
     #expect(error.code == .launchFailed)
     #expect(error.cause as? Errno == .permissionDenied)
@@ -62,7 +66,11 @@ struct PluginErrorTests {
     try Data([0, 1, 2, 3]).write(to: file)
     defer { try? FileManager.default.removeItem(at: file) }
     try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: file.path)
-    let configuration = PluginClientConfiguration(command: PluginCommand(file.path), handshake: .kv, plugins: ["kv": KVPlugin()])
+    let configuration = PluginClientConfiguration(
+      command: PluginCommand(file.path),
+      handshake: .kv,
+      plugins: ["kv": KVPlugin()]
+    )
     let (error, _) = try await failedStart(configuration)
     #expect(error.code == .launchFailed)
     let cause = try #require(error.cause)
