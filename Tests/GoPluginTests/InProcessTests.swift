@@ -72,6 +72,19 @@ struct InProcessTests {
     #expect(status == .serving)
   }
 
+  @Test("a server stream carries its messages, and a reader that stops early ends the call")
+  func serverStream() async throws {
+    let first = try await withInProcessPlugin(KVPlugin(serving: MemoryKV())) { _, connection in
+      // Watch stays open until the plugin stops; leaving after one message must not hang.
+      let health = Grpc_Health_V1_Health.Client(wrapping: connection.grpcClient)
+      return try await health.watch(.with { $0.service = "plugin" }) { response in
+        var messages = response.messages.makeAsyncIterator()
+        return try await messages.next()?.status
+      }
+    }
+    #expect(first == .serving)
+  }
+
   @Test("what the body throws reaches the caller, after everything has stopped")
   func bodyThrows() async throws {
     struct Expected: Error {}

@@ -27,7 +27,9 @@ public struct PluginTransport: ClientTransport {
 
   /// Calls over any other gRPC client transport, such as `InProcessTransport.Client`.
   public init<Transport: ClientTransport>(_ transport: Transport) {
-    if let direct = transport as? PluginClientTransport {
+    if let same = transport as? PluginTransport {
+      self = same
+    } else if let direct = transport as? PluginClientTransport {
       self.backing = .direct(direct)
     } else {
       self.backing = .converting(BytesConverter(base: transport))
