@@ -111,7 +111,8 @@ extension PluginClient {
       mainDial?.close()
       multiplexer?.close()
     }
-    do {
+    // Every step throws a PluginError, so each failure keeps the code its step gave it.
+    do throws(PluginError) {
       var (network, address) = (line.network, line.address)
       if self.configuration.multiplexBroker {
         let mux = try Multiplexer(socketDirectory: socketDirectory, logger: self.logger)
@@ -132,11 +133,7 @@ extension PluginClient {
     } catch {
       await self.killAndReap(process, reason: .killed)
       if line.network == .unix { Self.removeStaleSocket(line.address) }
-      // Anything but a PluginError is a connection that could not be set up, whatever its type.
-      let failure =
-        (error as? PluginError)
-        ?? PluginError(code: .connectionFailed, message: "could not connect to the plugin: \(error)", cause: error)
-      return .failure(failure.about(path: executable, pid: pid))
+      return .failure(error.about(path: executable, pid: pid))
     }
     let grpcClient = GRPCClient(transport: PluginTransport(transport))
     group.addTask {
