@@ -8,9 +8,9 @@ public import Logging
 /// building or launching a plugin executable.
 ///
 /// The plugin's services, and the core services a plugin process serves (health, controller,
-/// the broker's stream), are served on grpc-swift's in-process transport. The client is what a
-/// host's ``PluginClient/dispense(_:as:)`` would return — `plugin.client(connection:)` over a
-/// ``PluginConnection`` — and its broker is connected to the plugin's, so callbacks into the
+/// broker, stdio), are served on grpc-swift's in-process transport. The client is what a
+/// host's `PluginClient.dispense(_:as:)` would return — `plugin.client(connection:)` over a
+/// `PluginConnection` — and its broker is connected to the plugin's, so callbacks into the
 /// host and brokered streams work. Brokered connections, like go-plugin's test helper's, are
 /// real unix sockets, in a private directory that is removed before this returns.
 ///
@@ -30,12 +30,12 @@ public import Logging
 ///   - plugin: the plugin, created as the plugin side creates it (with its implementation).
 ///     The same value makes the client, so a plugin type whose host side needs a different
 ///     value can be tested by dispensing from `connection` in `body`.
-///   - name: the name the plugin is served under, as in a ``PluginSet``.
+///   - name: the name the plugin is served under, as in a `PluginSet`.
 ///   - negotiatedVersion: the application protocol version both sides see.
 ///   - maxMessageSize: the largest message a brokered connection takes, in either direction.
 ///   - logger: where the plugin's services and the brokers log.
 ///   - body: gets the typed client and the connection it was made from.
-/// - Throws: ``PluginError`` if the socket directory cannot be made, what the plugin's
+/// - Throws: `PluginError` if the socket directory cannot be made, what the plugin's
 ///   `services(context:)` throws, or what `body` throws.
 public func withInProcessPlugin<Plugin: GRPCPlugin, Result>(
   _ plugin: Plugin,
