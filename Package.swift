@@ -90,6 +90,7 @@ let package = Package(
       name: "GoPluginTesting",
       dependencies: [
         "GoPlugin", grpcCore, logging,
+        .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
         .product(name: "Subprocess", package: "swift-subprocess"),
         .product(name: "SystemPackage", package: "swift-system"),
       ],
@@ -178,7 +179,8 @@ let package = Package(
     .testTarget(
       name: "GoPluginTests",
       dependencies: [
-        "GoPlugin", "GoPluginProtos", "GoPluginTesting", "KVInterface", "fixture-plugin", "kv-plugin", grpcCore, logging,
+        "GoPlugin", "GoPluginProtos", "GoPluginTesting", "KVInterface", "CounterInterface", "StreamingInterface",
+        "fixture-plugin", "kv-plugin", grpcCore, logging,
         swiftProtobuf,
         .product(name: "NIOSSL", package: "swift-nio-ssl"),
         .product(name: "X509", package: "swift-certificates"),
@@ -186,6 +188,7 @@ let package = Package(
         .product(name: "SwiftASN1", package: "swift-asn1"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOEmbedded", package: "swift-nio"),
+        .product(name: "SystemPackage", package: "swift-system"),
       ],
       swiftSettings: strictSettings
     ),

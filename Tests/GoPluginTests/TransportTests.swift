@@ -38,7 +38,7 @@ struct TransportTests {
       var iterator = lines.makeAsyncIterator()
       let line = try #require(await iterator.next())
       let transport = try PluginClientTransport(network: line.network, address: line.address)
-      try await withGRPCClient(transport: transport) { client in
+      try await withGRPCClient(transport: PluginTransport(transport)) { client in
         try await body(KVClient(grpcClient: client))
       }
       group.cancelAll()

@@ -182,7 +182,7 @@ enum InProcessPlugin {
       var iterator = lines.makeAsyncIterator()
       guard let line = await iterator.next() else { throw CancellationError() }
       let transport = try PluginClientTransport(address: line.address)
-      try await withGRPCClient(transport: transport) { client in
+      try await withGRPCClient(transport: PluginTransport(transport)) { client in
         let kv = KVClient(grpcClient: client)
         try await kv.put("k", value: (0..<16).map { UInt8($0) })
         try await body(kv)

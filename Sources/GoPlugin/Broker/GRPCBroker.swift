@@ -151,7 +151,7 @@ public final class GRPCBroker: Sendable {
       tls: self.security.client,
       serverHostname: self.security.serverHostname
     )
-    return try await withGRPCClient(transport: transport) { client in try await body(client) }
+    return try await withGRPCClient(transport: PluginTransport(transport)) { client in try await body(client) }
   }
 
   /// The knock exchange of multiplexed brokers (spec §3.7): announce the dial, wait for the
@@ -170,7 +170,11 @@ public final class GRPCBroker: Sendable {
       try await self.knock(id, timeout: timeout)
       dial = try await multiplexer.makeDialSocket()
     } catch {
-      throw PluginError(code: error.code, message: "failed to knock before dialling client: \(error.message)")
+      throw PluginError(
+        code: error.code,
+        message: "failed to knock before dialling client: \(error.message)",
+        cause: error
+      )
     }
     defer { dial.close() }
     let transport = try Transports.client(
@@ -187,7 +191,7 @@ public final class GRPCBroker: Sendable {
         release.run()
       }
       defer { group.cancelAll() }
-      return try await withGRPCClient(transport: transport) { client in try await body(client) }
+      return try await withGRPCClient(transport: PluginTransport(transport)) { client in try await body(client) }
     }
   }
 

@@ -4,7 +4,9 @@
 /// made the call sees exactly what the plugin answered.
 ///
 /// Where go-plugin has a well-known text for a failure, ``message`` carries that text (people
-/// search for it), and ``description`` adds which plugin and which process it was about.
+/// search for it), and ``description`` adds which plugin and which process it was about. When
+/// the failure came from somewhere else — the operating system, NIO, TLS — ``cause`` keeps that
+/// error as it was thrown, for code that wants more than the words.
 public struct PluginError: Error, Sendable, Hashable, CustomStringConvertible {
   /// What went wrong, as a value to switch on.
   public struct Code: Hashable, Sendable, CustomStringConvertible {
@@ -89,13 +91,32 @@ public struct PluginError: Error, Sendable, Hashable, CustomStringConvertible {
   public var pluginPath: String?
   /// The process ID of the plugin this is about, when it was running.
   public var pid: Int32?
+  /// The error this one was raised for, when another error caused it: a `PluginError` from a
+  /// lower layer, or one from the system, NIO or TLS.
+  ///
+  /// It is not part of equality or hashing: two errors with the same code, message, plugin and
+  /// process are the same failure whatever raised them, and most causes are not `Equatable`.
+  public var cause: (any Error)?
 
-  /// An error with go-plugin's text for `code`, about the plugin at `pluginPath` (process `pid`).
-  public init(code: Code, message: String, pluginPath: String? = nil, pid: Int32? = nil) {
+  /// An error with go-plugin's text for `code`, about the plugin at `pluginPath` (process `pid`),
+  /// raised because of `cause` when there is one.
+  public init(code: Code, message: String, pluginPath: String? = nil, pid: Int32? = nil, cause: (any Error)? = nil) {
     self.code = code
     self.message = message
     self.pluginPath = pluginPath
     self.pid = pid
+    self.cause = cause
+  }
+
+  public static func == (lhs: PluginError, rhs: PluginError) -> Bool {
+    lhs.code == rhs.code && lhs.message == rhs.message && lhs.pluginPath == rhs.pluginPath && lhs.pid == rhs.pid
+  }
+
+  public func hash(into hasher: inout Hasher) {
+    hasher.combine(self.code)
+    hasher.combine(self.message)
+    hasher.combine(self.pluginPath)
+    hasher.combine(self.pid)
   }
 
   public var description: String {

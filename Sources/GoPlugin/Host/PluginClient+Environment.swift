@@ -6,6 +6,7 @@ import Logging
 import NIOSSL
 import SwiftProtobuf
 import Synchronization
+import SystemPackage
 
 extension PluginClient {
 
@@ -44,7 +45,13 @@ extension PluginClient {
   static func resolveExecutable(_ executable: String, searchPath: String?) throws(PluginError) -> String {
     if executable.contains("/") {
       guard access(executable, X_OK) == 0 else {
-        throw PluginError(code: .launchFailed, message: "\(executable) is not an executable file: \(String(cString: strerror(errno)))", pluginPath: executable)
+        let code = errno
+        throw PluginError(
+          code: .launchFailed,
+          message: "\(executable) is not an executable file: \(String(cString: strerror(code)))",
+          pluginPath: executable,
+          cause: Errno(rawValue: code)
+        )
       }
       return executable
     }

@@ -25,7 +25,9 @@ extension PluginClient {
       do {
         certificate = try AutoMTLSCertificate.generate()
       } catch {
-        throw self.error(.invalidConfiguration, "failed to generate client certificate: \(error)")
+        var failure = self.error(.invalidConfiguration, "failed to generate client certificate: \(error)")
+        failure.cause = error
+        throw failure
       }
     }
     let socketDirectory = try SocketDirectory.makePrivate(
@@ -73,7 +75,9 @@ extension PluginClient {
       let status = await process.terminated.valueIgnoringCancellation()
       self.exited.fulfil(PluginExit(status: status, reason: .launchFailed))
       if case .launchFailed(let reason)? = process.firstLine.current {
-        return .failure(self.error(.launchFailed, "could not launch \(executable): \(reason)"))
+        var failure = self.error(.launchFailed, "could not launch \(executable): \(reason)")
+        failure.cause = reason
+        return .failure(failure)
       }
       return .failure(self.error(.launchFailed, "could not launch \(executable)"))
     }
@@ -107,7 +111,8 @@ extension PluginClient {
       mainDial?.close()
       multiplexer?.close()
     }
-    do {
+    // Every step throws a PluginError, so each failure keeps the code its step gave it.
+    do throws(PluginError) {
       var (network, address) = (line.network, line.address)
       if self.configuration.multiplexBroker {
         let mux = try Multiplexer(socketDirectory: socketDirectory, logger: self.logger)
@@ -128,10 +133,9 @@ extension PluginClient {
     } catch {
       await self.killAndReap(process, reason: .killed)
       if line.network == .unix { Self.removeStaleSocket(line.address) }
-      let failure = (error as? PluginError) ?? PluginError(code: .unknownAddressType, message: "\(error)")
-      return .failure(failure.about(path: executable, pid: pid))
+      return .failure(error.about(path: executable, pid: pid))
     }
-    let grpcClient = GRPCClient(transport: transport)
+    let grpcClient = GRPCClient(transport: PluginTransport(transport))
     group.addTask {
       do {
         try await grpcClient.runConnections()

@@ -11,16 +11,8 @@ extension PluginClient {
   /// Opens `GRPCBroker.StartStream` and keeps it open for the session, as go-plugin hosts do:
   /// the broker's announcements go out on it, the plugin's come back.
   func holdBrokerStream(_ grpcClient: GRPCClient<PluginTransport>, broker: GRPCBroker) async {
-    let stub = Plugin_GRPCBroker.Client(wrapping: grpcClient)
     do {
-      try await stub.startStream(
-        requestProducer: { writer in
-          for await info in broker.outbound { try await writer.write(info) }
-        },
-        onResponse: { response in
-          for try await info in response.messages { broker.received(info) }
-        }
-      )
+      try await broker.holdHostStream(over: grpcClient)
     } catch let error as RPCError where [.unimplemented, .unavailable, .cancelled].contains(error.code) {
       self.logger.trace("broker stream ended", metadata: ["code": "\(error.code)"])
     } catch {

@@ -53,7 +53,7 @@ final class PluginProcess: Sendable {
     case line(String)
     /// stdout ended before a line arrived.
     case closed
-    case launchFailed(String)
+    case launchFailed(any Error)
   }
 
   let executablePath: String
@@ -144,7 +144,7 @@ final class PluginProcess: Sendable {
       self.terminated.fulfil(status)
     } catch {
       self.disarm()
-      self.firstLine.fulfil(.launchFailed("\(error)"))
+      self.firstLine.fulfil(.launchFailed(error))
       self.launched.fulfil(nil)
       self.terminated.fulfil(nil)
     }

@@ -12,7 +12,8 @@ public struct PluginConnection: Sendable {
   public let broker: GRPCBroker
 
   /// A connection over any gRPC client, for instance to test a plugin's client type against an
-  /// in-process server.
+  /// in-process server: wrap that client's transport in a ``PluginTransport``, as
+  /// `GoPluginTesting`'s `withInProcessPlugin` does with grpc-swift's `InProcessTransport`.
   public init(grpcClient: GRPCClient<PluginTransport>, name: String, negotiatedVersion: Int, broker: GRPCBroker) {
     self.grpcClient = grpcClient
     self.name = name

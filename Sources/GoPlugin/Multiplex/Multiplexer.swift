@@ -96,7 +96,7 @@ final class Multiplexer: Sendable {
       throw error
     } catch {
       self.established.fulfil(false)
-      throw PluginError(code: .connectionFailed, message: "error establishing yamux session: \(error)")
+      throw PluginError(code: .connectionFailed, message: "error establishing yamux session: \(error)", cause: error)
     }
   }
 
@@ -124,7 +124,11 @@ final class Multiplexer: Sendable {
       }
       if closed { acceptor.close(promise: nil) }
     } catch {
-      throw PluginError(code: .listenFailed, message: "could not accept multiplexed connections: \(error)")
+      throw PluginError(
+        code: .listenFailed,
+        message: "could not accept multiplexed connections: \(error)",
+        cause: error
+      )
     }
   }
 
@@ -209,7 +213,11 @@ final class Multiplexer: Sendable {
       return DialSocket(path: listener.address, channel: channel, firstStreamOpened: opened)
     } catch {
       listener.removeSocketFile()
-      throw PluginError(code: .listenFailed, message: "could not open a socket for multiplexed dialling: \(error)")
+      throw PluginError(
+        code: .listenFailed,
+        message: "could not open a socket for multiplexed dialling: \(error)",
+        cause: error
+      )
     }
   }
 

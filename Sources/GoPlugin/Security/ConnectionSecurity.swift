@@ -38,7 +38,11 @@ struct ConnectionSecurity: Sendable {
         do {
           peer = try NIOSSLCertificate(bytes: der, format: .der)
         } catch {
-          throw PluginError(code: .invalidServerCertificate, message: "error parsing server cert: \(error)")
+          throw PluginError(
+            code: .invalidServerCertificate,
+            message: "error parsing server cert: \(error)",
+            cause: error
+          )
         }
         return ConnectionSecurity(
           server: try TLSContexts.autoMTLSServer(own: ownCertificate, peer: peer),
@@ -55,7 +59,7 @@ struct ConnectionSecurity: Sendable {
     } catch let error as PluginError {
       throw error
     } catch {
-      throw PluginError(code: .invalidConfiguration, message: "TLS configuration: \(error)")
+      throw PluginError(code: .invalidConfiguration, message: "TLS configuration: \(error)", cause: error)
     }
   }
 
@@ -81,7 +85,11 @@ struct ConnectionSecurity: Sendable {
       hostCertificate = try NIOSSLCertificate(bytes: Array(pem.utf8), format: .pem)
     } catch {
       // go-plugin carries on here with a pool that trusts nothing; failing says why at once.
-      throw PluginError(code: .invalidConfiguration, message: "client cert provided but failed to parse: \(error)")
+      throw PluginError(
+        code: .invalidConfiguration,
+        message: "client cert provided but failed to parse: \(error)",
+        cause: error
+      )
     }
     let own = try AutoMTLSCertificate.generate()
     let server = try TLSContexts.autoMTLSServer(own: own, peer: hostCertificate)

@@ -1,5 +1,6 @@
 import GoPluginPlatform
 import Crypto
+import SystemPackage
 
 /// The digest a plugin executable must have before a host runs it — go-plugin's `SecureConfig`.
 ///
@@ -67,13 +68,23 @@ public struct PluginChecksum: Sendable, Hashable, CustomStringConvertible {
   public init(ofFile path: String, algorithm: Algorithm = .sha256) throws(PluginError) {
     let descriptor = open(path, O_RDONLY | O_CLOEXEC)
     guard descriptor >= 0 else {
-      throw PluginError(code: .invalidConfiguration, message: "cannot read \(path): \(String(cString: strerror(errno)))")
+      let code = errno
+      throw PluginError(
+        code: .invalidConfiguration,
+        message: "cannot read \(path): \(String(cString: strerror(code)))",
+        cause: Errno(rawValue: code)
+      )
     }
     defer { close(descriptor) }
     do {
       self = try Self.digest(of: descriptor, algorithm: algorithm)
     } catch {
-      throw PluginError(code: .invalidConfiguration, message: "cannot read \(path): \(error.message)")
+      // The cause is what the system said, not the digest's wording of it.
+      throw PluginError(
+        code: .invalidConfiguration,
+        message: "cannot read \(path): \(error.message)",
+        cause: error.cause ?? error
+      )
     }
   }
 
@@ -85,7 +96,12 @@ public struct PluginChecksum: Sendable, Hashable, CustomStringConvertible {
         let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
         if count < 0, errno == EINTR { continue }
         guard count >= 0 else {
-          throw PluginError(code: .launchFailed, message: "error verifying checksum: \(String(cString: strerror(errno)))")
+          let code = errno
+          throw PluginError(
+            code: .launchFailed,
+            message: "error verifying checksum: \(String(cString: strerror(code)))",
+            cause: Errno(rawValue: code)
+          )
         }
         if count == 0 { return }
         buffer.withUnsafeBytes { update(UnsafeRawBufferPointer(rebasing: $0[..<count])) }

@@ -1,4 +1,5 @@
 import GoPluginPlatform
+import SystemPackage
 
 /// Where plugin sockets live, and the private directories made for them.
 ///
@@ -29,9 +30,11 @@ enum SocketDirectory {
       mkdtemp(buffer.baseAddress!).map { String(cString: $0) }
     }
     guard let directory = made else {
+      let code = errno
       throw PluginError(
         code: .listenFailed,
-        message: "could not create a socket directory in \(base): \(String(cString: strerror(errno)))"
+        message: "could not create a socket directory in \(base): \(String(cString: strerror(code)))",
+        cause: Errno(rawValue: code)
       )
     }
     if let group {

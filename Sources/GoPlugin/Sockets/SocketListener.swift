@@ -1,4 +1,5 @@
 import GoPluginPlatform
+import SystemPackage
 
 /// A listening socket opened by hand before handing it to gRPC.
 ///
@@ -148,6 +149,10 @@ struct SocketListener: Sendable {
   }
 
   private static func failure(_ call: String, _ target: String, _ code: Int32 = errno) -> PluginError {
-    PluginError(code: .listenFailed, message: "\(call) \(target): \(String(cString: strerror(code)))")
+    PluginError(
+      code: .listenFailed,
+      message: "\(call) \(target): \(String(cString: strerror(code)))",
+      cause: Errno(rawValue: code)
+    )
   }
 }

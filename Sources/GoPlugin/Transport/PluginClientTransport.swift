@@ -6,9 +6,6 @@ import NIOPosix
 import NIOSSL
 import Synchronization
 
-/// The gRPC client transport a host uses to reach its plugins.
-public typealias PluginTransport = PluginClientTransport
-
 /// The connection a host keeps to a plugin (or a brokered server): gRPC over one HTTP/2
 /// connection on a local socket, the transport behind every generated client the library hands
 /// out.

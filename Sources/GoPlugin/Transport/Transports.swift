@@ -32,7 +32,7 @@ enum Transports {
     tls: NIOSSLContext? = nil,
     serverHostname: String? = nil,
     onConnect: @escaping @Sendable () -> Void = {}
-  ) throws -> PluginClientTransport {
+  ) throws(PluginError) -> PluginClientTransport {
     let target: PluginClientTransport.Target
     if network == .unix {
       target = .unix(path: address)
