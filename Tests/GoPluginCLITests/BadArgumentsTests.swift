@@ -11,6 +11,7 @@ let usageErrorStatus: Int32 = 64
 @Suite("Bad arguments are usage errors", .timeLimit(.minutes(3)))
 struct BadArgumentsTests {
   static let directory = FileManager.default.temporaryDirectory.path
+  static let existingFile = #filePath
 
   @Test(
     "kv",
@@ -51,13 +52,14 @@ struct BadArgumentsTests {
   @Test(
     "stream-file",
     arguments: [
-      (["--size", "0"], "--size must be between 1 and 65536 MiB"),
-      (["--size=-5"], "--size must be between 1 and 65536 MiB"),
-      (["--size", "99999999"], "--size must be between 1 and 65536 MiB"),
+      // With a file to send, so that no size is ever made up on disk should the check regress.
+      (["--size", "0", existingFile], "--size must be between 1 and 65536 MiB"),
+      (["--size=-5", existingFile], "--size must be between 1 and 65536 MiB"),
+      (["--size", "99999999", existingFile], "--size must be between 1 and 65536 MiB"),
       (["--size"], "Missing value for '--size"),
       (["/nonexistent/file"], "No such file: /nonexistent/file"),
       ([directory], "is a directory"),
-      (["--plugin", "\"", "/etc/hostname"], "--plugin: unterminated quote"),
+      (["--plugin", "\"", existingFile], "--plugin: unterminated quote"),
     ]
   )
   func streamFile(_ arguments: [String], _ message: String) async throws {
@@ -75,7 +77,7 @@ struct BadArgumentsTests {
       (["inspect", "--cookie", "K=V", "--timeout", "nan", "./plugin"], "--timeout"),
       (["inspect", "--cookie"], "Missing value for '--cookie"),
       (["checksum"], "Missing expected argument '<file>'"),
-      (["checksum", "/etc/hostname", "--algorithm"], "Missing value for '--algorithm"),
+      (["checksum", existingFile, "--algorithm"], "Missing value for '--algorithm"),
       (["frobnicate"], "frobnicate"),
     ]
   )

@@ -100,4 +100,3 @@ func validatePluginCommandLine(_ commandLine: String?) throws {
     throw ValidationError("--plugin: \(command.executable) is not an executable file.")
   }
 }
-

@@ -50,10 +50,11 @@ struct StreamFile: AsyncParsableCommand {
       url = URL(fileURLWithPath: file)
     } else {
       url = FileManager.default.temporaryDirectory.appendingPathComponent("stream-file-\(getpid())")
-      try Self.makeFile(at: url, mebibytes: self.size)
       madeUp = url
     }
+    // Removed however the run ends, also when making it failed half-way (a full disk).
     defer { madeUp.map { try? FileManager.default.removeItem(at: $0) } }
+    if madeUp != nil { try Self.makeFile(at: url, mebibytes: self.size) }
 
     var logger = Logger(label: "stream-file")
     logger.logLevel = .warning
