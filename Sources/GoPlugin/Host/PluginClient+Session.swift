@@ -279,7 +279,7 @@ extension PluginClient {
     let lines = process.lastStandardErrorLines
     guard !lines.isEmpty else { return error }
     var error = error
-    error.message += "\n\nThe plugin's last lines on stderr:\n" + lines.joined(separator: "\n")
+    error.message += "\n\n" + PluginError.standardErrorHeading + "\n" + lines.joined(separator: "\n")
     return error
   }
 
@@ -333,4 +333,11 @@ extension PluginClient {
       return .noAnswer
     }
   }
+}
+
+extension PluginError {
+  /// The line that introduces, at the end of a start error's ``message``, what the plugin last
+  /// wrote to stderr (at most 10 lines and 4 KiB): for a plugin that gave no handshake, its own
+  /// explanation.
+  public static let standardErrorHeading = "The plugin's last lines on stderr:"
 }
