@@ -69,6 +69,9 @@ struct Inspect: AsyncParsableCommand {
     guard !self.commandWords.isEmpty else {
       throw ValidationError("Missing the plugin command, e.g. `goplugin inspect --cookie KEY=VALUE ./my-plugin`.")
     }
+    guard self.protocolVersion > 0 else {
+      throw ValidationError("--protocol-version must be a positive integer (got \(self.protocolVersion)).")
+    }
     guard self.timeout.isFinite, self.timeout > 0, self.timeout <= 86_400 else {
       throw ValidationError("--timeout must be a number of seconds greater than 0 (got \(self.timeout)).")
     }

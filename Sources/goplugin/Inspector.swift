@@ -188,9 +188,14 @@ struct Inspector {
       break
     }
     let stderr = self.recorder.recorded
+    // The plugin's stderr is listed in full below; the error's own copy of its tail would repeat it.
+    var shown = error
+    if !stderr.isEmpty, let heading = shown.message.firstRange(of: "\n\n" + PluginError.standardErrorHeading) {
+      shown.message = String(shown.message[..<heading.lowerBound])
+    }
     return CLIError(
       code: .startFailed,
-      message: "the plugin did not start: \(error)",
+      message: "the plugin did not start: \(shown)",
       pluginErrorCode: "\(error.code)",
       pluginStderr: stderr.isEmpty ? nil : stderr,
       hint: hint

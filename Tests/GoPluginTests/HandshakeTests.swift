@@ -168,12 +168,4 @@ struct Base64Tests {
   func rejects(_ text: String) {
     #expect(Base64.decodeUnpadded(text) == nil)
   }
-
-  @Test("a refused line still names the socket to clean up, if it names a unix one")
-  func announcedSocket() {
-    #expect(HandshakeLine.unixSocketPath(announcedIn: "1|1|unix|/tmp/plugin42|grpc||\n") == "/tmp/plugin42")
-    #expect(HandshakeLine.unixSocketPath(announcedIn: "1|9|unix|/tmp/p|netrpc") == "/tmp/p")
-    #expect(HandshakeLine.unixSocketPath(announcedIn: "1|1|tcp|127.0.0.1:1234|grpc|") == nil)
-    #expect(HandshakeLine.unixSocketPath(announcedIn: "1|1|unix") == nil)
-  }
 }

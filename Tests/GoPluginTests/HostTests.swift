@@ -336,7 +336,7 @@ struct HostTests {
     }
     #expect(everything.0 == [
       "BASIC_PLUGIN=hello", "OWN=mine", "PLUGIN_MAX_PORT=25000", "PLUGIN_MIN_PORT=10000",
-      "PLUGIN_PROTOCOL_VERSIONS=1", "PLUGIN_UNIX_SOCKET_DIR=\(everything.1)",
+      "PLUGIN_PROTOCOL_VERSIONS=1", "PLUGIN_UNIX_SOCKET_DIR=\(everything.1)", "TMPDIR=\(everything.1)",
     ])
 
     var allowList = try fixture(environment: ["OWN": "mine"])

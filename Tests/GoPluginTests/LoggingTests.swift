@@ -100,12 +100,15 @@ struct HCLogHandlerTests {
 
 @Suite("Line splitting")
 struct LineSplitterTests {
+  func whole(_ text: String) -> LineSplitter.Line { LineSplitter.Line(bytes: Array(text.utf8), isPiece: false) }
+  func piece(_ text: String) -> LineSplitter.Line { LineSplitter.Line(bytes: Array(text.utf8), isPiece: true) }
+
   @Test("lines split across reads arrive whole, CR dropped")
   func splits() {
     var splitter = LineSplitter()
     #expect(splitter.feed(Array("1|1|un".utf8)).isEmpty)
-    #expect(splitter.feed(Array("ix|/p|grpc|\r\nnext\nlast".utf8)) == [Array("1|1|unix|/p|grpc|".utf8), Array("next".utf8)])
-    #expect(splitter.finish() == Array("last".utf8))
+    #expect(splitter.feed(Array("ix|/p|grpc|\r\nnext\nlast".utf8)) == [whole("1|1|unix|/p|grpc|"), whole("next")])
+    #expect(splitter.finish() == whole("last"))
     #expect(splitter.finish() == nil)
   }
 
@@ -113,20 +116,46 @@ struct LineSplitterTests {
   func longLine() {
     var splitter = LineSplitter()
     let long = [UInt8](repeating: UInt8(ascii: "a"), count: 1 << 20)
-    var lines: [[UInt8]] = []
+    var lines: [LineSplitter.Line] = []
     for start in stride(from: 0, to: long.count, by: 4096) {
       lines += splitter.feed(long[start..<min(start + 4096, long.count)])
     }
     lines += splitter.feed([UInt8(ascii: "\n")])
     #expect(lines.count == 1)
-    #expect(lines.first?.count == 1 << 20)
+    #expect(lines.first?.bytes.count == 1 << 20)
+    #expect(lines.first?.isPiece == false)
   }
 
-  @Test("past the maximum, a line comes in pieces, with nothing lost")
+  @Test("past the maximum, a line comes in marked pieces, with nothing lost, even within one read")
   func maximum() {
     var splitter = LineSplitter(maximumLineLength: 4)
-    #expect(splitter.feed(Array("abcdefghij\n".utf8)) == [Array("abcdefghij".utf8)])
-    #expect(splitter.feed(Array("abcdefghij".utf8)) == [Array("abcd".utf8), Array("efgh".utf8)])
-    #expect(splitter.finish() == Array("ij".utf8))
+    #expect(splitter.feed(Array("abcd\nabcdefghij\n".utf8)) == [whole("abcd"), piece("abcd"), piece("efgh"), piece("ij")])
+    #expect(splitter.feed(Array("abcdefghij".utf8)) == [piece("abcd"), piece("efgh")])
+    #expect(splitter.finish() == piece("ij"))
+    // A line ending just where a piece was cut adds no empty piece; the next line is whole.
+    #expect(splitter.feed(Array("abcdefgh\nxy\n".utf8)) == [piece("abcd"), piece("efgh"), whole("xy")])
+  }
+
+  @Test("pieces are cut between UTF-8 sequences, never inside one")
+  func utf8Boundaries() {
+    var splitter = LineSplitter(maximumLineLength: 5)
+    // "aé€x": a, é (2 bytes), € (3 bytes), x: a cut after 5 bytes would split the euro sign.
+    let lines = splitter.feed(Array("aé€xyz\n".utf8))
+    #expect(lines == [piece("aé"), piece("€xy"), piece("z")])
+  }
+
+  @Test("what the splitter holds stays bounded for an endless line")
+  func bounded() {
+    var splitter = LineSplitter(maximumLineLength: 1000)
+    let chunk = [UInt8](repeating: UInt8(ascii: "a"), count: 4096)
+    var total = 0
+    for _ in 0..<256 {
+      for line in splitter.feed(chunk) {
+        #expect(line.isPiece && line.bytes.count == 1000)
+        total += line.bytes.count
+      }
+    }
+    total += splitter.finish()?.bytes.count ?? 0
+    #expect(total == 256 * 4096)
   }
 }

@@ -138,6 +138,11 @@ extension HandshakeLine {
     guard network == .unix || network == .tcp else {
       try Self.fail(.unknownAddressType, "unknown address type: \(address)")
     }
+    // The system would read such a path only as far as the NUL: another file than the one named.
+    guard !address.utf8.contains(0) else {
+      let shown = address.split(separator: "\0", omittingEmptySubsequences: false).joined(separator: "\\0")
+      try Self.fail(.malformedHandshake, "invalid plugin address \"\(shown)\": it contains a NUL byte")
+    }
 
     let proto = PluginProtocol(rawValue: fields.count >= 5 ? fields[4] : PluginProtocol.netRPC.rawValue)
     guard expected.allowedProtocols.contains(proto) else {
@@ -183,14 +188,6 @@ extension HandshakeLine {
       serverCertificate: certificate,
       multiplexingSupported: multiplexing
     )
-  }
-
-  /// The unix socket a line names, read as far as its first four fields and no further: for
-  /// cleaning up after a plugin whose line was refused.
-  static func unixSocketPath(announcedIn line: String) -> String? {
-    let fields = line.trimmingGoSpace().utf8.split(separator: UInt8(ascii: "|"), maxSplits: 4, omittingEmptySubsequences: false)
-    guard fields.count >= 4, String(decoding: fields[2], as: UTF8.self) == Network.unix.rawValue else { return nil }
-    return String(decoding: fields[3], as: UTF8.self)
   }
 
   private static func fail(_ code: PluginError.Code, _ message: String) throws(PluginError) -> Never {

@@ -11,7 +11,8 @@ import SystemPackage
 extension PluginClient {
 
   /// go-plugin's environment (spec §1.1), except that the host's own `PLUGIN_*` variables are
-  /// never inherited: a host that is itself a plugin must not pass its handshake on.
+  /// never inherited: a host that is itself a plugin must not pass its handshake on. `TMPDIR`
+  /// is the plugin's private socket directory, whatever the host or the command says.
   func childEnvironment(socketDirectory: String, clientCertificate: String?) -> [String: String] {
     let configuration = self.configuration
     var environment: [String: String] = [:]
@@ -29,6 +30,10 @@ extension PluginClient {
     environment[PluginEnvironment.protocolVersions] =
       configuration.versionedPlugins.keys.sorted().map(String.init).joined(separator: ",")
     environment[PluginEnvironment.unixSocketDirectory] = socketDirectory
+    // Plugins that ignore PLUGIN_UNIX_SOCKET_DIR (go-plugin before 1.5) make their socket in
+    // TMPDIR; pointed at the same private directory, it is removed with that directory, and the
+    // host never has to unlink a path a plugin merely named.
+    environment["TMPDIR"] = socketDirectory
     if let group = configuration.unixSocketGroup {
       environment[PluginEnvironment.unixSocketGroup] = group
     }

@@ -44,6 +44,7 @@ extension PluginClient {
       environment: self.childEnvironment(socketDirectory: socketDirectory, clientCertificate: certificate?.pem),
       workingDirectory: configuration.command.workingDirectory,
       standardInput: configuration.standardInput,
+      logLineLimit: configuration.logLineLimit,
       logger: self.logger
     )
 
@@ -94,12 +95,9 @@ extension PluginClient {
         logger: self.logger
       )
     } catch {
-      await self.killAndReap(process, reason: .killed)
-      // A refused plugin may already listen where its line said; killed, it cannot clean up.
-      if case .line(let text)? = process.firstLine.current, let path = HandshakeLine.unixSocketPath(announcedIn: text) {
-        Self.removeStaleSocket(path)
-      }
-      return .failure(error.about(path: executable, pid: pid))
+      // A refused plugin's socket, if it made one, is in its private directory, removed with it.
+      await self.killAndReap(process)
+      return .failure(Self.withStandardErrorTail(error, of: process).about(path: executable, pid: pid))
     }
 
     let plugins = self.configuration.versionedPlugins[line.appVersion] ?? PluginSet()
@@ -131,8 +129,7 @@ extension PluginClient {
         onConnect: { [connections] in connections.increment() }
       )
     } catch {
-      await self.killAndReap(process, reason: .killed)
-      if line.network == .unix { Self.removeStaleSocket(line.address) }
+      await self.killAndReap(process)
       return .failure(error.about(path: executable, pid: pid))
     }
     let grpcClient = GRPCClient(transport: PluginTransport(transport))
@@ -188,10 +185,8 @@ extension PluginClient {
       await stdio.next()
       stdio.cancelAll()
     }
-    // A plugin that vanished without removing its socket (killed, crashed) leaves it behind.
-    if line.network == .unix {
-      Self.removeStaleSocket(line.address)
-    }
+    // A plugin that vanished without removing its socket (killed, crashed) left it in its private
+    // directory, which goes with it; a path the plugin merely named is never unlinked.
     return .success(())
   }
 
@@ -216,35 +211,29 @@ extension PluginClient {
 
   /// Ends a session and records how the plugin ended, exactly once: a plugin still running is
   /// asked to shut down and killed if it lingers past the grace period (or at once, if this
-  /// task was cancelled); one that already exited went away by itself.
+  /// task was cancelled); one that already exited, reaped or not, is asked nothing and its
+  /// exit is recorded as its own.
   func stop(_ process: PluginProcess, grpcClient: GRPCClient<PluginTransport>) async {
-    let askedToStop = process.terminated.current == nil
     let timeout = self.configuration.gracefulStopTimeout
     var exitDeadline = ContinuousClock.now + timeout
-    if askedToStop && !Task.isCancelled {
+    if !Task.isCancelled && process.beginStop() {
+      self.logger.debug("asking the plugin to shut down")
       // A plugin that answered gets the whole timeout to exit, counted from its answer, as a
       // go-plugin host gives it; one that did not answer in time has used it up.
-      if await self.shutDown(grpcClient, deadline: exitDeadline) {
+      if await self.shutDown(grpcClient, process: process, deadline: exitDeadline) == .answered {
         exitDeadline = ContinuousClock.now + timeout
       }
     }
     grpcClient.beginGracefulShutdown()
 
-    guard askedToStop else {
-      let exit = PluginExit(status: process.terminated.current ?? nil, reason: .exitedUnexpectedly)
-      self.exited.fulfil(exit)
-      self.logger.info("plugin process exited", metadata: ["exit": "\(exit)"])
-      return
-    }
     if !Task.isCancelled, let status = await process.terminated.wait(timeout: exitDeadline - ContinuousClock.now) {
-      self.exited.fulfil(PluginExit(status: status, reason: .stopped))
-      self.logger.debug("plugin exited")
+      self.recordExit(of: process, status: status)
       return
     }
     if !Task.isCancelled {
       self.logger.warning("plugin failed to exit gracefully")
     }
-    await self.killAndReap(process, reason: .killed)
+    await self.killAndReap(process)
   }
 
   var expectations: HandshakeLine.Expectations {
@@ -268,35 +257,91 @@ extension PluginClient {
     }
   }
 
-  func killAndReap(_ process: PluginProcess, reason: PluginExit.Reason) async {
+  func killAndReap(_ process: PluginProcess) async {
     process.kill()
     let status = await process.terminated.valueIgnoringCancellation()
-    self.exited.fulfil(PluginExit(status: status, reason: reason))
+    self.recordExit(of: process, status: status)
   }
 
-  /// `GRPCController.Shutdown`, bounded in time; `true` when the plugin took it. A Go plugin
-  /// stops its server before it answers, so UNAVAILABLE is the usual answer, and a success.
-  func shutDown(_ grpcClient: GRPCClient<PluginTransport>, deadline: ContinuousClock.Instant) async -> Bool {
+  /// Records the exit with the reason the process's own bookkeeping gives: the host's doing
+  /// only if the host acted before the process exited.
+  func recordExit(of process: PluginProcess, status: PluginExit.Status?) {
+    let exit = PluginExit(status: status, reason: process.reason(for: status))
+    guard self.exited.fulfil(exit) else { return }
+    if exit.reason == .exitedUnexpectedly {
+      self.logger.info("plugin process exited", metadata: ["exit": "\(exit)"])
+    } else {
+      self.logger.debug("plugin exited", metadata: ["exit": "\(exit)"])
+    }
+  }
+
+  /// A start error with what the plugin last wrote to stderr: a plugin that refuses to start
+  /// (a wrong cookie, say) explains itself there, and the reason belongs in the error. Only
+  /// for a plugin that gave no handshake: one the host refused said nothing wrong.
+  static func withStandardErrorTail(_ error: PluginError, of process: PluginProcess) -> PluginError {
+    guard [.exitedBeforeHandshake, .malformedHandshake, .startTimeout].contains(error.code) else { return error }
+    let lines = process.lastStandardErrorLines
+    guard !lines.isEmpty else { return error }
+    var error = error
+    error.message += "\n\n" + PluginError.standardErrorHeading + "\n" + lines.joined(separator: "\n")
+    return error
+  }
+
+  enum ShutdownOutcome {
+    /// The plugin took the request.
+    case answered
+    /// The process ended first: it was already on its way out (killed, crashed), and its
+    /// answer is not worth waiting for.
+    case exited
+    /// No answer within the deadline, or an error.
+    case noAnswer
+  }
+
+  /// `GRPCController.Shutdown`, bounded in time and by the process's end: a plugin that died
+  /// just before the request cannot answer it, and its connection may not say so at once.
+  func shutDown(
+    _ grpcClient: GRPCClient<PluginTransport>,
+    process: PluginProcess,
+    deadline: ContinuousClock.Instant
+  ) async -> ShutdownOutcome {
+    await withTaskGroup(of: ShutdownOutcome?.self) { group in
+      group.addTask { await self.requestShutdown(grpcClient, deadline: deadline) }
+      group.addTask { await process.terminated.wait() == nil ? nil : .exited }
+      defer { group.cancelAll() }
+      while let outcome = await group.next() {
+        if let outcome { return outcome }
+      }
+      return .noAnswer
+    }
+  }
+
+  /// A Go plugin stops its server before it answers, so UNAVAILABLE is the usual answer, and a
+  /// success.
+  private func requestShutdown(
+    _ grpcClient: GRPCClient<PluginTransport>,
+    deadline: ContinuousClock.Instant
+  ) async -> ShutdownOutcome? {
     let controller = Plugin_GRPCController.Client(wrapping: grpcClient)
     var options = CallOptions.defaults
     options.timeout = max(deadline - ContinuousClock.now, .milliseconds(1))
     do {
       _ = try await controller.shutdown(Plugin_Empty(), options: options)
-      return true
+      return .answered
     } catch let error as RPCError where error.code == .unavailable {
       // The plugin closed the connection on its way out.
-      return true
+      return .answered
     } catch {
+      // Cancelled, the process ended first and this call's failure says nothing.
+      guard !Task.isCancelled else { return nil }
       self.logger.debug("error asking the plugin to shut down", metadata: ["error": "\(error)"])
-      return false
+      return .noAnswer
     }
   }
+}
 
-  /// Removes a plugin's socket file once the plugin is gone, but only if it is a socket owned
-  /// by this user: the path came from the plugin, and must not become a way to delete files.
-  static func removeStaleSocket(_ path: String) {
-    var info = stat()
-    guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK, info.st_uid == getuid() else { return }
-    unlink(path)
-  }
+extension PluginError {
+  /// The line that introduces, at the end of a start error's ``message``, what the plugin last
+  /// wrote to stderr (at most 10 lines and 4 KiB): for a plugin that gave no handshake, its own
+  /// explanation.
+  public static let standardErrorHeading = "The plugin's last lines on stderr:"
 }

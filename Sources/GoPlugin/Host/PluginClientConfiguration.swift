@@ -22,6 +22,12 @@ public struct PluginClientConfiguration: Sendable {
   /// How long the plugin may take to answer the host's Shutdown request, and then to exit,
   /// before it is killed with SIGKILL. A plugin that does not answer in time is killed at once.
   public var gracefulStopTimeout: Duration = .seconds(2)
+  /// The longest stderr line, in bytes, that becomes one log record (go-plugin's
+  /// `PluginLogBufferSize`, whose default is 64 KiB). A longer line is logged in pieces of at
+  /// most this size, each at debug level with the metadata `partial: true` and not parsed as
+  /// hclog JSON, so that a plugin writing an endless line costs the host this much memory and
+  /// no more.
+  public var logLineLimit: Int = 1024 * 1024
   /// Which of the host's environment variables the plugin inherits.
   public enum InheritedEnvironment: Sendable, Hashable {
     /// All of them (go-plugin's default).
@@ -86,6 +92,7 @@ public struct PluginClientConfiguration: Sendable {
     if self.allowedProtocols != [.grpc] {
       throw invalid("allowed protocols must be [grpc]: this library does not speak \(self.allowedProtocols.subtracting([.grpc]).map(\.rawValue).sorted())")
     }
+    if self.logLineLimit < 4 { throw invalid("the log line limit must be at least 4 bytes") }
     if self.startTimeout <= .zero { throw invalid("the start timeout must be positive") }
     if !(0...65535).contains(self.portRange.lowerBound) || !(0...65535).contains(self.portRange.upperBound) {
       throw invalid("the port range must lie within 0...65535")

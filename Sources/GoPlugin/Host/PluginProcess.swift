@@ -71,12 +71,39 @@ final class PluginProcess: Sendable {
   /// The wait status, once the process has been reaped (`nil` if it never ran).
   let terminated = OneShot<PluginExit.Status?>()
 
+  /// What the host has done to end the process.
+  enum Ending: Sendable {
+    case none
+    case askedToStop
+    case killed
+  }
+
+  private enum Life {
+    case starting
+    case running(Signaller)
+    /// Reaped, or never launched.
+    case ended
+  }
+
+  /// The exit bookkeeping, behind one lock: whether the process still runs, and what the host
+  /// has done to end it. The host's acts are recorded under the same lock that checks whether
+  /// the process has already exited, so an exit is put down to the host only when the host
+  /// acted first.
+  private struct State {
+    var life = Life.starting
+    var ending = Ending.none
+  }
+
   private struct Signaller: Sendable {
     var descriptor: Int32
+    /// Whether the process has exited; it may not have been reaped yet.
+    var hasExited: @Sendable () -> Bool
     var send: @Sendable (Signal) -> Void
   }
 
-  private let signaller = Mutex<Signaller?>(nil)
+  private let state = Mutex(State())
+  private let logLineLimit: Int
+  private let standardErrorTail = Mutex(OutputTail(lines: 10, bytes: 4096))
 
   init(
     executablePath: String,
@@ -85,8 +112,10 @@ final class PluginProcess: Sendable {
     environment: [String: String],
     workingDirectory: String?,
     standardInput: PluginClientConfiguration.StandardInput,
+    logLineLimit: Int,
     logger: Logger
   ) {
+    self.logLineLimit = logLineLimit
     self.executablePath = executablePath
     self.argumentZero = argumentZero
     self.arguments = arguments
@@ -96,9 +125,51 @@ final class PluginProcess: Sendable {
     self.logger = logger
   }
 
-  /// Sends SIGKILL, if the process has not been reaped yet.
+  /// Sends SIGKILL, if the process has not exited yet, and records that the host killed it.
   func kill() {
-    self.signaller.withLock { $0?.send(.kill) }
+    self.state.withLock { state in
+      switch state.life {
+      case .starting:
+        state.ending = .killed
+      case .running(let signaller):
+        guard !signaller.hasExited() else { return }
+        state.ending = .killed
+        signaller.send(.kill)
+      case .ended:
+        break
+      }
+    }
+  }
+
+  /// Records that the host is about to ask the process to shut down. `false` when it has exited
+  /// already (or is being killed): there is nobody left to ask, and its exit stays its own.
+  func beginStop() -> Bool {
+    self.state.withLock { state in
+      guard case .running(let signaller) = state.life, !signaller.hasExited(), state.ending != .killed else {
+        return false
+      }
+      state.ending = .askedToStop
+      return true
+    }
+  }
+
+  /// Why the process ended, given how it ended: by the host's doing only if the host acted
+  /// before it exited.
+  func reason(for status: PluginExit.Status?) -> PluginExit.Reason {
+    switch self.state.withLock({ $0.ending }) {
+    case .none: return .exitedUnexpectedly
+    case .killed: return .killed
+    case .askedToStop:
+      // Asked to stop, a plugin exits by itself; a SIGKILL the host did not send came from
+      // someone else, whatever the host asked for in the meantime.
+      return status == .signalled(SIGKILL) ? .exitedUnexpectedly : .stopped
+    }
+  }
+
+  /// The plugin's last lines on stderr, oldest first: what a plugin that fails to start says
+  /// about why.
+  var lastStandardErrorLines: [String] {
+    self.standardErrorTail.withLock { $0.contents }
   }
 
   /// Runs the process to its end. Never throws: every outcome is reported through
@@ -111,31 +182,15 @@ final class PluginProcess: Sendable {
     // If this task is cancelled, the process must not outlive it.
     options.teardownSequence = []
     do {
-      let result = try await Subprocess.run(
-        .path(FilePath(self.executablePath)),
-        // The plugin sees its own name as argv[0], even when launched through a descriptor.
-        arguments: Arguments(executablePathOverride: self.argumentZero, remainingValues: self.arguments),
-        environment: environment,
-        workingDirectory: self.workingDirectory.map { FilePath($0) },
-        platformOptions: options,
-        input: self.input,
-        output: .sequence,
-        error: .sequence
-      ) { execution in
-        let pid = execution.processIdentifier.value
-        self.arm(execution)
-        self.launched.fulfil(pid)
-        var pidLogger = self.logger
-        pidLogger[metadataKey: "pid"] = "\(pid)"
-        let stderrLogger = pidLogger
-        await withTaskGroup(of: Void.self) { group in
-          group.addTask { await self.readStandardOutput(execution.standardOutput) }
-          group.addTask { await Self.logStandardError(execution.standardError, to: stderrLogger) }
-        }
+      let result = try await withTaskCancellationHandler {
+        try await self.spawn(environment: environment, options: options)
+      } onCancel: {
+        // Subprocess kills the process when this task is cancelled; the host asked for that.
+        self.kill()
       }
       self.disarm()
       let status: PluginExit.Status =
-        switch result.terminationStatus {
+        switch result {
         case .exited(let code): .exited(code)
         case .signaled(let signal): .signalled(signal)
         }
@@ -150,37 +205,71 @@ final class PluginProcess: Sendable {
     }
   }
 
-  /// Makes ``kill()`` work for this execution.
+  private func spawn(environment: Environment, options: PlatformOptions) async throws -> TerminationStatus {
+    try await Subprocess.run(
+      .path(FilePath(self.executablePath)),
+      // The plugin sees its own name as argv[0], even when launched through a descriptor.
+      arguments: Arguments(executablePathOverride: self.argumentZero, remainingValues: self.arguments),
+      environment: environment,
+      workingDirectory: self.workingDirectory.map { FilePath($0) },
+      platformOptions: options,
+      input: self.input,
+      output: .sequence,
+      error: .sequence
+    ) { execution in
+      let pid = execution.processIdentifier.value
+      self.arm(execution)
+      self.launched.fulfil(pid)
+      var pidLogger = self.logger
+      pidLogger[metadataKey: "pid"] = "\(pid)"
+      let stderrLogger = pidLogger
+      await withTaskGroup(of: Void.self) { group in
+        group.addTask { await self.readStandardOutput(execution.standardOutput) }
+        group.addTask { await self.logStandardError(execution.standardError, to: stderrLogger) }
+      }
+    }.terminationStatus
+  }
+
+  /// Makes ``kill()`` and ``beginStop()`` work for this execution.
   ///
   /// Subprocess reaps the child and closes its pidfd before `run` returns, and a pidfd number
   /// closed there can be reused by the next plugin's launch; a late kill through it would hit
   /// the wrong process. So the signaller keeps a pidfd of its own, open until it is disarmed,
   /// and signals only while that pidfd says the process has not exited (so not been reaped,
-  /// so its pid cannot have been reused).
+  /// so its pid cannot have been reused). The same pidfd tells an exit that has happened but
+  /// has not been reaped yet.
   private func arm<I, O, E>(_ execution: Execution<I, O, E>) {
-    let pid = execution.processIdentifier.value
+    var signaller = Signaller(
+      descriptor: -1,
+      hasExited: { false },
+      send: { signal in try? execution.send(signal: signal) }
+    )
     #if os(Linux)
+    let pid = execution.processIdentifier.value
     let descriptor = execution.processIdentifier.processDescriptor
     let ownDescriptor = descriptor >= 0 ? fcntl(descriptor, F_DUPFD_CLOEXEC, 0) : -1
     if ownDescriptor >= 0 {
-      self.signaller.withLock { signaller in
-        signaller = Signaller(descriptor: ownDescriptor) { signal in
+      signaller = Signaller(
+        descriptor: ownDescriptor,
+        hasExited: {
           var exited = pollfd(fd: ownDescriptor, events: Int16(POLLIN), revents: 0)
-          if poll(&exited, 1, 0) == 0 { Glibc.kill(pid, signal.rawValue) }
-        }
-      }
-      return
+          return poll(&exited, 1, 0) != 0
+        },
+        send: { signal in _ = Glibc.kill(pid, signal.rawValue) }
+      )
     }
     #endif
-    self.signaller.withLock { signaller in
-      signaller = Signaller(descriptor: -1) { signal in try? execution.send(signal: signal) }
+    self.state.withLock { state in
+      state.life = .running(signaller)
+      // Killed while it was being launched (its task cancelled): it goes now.
+      if state.ending == .killed { signaller.send(.kill) }
     }
   }
 
   private func disarm() {
-    self.signaller.withLock { signaller in
-      if let descriptor = signaller?.descriptor, descriptor >= 0 { close(descriptor) }
-      signaller = nil
+    self.state.withLock { state in
+      if case .running(let signaller) = state.life, signaller.descriptor >= 0 { close(signaller.descriptor) }
+      state.life = .ended
     }
   }
 
@@ -206,14 +295,14 @@ final class PluginProcess: Sendable {
     do {
       while let chunk = try await chunks.next() {
         if let first = chunk.withUnsafeBytes({ splitter.feed($0) }).first {
-          self.firstLine.fulfil(.line(String(decoding: first, as: UTF8.self)))
+          self.firstLine.fulfil(.line(String(decoding: first.bytes, as: UTF8.self)))
           while try await chunks.next() != nil {}
           return
         }
       }
       // Like Go's scanner, a last line without a newline still counts at end of stream.
       if let rest = splitter.finish() {
-        self.firstLine.fulfil(.line(String(decoding: rest, as: UTF8.self)))
+        self.firstLine.fulfil(.line(String(decoding: rest.bytes, as: UTF8.self)))
       } else {
         self.firstLine.fulfil(.closed)
       }
@@ -223,15 +312,20 @@ final class PluginProcess: Sendable {
     }
   }
 
-  private static func logStandardError(_ output: SubprocessOutputSequence, to logger: Logger) async {
-    var splitter = LineSplitter()
+  /// Logs each stderr line as a record, and keeps the last few for a start error. A line
+  /// longer than the limit is logged in pieces, at debug (or error, after a panic), each with
+  /// `partial: true`, as go-plugin logs the pieces of a line past its buffer.
+  private func logStandardError(_ output: SubprocessOutputSequence, to logger: Logger) async {
+    var splitter = LineSplitter(maximumLineLength: self.logLineLimit)
     var parser = PluginLogParser()
-    func emit(_ line: [UInt8]) {
-      var record = parser.parse(line)
+    func emit(_ line: LineSplitter.Line) {
+      var record = line.isPiece ? parser.parsePiece(line.bytes) : parser.parse(line.bytes)
       // Who logged it is the host's to say; a plugin's fields of the same names do not override.
       record.metadata["plugin"] = nil
       record.metadata["pid"] = nil
+      if line.isPiece { record.metadata["partial"] = "true" }
       logger.log(level: record.level, "\(record.message)", metadata: record.metadata)
+      self.standardErrorTail.withLock { $0.append(line.bytes) }
     }
     do {
       for try await chunk in output {
@@ -241,5 +335,28 @@ final class PluginProcess: Sendable {
       logger.debug("error reading plugin stderr", metadata: ["error": "\(error)"])
     }
     if let rest = splitter.finish() { emit(rest) }
+  }
+}
+
+/// The last lines of an output, bounded in count and bytes.
+struct OutputTail: Sendable {
+  private(set) var contents: [String] = []
+  private var byteCount = 0
+  let lines: Int
+  let bytes: Int
+
+  init(lines: Int, bytes: Int) {
+    self.lines = lines
+    self.bytes = bytes
+  }
+
+  mutating func append(_ line: [UInt8]) {
+    // A long line keeps its end: that is where a message usually says what went wrong.
+    let text = String(decoding: line.suffix(self.bytes), as: UTF8.self)
+    self.contents.append(text)
+    self.byteCount += text.utf8.count
+    while self.contents.count > self.lines || (self.byteCount > self.bytes && self.contents.count > 1) {
+      self.byteCount -= self.contents.removeFirst().utf8.count
+    }
   }
 }

@@ -31,6 +31,13 @@ struct PluginLogParser: Sendable {
     return Record(level: self.panicking ? .error : .debug, message: text, metadata: [:])
   }
 
+  /// A piece of a line longer than the host's limit: it is not parsed (it is not a whole JSON
+  /// object, and a prefix would only name its first piece), so it is logged as text at debug,
+  /// or at error after a panic, as go-plugin does with the pieces of a line past its buffer.
+  func parsePiece(_ piece: [UInt8]) -> Record {
+    Record(level: self.panicking ? .error : .debug, message: String(decoding: piece, as: UTF8.self), metadata: [:])
+  }
+
   private static let prefixes: [(String, Logger.Level)] = [
     ("[TRACE]", .trace), ("[DEBUG]", .debug), ("[INFO]", .info), ("[WARN]", .warning), ("[ERROR]", .error),
   ]

@@ -153,9 +153,18 @@ case "ignore-shutdown":
   await serve()
   while true { pause() }
 case "print":
-  // Prints the given line as the handshake, then waits to be killed.
-  say(arguments.dropFirst().joined(separator: " ") + "\n")
+  // Prints the given line as the handshake, then waits to be killed. `\0` in it becomes a NUL
+  // byte, which no argument can carry.
+  say(arguments.dropFirst().joined(separator: " ").replacingOccurrences(of: "\\0", with: "\0") + "\n")
   while true { pause() }
+case "long-stderr":
+  // One stderr line of the given number of bytes, without a newline, then serve.
+  let count = Int(arguments.dropFirst().first ?? "") ?? 1 << 20
+  let block = Data(repeating: UInt8(ascii: "x"), count: 64 * 1024)
+  for start in stride(from: 0, to: count, by: block.count) {
+    FileHandle.standardError.write(block.prefix(count - start))
+  }
+  await serve()
 case "junk":
   say("starting up...\n1|1|unix|/tmp/nothing|grpc|\n")
   while true { pause() }

@@ -25,6 +25,18 @@ struct CounterCommand: AsyncParsableCommand {
   @Argument(help: "The amounts to add to the counter \"hits\".")
   var amounts: [Int64] = [1, 2, 39]
 
+  func validate() throws {
+    try validatePluginCommandLine(self.plugin)
+    // The plugin's counter starts at 0 and the host does the sums: a total past Int64 would
+    // overflow in the middle of a run.
+    var total: Int64 = 0
+    for amount in self.amounts {
+      let (sum, overflow) = total.addingReportingOverflow(amount)
+      guard !overflow else { throw ValidationError("The amounts add up to more than a 64-bit counter holds.") }
+      total = sum
+    }
+  }
+
   func run() async throws {
     var logger = Logger(label: "counter")
     logger.logLevel = .warning
@@ -56,8 +68,35 @@ final class CountingAddHelper: AddHelper {
   var calls: Int { self.state.withLock { $0.calls } }
   var last: String { self.state.withLock { $0.last } }
 
+  struct Overflow: Error, CustomStringConvertible {
+    var a: Int64
+    var b: Int64
+    var description: String { "\(a) + \(b) does not fit in 64 bits" }
+  }
+
   func sum(_ a: Int64, _ b: Int64) async throws -> Int64 {
-    self.state.withLock { $0 = ($0.calls + 1, "\(a) + \(b) = \(a + b)") }
-    return a + b
+    // The operands come from the plugin: a sum that overflows is its error, not this host's crash.
+    let (sum, overflow) = a.addingReportingOverflow(b)
+    if overflow { throw Overflow(a: a, b: b) }
+    self.state.withLock { $0 = ($0.calls + 1, "\(a) + \(b) = \(sum)") }
+    return sum
+  }
+}
+
+/// Refuses a `--plugin` command line that cannot name a program: a usage error, not a failed run.
+func validatePluginCommandLine(_ commandLine: String?) throws {
+  guard let commandLine else { return }
+  let command: PluginCommand
+  do {
+    command = try PluginCommand(commandLine: commandLine)
+  } catch {
+    throw ValidationError("--plugin: \(error.message)")
+  }
+  var isDirectory: ObjCBool = false
+  if command.executable.contains("/"),
+    !FileManager.default.fileExists(atPath: command.executable, isDirectory: &isDirectory) || isDirectory.boolValue
+      || !FileManager.default.isExecutableFile(atPath: command.executable)
+  {
+    throw ValidationError("--plugin: \(command.executable) is not an executable file.")
   }
 }

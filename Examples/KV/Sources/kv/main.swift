@@ -29,6 +29,10 @@ struct PluginOptions: ParsableArguments {
   @Flag(name: .customLong("multiplex"), help: "Carry brokered connections as yamux streams of the one connection (GRPCBrokerMultiplex).")
   var multiplex = false
 
+  func validate() throws {
+    try validatePluginCommandLine(self.plugin)
+  }
+
   func withKV<Result: Sendable>(_ body: (PluginClient, KVClient) async throws -> Result) async throws -> Result {
     var logger = Logger(label: "kv")
     logger.logLevel = self.verbose ? .debug : .warning
@@ -104,6 +108,11 @@ struct Bench: AsyncParsableCommand {
   @Option(help: "How many sequential Get calls to time.") var calls = 10_000
   @Option(help: "How many launches to time for the first call.") var launches = 10
 
+  func validate() throws {
+    guard self.calls >= 1 else { throw ValidationError("--calls must be at least 1 (got \(self.calls)).") }
+    guard self.launches >= 1 else { throw ValidationError("--launches must be at least 1 (got \(self.launches)).") }
+  }
+
   func run() async throws {
     let clock = ContinuousClock()
     var firstCalls: [Duration] = []
@@ -119,7 +128,8 @@ struct Bench: AsyncParsableCommand {
       for _ in 0..<1000 { _ = try await kv.get("k") }
       let start = clock.now
       for _ in 0..<self.calls { _ = try await kv.get("k") }
-      return Double(self.calls) / Self.seconds(clock.now - start)
+      // A clock too coarse to see the calls must not make an infinite rate.
+      return Double(self.calls) / max(Self.seconds(clock.now - start), 1e-9)
     }
     let median = firstCalls.sorted()[firstCalls.count / 2]
     print("start to first call: \(Self.milliseconds(median)) ms (median of \(self.launches))")
@@ -132,5 +142,23 @@ struct Bench: AsyncParsableCommand {
 
   static func milliseconds(_ duration: Duration) -> Double {
     (seconds(duration) * 10_000).rounded() / 10
+  }
+}
+
+/// Refuses a `--plugin` command line that cannot name a program: a usage error, not a failed run.
+func validatePluginCommandLine(_ commandLine: String?) throws {
+  guard let commandLine else { return }
+  let command: PluginCommand
+  do {
+    command = try PluginCommand(commandLine: commandLine)
+  } catch {
+    throw ValidationError("--plugin: \(error.message)")
+  }
+  var isDirectory: ObjCBool = false
+  if command.executable.contains("/"),
+    !FileManager.default.fileExists(atPath: command.executable, isDirectory: &isDirectory) || isDirectory.boolValue
+      || !FileManager.default.isExecutableFile(atPath: command.executable)
+  {
+    throw ValidationError("--plugin: \(command.executable) is not an executable file.")
   }
 }

@@ -28,6 +28,21 @@ struct StreamFile: AsyncParsableCommand {
   @Argument(help: "The file to send.")
   var file: String?
 
+  func validate() throws {
+    try validatePluginCommandLine(self.plugin)
+    guard (1...65_536).contains(self.size) else {
+      throw ValidationError("--size must be between 1 and 65536 MiB (got \(self.size)).")
+    }
+    if let file {
+      var isDirectory: ObjCBool = false
+      guard FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory) else {
+        throw ValidationError("No such file: \(file)")
+      }
+      guard !isDirectory.boolValue else { throw ValidationError("\(file) is a directory, not a file to send.") }
+      guard FileManager.default.isReadableFile(atPath: file) else { throw ValidationError("\(file) cannot be read.") }
+    }
+  }
+
   func run() async throws {
     let url: URL
     var madeUp: URL?
@@ -35,10 +50,11 @@ struct StreamFile: AsyncParsableCommand {
       url = URL(fileURLWithPath: file)
     } else {
       url = FileManager.default.temporaryDirectory.appendingPathComponent("stream-file-\(getpid())")
-      try Self.makeFile(at: url, mebibytes: self.size)
       madeUp = url
     }
+    // Removed however the run ends, also when making it failed half-way (a full disk).
     defer { madeUp.map { try? FileManager.default.removeItem(at: $0) } }
+    if madeUp != nil { try Self.makeFile(at: url, mebibytes: self.size) }
 
     var logger = Logger(label: "stream-file")
     logger.logLevel = .warning
@@ -54,7 +70,8 @@ struct StreamFile: AsyncParsableCommand {
       let received = try await sender.send(file: url)
       return (received, ContinuousClock.now - start)
     }
-    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    // An empty file arrives in no time; a rate is not worth a division by zero.
+    let seconds = max(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18, 1e-9)
     let mebibytes = Double(received.bytes) / 1_048_576
     print("sent:     \(url.path)")
     print("received: \(received.bytes) bytes in \(received.chunks) chunks, sha256 \(received.sha256 == expected ? "matches" : "DIFFERS")")
@@ -79,4 +96,22 @@ struct StreamFile: AsyncParsableCommand {
     return Array(hash.finalize())
   }
 
+}
+
+/// Refuses a `--plugin` command line that cannot name a program: a usage error, not a failed run.
+func validatePluginCommandLine(_ commandLine: String?) throws {
+  guard let commandLine else { return }
+  let command: PluginCommand
+  do {
+    command = try PluginCommand(commandLine: commandLine)
+  } catch {
+    throw ValidationError("--plugin: \(error.message)")
+  }
+  var isDirectory: ObjCBool = false
+  if command.executable.contains("/"),
+    !FileManager.default.fileExists(atPath: command.executable, isDirectory: &isDirectory) || isDirectory.boolValue
+      || !FileManager.default.isExecutableFile(atPath: command.executable)
+  {
+    throw ValidationError("--plugin: \(command.executable) is not an executable file.")
+  }
 }
