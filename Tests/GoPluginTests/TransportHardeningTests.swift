@@ -151,7 +151,7 @@ struct TransportHardeningTests {
   func killedUnderCalls() async throws {
     // Each iteration: one plugin, many concurrent callers, and SIGKILL from whichever caller
     // finishes the chosen call, so the kill lands before, during and after calls' HEADERS.
-    let iterations = 250
+    let iterations = 200
     let callers = 24
     var configuration = try fixture()
     configuration.gracefulStopTimeout = .milliseconds(200)

@@ -262,6 +262,13 @@ final class GRPCConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     context.close(promise: nil)
   }
 
+  /// Completes the promises of a handler that never made it into a pipeline, so that none is
+  /// left pending.
+  func abandon(because error: any Error) {
+    self.ready.fail(error)
+    self.closed.succeed()
+  }
+
   /// Set by a TLS verification that refused the peer's certificate, so the failure says why
   /// rather than repeating BoringSSL's generic "certificate verify failed".
   func noteCertificateRefused(_ reason: String) {

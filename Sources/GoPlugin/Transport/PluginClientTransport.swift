@@ -325,12 +325,17 @@ public final class PluginClientTransport: ClientTransport, Sendable {
       connectionWindow: Transports.connectionWindowSize,
       peer: "\(self.peerName) at \(self.peerDescription)"
     )
-    if let tls = self.tls {
-      try pipeline.addHandler(tls.clientHandler(serverHostname: self.serverHostname) { handler.noteCertificateRefused($0) })
+    do {
+      if let tls = self.tls {
+        try pipeline.addHandler(tls.clientHandler(serverHostname: self.serverHostname) { handler.noteCertificateRefused($0) })
+      }
+      try pipeline.addHandler(PingResponder(isServer: false))
+      try pipeline.addHandler(GRPCConnectionHandler.http2Handler(mode: .client))
+      try pipeline.addHandler(handler)
+    } catch {
+      handler.abandon(because: error)
+      throw error
     }
-    try pipeline.addHandler(PingResponder(isServer: false))
-    try pipeline.addHandler(GRPCConnectionHandler.http2Handler(mode: .client))
-    try pipeline.addHandler(handler)
     self.onConnect()
   }
 }

@@ -125,10 +125,15 @@ final class PluginServerTransport: ServerTransport, Sendable {
       connectionWindow: Transports.connectionWindowSize,
       peer: "the client"
     )
-    if let tls = self.tls { try pipeline.addHandler(tls.serverHandler { handler.noteCertificateRefused($0) }) }
-    try pipeline.addHandler(PingResponder(isServer: true))
-    try pipeline.addHandler(GRPCConnectionHandler.http2Handler(mode: .server))
-    try pipeline.addHandler(handler)
+    do {
+      if let tls = self.tls { try pipeline.addHandler(tls.serverHandler { handler.noteCertificateRefused($0) }) }
+      try pipeline.addHandler(PingResponder(isServer: true))
+      try pipeline.addHandler(GRPCConnectionHandler.http2Handler(mode: .server))
+      try pipeline.addHandler(handler)
+    } catch {
+      handler.abandon(because: error)
+      throw error
+    }
     let id = ObjectIdentifier(handler)
     let shuttingDown = self.state.withLock { state in
       if !state.shuttingDown { state.connections[id] = handler }
