@@ -92,7 +92,8 @@ struct TransportHardeningTests {
   func misbehavingAddress(how: String, network: String) async throws {
     var configuration = try fixture("misbehave", how, network)
     configuration.startTimeout = .seconds(3)
-    let failure = try await withHangGuard("a plugin whose listener does \(how) over \(network)") { [configuration] () -> PluginError? in
+    let what = "a plugin whose listener does \(how) over \(network)"
+    let failure = try await withHangGuard(what) { [configuration] () -> PluginError? in
       do {
         try await withPluginClient(configuration) { client in
           _ = try await client.dispense("kv", as: KVPlugin.self).get("k")
@@ -110,7 +111,8 @@ struct TransportHardeningTests {
     #expect(error.message.contains(network == "tcp" ? "127.0.0.1:" : "unix:/"), "\(error)")
     #expect(!error.message.contains("notFound"), "\(error)")
     switch how {
-    case "close": #expect(error.message.contains("closed the connection before sending its HTTP/2 SETTINGS"), "\(error)")
+    case "close":
+      #expect(error.message.contains("closed the connection before sending its HTTP/2 SETTINGS"), "\(error)")
     case "silent": #expect(error.message.contains("no HTTP/2 SETTINGS from the plugin at"), "\(error)")
     default: #expect(error.message.contains("HTTP/2"), "\(error)")
     }
@@ -158,7 +160,8 @@ struct TransportHardeningTests {
     let errors = ErrorCounts()
     for iteration in 0..<iterations {
       let killAfter = iteration % 40
-      let ended = try await withHangGuard("iteration \(iteration) (kill after \(killAfter) calls)") { [configuration] () -> Int in
+      let what = "iteration \(iteration) (kill after \(killAfter) calls)"
+      let ended = try await withHangGuard(what) { [configuration] () -> Int in
         try await withPluginClient(configuration) { client in
           let pid = try await client.info.pid
           let kv = try await client.dispense("kv", as: KVPlugin.self)
@@ -221,7 +224,8 @@ struct TransportHardeningTests {
     var configuration = try fixture("serve-announcing", environment: ["FIXTURE_TLS_DIR": directory])
     configuration.tls = .autoMTLS
     configuration.startTimeout = .seconds(10)
-    let result = try await withHangGuard("a plugin with the wrong certificate") { [configuration] () -> (PluginError, PluginExit)? in
+    let what = "a plugin with the wrong certificate"
+    let result = try await withHangGuard(what) { [configuration] () -> (PluginError, PluginExit)? in
       try await failedStart(configuration)
     }
     let (error, exit) = try #require(result ?? nil)
@@ -232,7 +236,8 @@ struct TransportHardeningTests {
   }
 
   static func tlsDirectory(serving served: LeafCertificate, announcing announced: [UInt8]) throws -> String {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("goplugin-pin-\(UInt32.random(in: 0...UInt32.max))")
+    let directory = FileManager.default.temporaryDirectory
+      .appendingPathComponent("goplugin-pin-\(UInt32.random(in: 0...UInt32.max))")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     try Data(served.pem.utf8).write(to: directory.appendingPathComponent("server.pem"))
     try Data(served.keyPEM.utf8).write(to: directory.appendingPathComponent("server.key"))

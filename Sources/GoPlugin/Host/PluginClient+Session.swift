@@ -112,7 +112,11 @@ extension PluginClient {
       if self.configuration.multiplexBroker {
         let mux = try Multiplexer(socketDirectory: socketDirectory, logger: self.logger)
         multiplexer = mux
-        try await mux.connect(network: line.network, address: line.address, connectTimeout: self.configuration.startTimeout)
+        try await mux.connect(
+          network: line.network,
+          address: line.address,
+          connectTimeout: self.configuration.startTimeout
+        )
         let dial = try await mux.makeDialSocket()
         mainDial = dial
         (network, address) = (.unix, dial.path)

@@ -304,7 +304,8 @@ public final class PluginClientTransport: ClientTransport, Sendable {
       case .success(let (handler, _)):
         for waiter in waiters { waiter.resume(returning: handler) }
       case .failure(let error):
-        let failure = (error as? RPCError) ?? RPCError(code: .unavailable, message: "could not connect to \(peer): \(error)")
+        let failure =
+          (error as? RPCError) ?? RPCError(code: .unavailable, message: "could not connect to \(peer): \(error)")
         for waiter in waiters { waiter.resume(throwing: failure) }
       }
     }
@@ -327,7 +328,8 @@ public final class PluginClientTransport: ClientTransport, Sendable {
     )
     do {
       if let tls = self.tls {
-        try pipeline.addHandler(tls.clientHandler(serverHostname: self.serverHostname) { handler.noteCertificateRefused($0) })
+        let tlsHandler = try tls.clientHandler(serverHostname: self.serverHostname) { handler.noteCertificateRefused($0) }
+        try pipeline.addHandler(tlsHandler)
       }
       try pipeline.addHandler(PingResponder(isServer: false))
       try pipeline.addHandler(GRPCConnectionHandler.http2Handler(mode: .client))

@@ -157,10 +157,14 @@ case "serve-announcing":
     certificateChain: try NIOSSLCertificate.fromPEMFile(directory + "/server.pem").map { .certificate($0) },
     privateKey: .privateKey(try NIOSSLPrivateKey(file: directory + "/server.key", format: .pem))
   )
-  tls.trustRoots = .certificates([try NIOSSLCertificate(bytes: Array((environment["PLUGIN_CLIENT_CERT"] ?? "").utf8), format: .pem)])
+  let hostCertificate = Array((environment["PLUGIN_CLIENT_CERT"] ?? "").utf8)
+  tls.trustRoots = .certificates([try NIOSSLCertificate(bytes: hostCertificate, format: .pem)])
   tls.certificateVerification = .noHostnameVerification
   let announced = Array(try Data(contentsOf: URL(fileURLWithPath: directory + "/announced.der")))
-  var configuration = PluginServeConfiguration(handshake: .kv, plugins: ["kv": KVPlugin(serving: FixtureKV(version: 1))])
+  var configuration = PluginServeConfiguration(
+    handshake: .kv,
+    plugins: ["kv": KVPlugin(serving: FixtureKV(version: 1))]
+  )
   configuration.tls = tls
   try await PluginServer.run(configuration) { line in
     var line = line
@@ -299,7 +303,9 @@ func misbehave(how: String, network: String) -> Never {
       for (index, byte) in address.utf8.prefix(path.count - 1).enumerated() { path[index] = byte }
     }
     let ok = withUnsafePointer(to: &bound) { pointer in
-      pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0 }
+      pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
+      }
     }
     guard ok else { exit(4) }
   }
