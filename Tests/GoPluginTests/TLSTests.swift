@@ -52,7 +52,11 @@ struct TLSTests {
       // Anyone else on the machine: no certificate, or a certificate the plugin does not know.
       let pluginCertificate = try NIOSSLCertificate(bytes: certificate, format: .der)
       let stranger = try AutoMTLSCertificate.generate()
-      for tls in [nil, try TLSContexts.autoMTLSClient(own: stranger, peer: pluginCertificate)] {
+      let strangerTLS = ConnectionTLS(
+        context: try TLSContexts.autoMTLSClient(own: stranger, peer: pluginCertificate),
+        pinnedPeerCertificate: certificate
+      )
+      for tls in [nil, strangerTLS] {
         let transport = try Transports.client(
           network: info.network,
           address: info.address,
@@ -99,11 +103,11 @@ struct TLSTests {
       try await kv.put("custom", value: [7])
       #expect(try await kv.get("custom") == [7])
     }
-    // A client certificate the plugin was not given is turned away.
-    try await withPluginClient(try configuration(presenting: try AutoMTLSCertificate.generate())) { plugin in
-      await #expect(throws: RPCError.self) { try await plugin.ping(timeout: .seconds(2)) }
-      return ()
-    }
+    // A client certificate the plugin was not given is turned away, and the start says so
+    // with the plugin's TLS alert.
+    let (error, _) = try await failedStart(try configuration(presenting: try AutoMTLSCertificate.generate()))
+    #expect(error.code == .connectionFailed)
+    #expect(error.message.contains("TLS handshake with the plugin at"), "\(error)")
   }
 
   @Test("an unreadable PLUGIN_CLIENT_CERT stops the plugin with a reason")

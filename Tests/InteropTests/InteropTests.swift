@@ -234,6 +234,42 @@ struct InteropTests {
     #expect(await client.exit == PluginExit(status: .exited(0), reason: .stopped))
   }
 
+  @Test("the Swift host loads a grpcio plugin whose AutoMTLS certificate is a self-signed P-384 leaf, no CA")
+  func swiftHostPythonLeafCertificate() async throws {
+    var configuration = self.kvConfiguration(PluginCommand(try await Peers.path("python-kv-plugin")))
+    configuration.tls = .autoMTLS
+    try await withPluginClient(configuration) { client in
+      // pyvider-rpcplugin's kind of certificate: accepted because it is the one announced.
+      #expect(try await client.info.serverCertificate?.isEmpty == false)
+      let kv = try await client.dispense("kv", as: KVPlugin.self)
+      try await kv.put("leaf", value: [3, 8, 4])
+      #expect(try await kv.get("leaf") == [3, 8, 4])
+      for index in 0..<100 {
+        try await kv.put("k\(index)", value: [UInt8(index)])
+      }
+      #expect(try await kv.get("k42") == [42])
+      try await client.ping()
+    }
+  }
+
+  @Test("a grpcio plugin serving another certificate than it announced is refused with a TLS error")
+  func swiftHostPythonWrongCertificate() async throws {
+    var configuration = self.kvConfiguration(
+      PluginCommand(try await Peers.path("python-kv-plugin"), environment: ["KV_PLUGIN_ANNOUNCE_OTHER": "1"])
+    )
+    configuration.tls = .autoMTLS
+    configuration.startTimeout = .seconds(20)
+    let client = PluginClient(configuration: configuration)
+    await #expect {
+      try await client.run()
+    } throws: { error in
+      guard let error = error as? PluginError else { return false }
+      return error.code == .connectionFailed && error.message.contains("TLS handshake with the plugin at 127.0.0.1:")
+        && error.message.contains("presented a certificate other than the one it announced")
+    }
+    #expect(await client.exit.reason == .killed)
+  }
+
   @Test("the kv CLI drives the Go plugin with --plugin")
   func cliWithGoPlugin() async throws {
     let kv = try BuildProducts.path("kv")

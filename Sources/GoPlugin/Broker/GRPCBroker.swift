@@ -149,7 +149,8 @@ public final class GRPCBroker: Sendable {
       address: info.address,
       maxMessageSize: self.maxMessageSize,
       tls: self.security.client,
-      serverHostname: self.security.serverHostname
+      serverHostname: self.security.serverHostname,
+      peerName: "the brokered server \(id)"
     )
     return try await withGRPCClient(transport: PluginTransport(transport)) { client in try await body(client) }
   }
@@ -182,7 +183,8 @@ public final class GRPCBroker: Sendable {
       address: dial.path,
       maxMessageSize: self.maxMessageSize,
       tls: self.security.client,
-      serverHostname: self.security.serverHostname
+      serverHostname: self.security.serverHostname,
+      peerName: "the brokered server \(id)"
     )
     return try await withThrowingTaskGroup(of: Void.self) { group in
       // The next dial may knock once this one's stream exists.

@@ -75,7 +75,8 @@ public struct PluginError: Error, Sendable, Hashable, CustomStringConvertible {
     public static let magicCookieMismatch = Code(.magicCookieMismatch)
     /// Plugin side: no listener could be opened.
     public static let listenFailed = Code(.listenFailed)
-    /// The multiplexed connection to the other side could not be set up, or is gone.
+    /// The connection to the other side could not be set up (dialled, its TLS handshake
+    /// completed, its HTTP/2 SETTINGS received in time), or, multiplexed, is gone.
     public static let connectionFailed = Code(.connectionFailed)
     /// A multiplexed broker dial's knock was refused or not acknowledged in time.
     public static let knockFailed = Code(.knockFailed)

@@ -115,7 +115,11 @@ extension PluginClient {
       if self.configuration.multiplexBroker {
         let mux = try Multiplexer(socketDirectory: socketDirectory, logger: self.logger)
         multiplexer = mux
-        try await mux.connect(network: line.network, address: line.address)
+        try await mux.connect(
+          network: line.network,
+          address: line.address,
+          connectTimeout: self.configuration.startTimeout
+        )
         let dial = try await mux.makeDialSocket()
         mainDial = dial
         (network, address) = (.unix, dial.path)
@@ -126,6 +130,7 @@ extension PluginClient {
         maxMessageSize: self.configuration.maxMessageSize,
         tls: security.client,
         serverHostname: security.serverHostname,
+        setupTimeout: self.configuration.startTimeout,
         onConnect: { [connections] in connections.increment() }
       )
     } catch {
@@ -139,6 +144,17 @@ extension PluginClient {
       } catch {
         self.logger.debug("plugin connection ended", metadata: ["error": "\(error)"])
       }
+    }
+    // Started means able to take calls: a plugin whose address accepts and then closes, speaks
+    // something else or stays silent fails the start here, within the start timeout, instead
+    // of hanging its first call.
+    do {
+      try await transport.establish()
+    } catch {
+      grpcClient.beginGracefulShutdown()
+      await self.killAndReap(process, reason: .killed)
+      if line.network == .unix { Self.removeStaleSocket(line.address) }
+      return .failure(error.about(path: executable, pid: pid))
     }
 
     let info = PluginInfo(

@@ -63,9 +63,12 @@ public final class PluginClient: Sendable {
 
   // MARK: - Using the plugin
 
-  /// Waits until the plugin has started and returns what its handshake said.
+  /// Waits until the plugin has started and returns what its handshake said. Started means
+  /// connected: the TLS handshake, if any, and the plugin's HTTP/2 SETTINGS have arrived.
   ///
-  /// - Throws: ``PluginError`` if the plugin failed to start or is no longer running.
+  /// - Throws: ``PluginError`` if the plugin failed to start (``PluginError/Code/connectionFailed``
+  ///   when its address could not be connected to within the start timeout) or is no longer
+  ///   running.
   public var info: PluginInfo {
     get async throws(PluginError) { try await self.session().info }
   }

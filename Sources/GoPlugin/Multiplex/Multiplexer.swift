@@ -76,8 +76,15 @@ final class Multiplexer: Sendable {
   // MARK: - Establishing the session
 
   /// The host's side: connects to the plugin's address and runs the yamux client on it.
-  func connect(network: HandshakeLine.Network, address: String) async throws(PluginError) {
+  /// What comes after (the gRPC connection's SETTINGS over the session's first stream) is
+  /// bounded by the gRPC transport's set-up timeout.
+  func connect(
+    network: HandshakeLine.Network,
+    address: String,
+    connectTimeout: Duration = Transports.setupTimeout
+  ) async throws(PluginError) {
     let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+      .connectTimeout(TimeAmount(connectTimeout))
       .channelInitializer { [self] channel in
         channel.eventLoop.makeCompletedFuture { try self.install(on: channel, role: .client) }
       }

@@ -5,8 +5,8 @@ import NIOSSL
 /// connection uses one role, and brokered connections may need either, because either side may
 /// serve them.
 struct ConnectionSecurity: Sendable {
-  var server: NIOSSLContext?
-  var client: NIOSSLContext?
+  var server: ConnectionTLS?
+  var client: ConnectionTLS?
   var serverHostname: String?
   /// Set when the main connection uses TLS that cannot play the role asked for.
   var unsupported: String?
@@ -45,13 +45,21 @@ struct ConnectionSecurity: Sendable {
           )
         }
         return ConnectionSecurity(
-          server: try TLSContexts.autoMTLSServer(own: ownCertificate, peer: peer),
-          client: try TLSContexts.autoMTLSClient(own: ownCertificate, peer: peer),
+          server: ConnectionTLS(
+            context: try TLSContexts.autoMTLSServer(own: ownCertificate, peer: peer),
+            pinnedPeerCertificate: der,
+            pinnedPeerName: "the plugin"
+          ),
+          client: ConnectionTLS(
+            context: try TLSContexts.autoMTLSClient(own: ownCertificate, peer: peer),
+            pinnedPeerCertificate: der,
+            pinnedPeerName: "the plugin"
+          ),
           serverHostname: "localhost"
         )
       case .custom(let configuration, let serverHostname)?:
         return ConnectionSecurity(
-          client: try TLSContexts.custom(configuration),
+          client: ConnectionTLS(context: try TLSContexts.custom(configuration)),
           serverHostname: serverHostname,
           unsupported: "the host's custom TLS configuration is a client configuration, so it cannot serve"
         )
@@ -68,9 +76,9 @@ struct ConnectionSecurity: Sendable {
   static func plugin(
     tls custom: TLSConfiguration?,
     environment: [String: String]
-  ) throws -> (server: NIOSSLContext?, announced: [UInt8]?, broker: ConnectionSecurity) {
+  ) throws -> (server: ConnectionTLS?, announced: [UInt8]?, broker: ConnectionSecurity) {
     if let custom {
-      let context = try TLSContexts.custom(custom)
+      let context = ConnectionTLS(context: try TLSContexts.custom(custom))
       let broker = ConnectionSecurity(
         server: context,
         unsupported: "the plugin's custom TLS configuration is a server configuration, so it cannot dial the host"
@@ -92,9 +100,19 @@ struct ConnectionSecurity: Sendable {
       )
     }
     let own = try AutoMTLSCertificate.generate()
-    let server = try TLSContexts.autoMTLSServer(own: own, peer: hostCertificate)
+    // The host's certificate is pinned by its bytes, as a Go plugin trusts exactly that one.
+    let hostDER = try hostCertificate.toDERBytes()
+    let server = ConnectionTLS(
+      context: try TLSContexts.autoMTLSServer(own: own, peer: hostCertificate),
+      pinnedPeerCertificate: hostDER,
+      pinnedPeerName: "the host"
+    )
     // The host may serve brokered connections too; then the plugin is the TLS client.
-    let client = try TLSContexts.autoMTLSClient(own: own, peer: hostCertificate)
+    let client = ConnectionTLS(
+      context: try TLSContexts.autoMTLSClient(own: own, peer: hostCertificate),
+      pinnedPeerCertificate: hostDER,
+      pinnedPeerName: "the host"
+    )
     return (server, own.der, ConnectionSecurity(server: server, client: client, serverHostname: "localhost"))
   }
 }

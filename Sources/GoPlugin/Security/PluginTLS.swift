@@ -35,8 +35,9 @@ enum TLSContexts {
     .rsaPkcs1Sha256, .rsaPkcs1Sha384, .rsaPkcs1Sha512,
   ]
 
-  /// The host's side of AutoMTLS: present our certificate, trust only the plugin's, and check
-  /// that it names `localhost`.
+  /// The host's side of AutoMTLS: present our certificate and trust only the plugin's. The
+  /// trust roots are for a context used without ``ConnectionTLS``'s pinning; with it, the
+  /// plugin's exact certificate is what is checked.
   static func autoMTLSClient(own: AutoMTLSCertificate, peer: NIOSSLCertificate) throws -> NIOSSLContext {
     var configuration = TLSConfiguration.makeClientConfiguration()
     configuration.certificateChain = [.certificate(own.certificate)]

@@ -1,7 +1,10 @@
 import GRPCCore
+import GoPluginPlatform
 import NIOCore
 import NIOHPACK
 import NIOHTTP2
+import NIOSSL
+import NIOTLS
 import Synchronization
 
 /// What a stream hands its reader: header blocks and whole messages. What a block means
@@ -63,14 +66,34 @@ final class GRPCConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
   private(set) var isGoingAway = false
   private var closeWhenIdle = false
   let closed: EventLoopPromise<Void>
+  /// Succeeds with the peer's first SETTINGS, the point from which the connection carries calls;
+  /// fails with why the connection ended if it ends first.
+  let ready: EventLoopPromise<Void>
+  /// Who is at the other end and where, for error texts: "the plugin at unix:/tmp/plugin1".
+  let peer: String
+  /// Why the connection ended, or will: the first error it met, or what did not arrive in time.
+  /// Streams and dials fail with this, not with a bare "closed".
+  private var failure: RPCError?
+  private var receivedSettings = false
+  private var expectsTLS = false
+  private var finishedTLSHandshake = false
 
-  init(role: Role, channel: any Channel, maxMessageSize: Int, streamWindow: Int, connectionWindow: Int) {
+  init(
+    role: Role,
+    channel: any Channel,
+    maxMessageSize: Int,
+    streamWindow: Int,
+    connectionWindow: Int,
+    peer: String = "the peer"
+  ) {
     self.role = role
     self.eventLoop = channel.eventLoop
     self.maxMessageSize = maxMessageSize
     self.streamWindow = streamWindow
     self.connectionWindow = connectionWindow
+    self.peer = peer
     self.closed = channel.eventLoop.makePromise()
+    self.ready = channel.eventLoop.makePromise()
   }
 
   /// The addresses a server context names, worked out once per connection rather than per call.
@@ -114,7 +137,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 
   func handlerRemoved(context: ChannelHandlerContext) {
     self.context = nil
-    self.connectionEnded(RPCError(code: .unavailable, message: "the connection closed"))
+    self.connectionEnded(self.endReason(closedBy: "the connection closed"))
   }
 
   func channelActive(context: ChannelHandlerContext) {
@@ -123,8 +146,47 @@ final class GRPCConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
   }
 
   func channelInactive(context: ChannelHandlerContext) {
-    self.connectionEnded(RPCError(code: .unavailable, message: "the connection closed"))
+    self.connectionEnded(self.endReason(closedBy: "\(self.peer) closed the connection"))
     context.fireChannelInactive()
+  }
+
+  /// What a connection that closed without an error tells its calls: what had not happened yet
+  /// matters most, because a peer that closes before its SETTINGS never served at all.
+  private func endReason(closedBy what: String) -> RPCError {
+    if let failure = self.failure { return failure }
+    if self.expectsTLS && !self.finishedTLSHandshake {
+      return RPCError(code: .unavailable, message: "\(what) before the TLS handshake finished")
+    }
+    if !self.receivedSettings {
+      return RPCError(code: .unavailable, message: "\(what) before sending its HTTP/2 SETTINGS")
+    }
+    return RPCError(code: .unavailable, message: what)
+  }
+
+  /// Fails ``ready`` and closes the connection unless the peer's SETTINGS arrive within
+  /// `timeout`: a peer that accepts and stays silent must not hold a caller forever.
+  func awaitReady(within timeout: Duration, expectingTLS: Bool) -> EventLoopFuture<Void> {
+    self.eventLoop.assumeIsolated().execute {
+      self.expectsTLS = expectingTLS
+      guard !self.receivedSettings, !self.isClosed else { return }
+      let seconds = Self.describe(timeout)
+      let timer = self.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
+        guard !self.receivedSettings, !self.isClosed else { return }
+        let missing = self.expectsTLS && !self.finishedTLSHandshake ? "no TLS handshake" : "no HTTP/2 SETTINGS"
+        self.failure = RPCError(code: .unavailable, message: "\(missing) from \(self.peer) within \(seconds)")
+        self.closeNow()
+        // A channel that is not closed yet still ends the dial now.
+        self.connectionEnded(self.failure!)
+      }
+      self.ready.futureResult.whenComplete { _ in timer.cancel() }
+    }
+    return self.ready.futureResult
+  }
+
+  static func describe(_ duration: Duration) -> String {
+    let (seconds, attoseconds) = duration.components
+    if attoseconds == 0 { return "\(seconds) s" }
+    return "\(seconds * 1000 + attoseconds / 1_000_000_000_000_000) ms"
   }
 
   private var grewConnectionWindow = false
@@ -141,6 +203,11 @@ final class GRPCConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     let frame = self.unwrapInboundIn(data)
     switch frame.payload {
+    case .settings(.settings):
+      if !self.receivedSettings {
+        self.receivedSettings = true
+        self.ready.succeed()
+      }
     case .headers(let headers):
       self.received(headers: headers.headers, endStream: headers.endStream, on: frame.streamID)
     case .data(let payload):
@@ -174,6 +241,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
   }
 
   func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    if case .handshakeCompleted? = event as? TLSUserEvent { self.finishedTLSHandshake = true }
     if let closed = event as? StreamClosedEvent, let stream = self.streams.removeValue(forKey: closed.streamID) {
       stream.closedByHTTP2(reason: closed.reason)
       self.closeIfIdle()
@@ -188,8 +256,40 @@ final class GRPCConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
       }
       return
     }
-    // Anything else is the connection's: NIOHTTP2Handler has already told the peer.
+    // Anything else is the connection's: NIOHTTP2Handler has already told the peer. The first
+    // error is the reason every call on it fails with.
+    if self.failure == nil { self.failure = self.describeFailure(error) }
     context.close(promise: nil)
+  }
+
+  /// Completes the promises of a handler that never made it into a pipeline, so that none is
+  /// left pending.
+  func abandon(because error: any Error) {
+    self.ready.fail(error)
+    self.closed.succeed()
+  }
+
+  /// Set by a TLS verification that refused the peer's certificate, so the failure says why
+  /// rather than repeating BoringSSL's generic "certificate verify failed".
+  func noteCertificateRefused(_ reason: String) {
+    if self.failure == nil {
+      self.failure = RPCError(code: .unavailable, message: "TLS handshake with \(self.peer) failed: \(reason)")
+    }
+  }
+
+  private func describeFailure(_ error: any Error) -> RPCError {
+    if error is NIOSSLError || error is BoringSSLError {
+      // The peer's alert (unknown CA, bad certificate) or our verification error is in the text.
+      return RPCError(code: .unavailable, message: "TLS handshake with \(self.peer) failed: \(error)")
+    }
+    if error is any NIOHTTP2Error && !self.receivedSettings {
+      return RPCError(code: .unavailable, message: "\(self.peer) does not speak HTTP/2: \(error)")
+    }
+    if let error = error as? IOError, error.errnoCode == ECONNRESET || error.errnoCode == EPIPE {
+      // An accepted connection closed with unread data in it ends with a reset, not an EOF.
+      return self.endReason(closedBy: "\(self.peer) closed the connection")
+    }
+    return RPCError(code: .unavailable, message: "the connection to \(self.peer) failed: \(error)")
   }
 
   private func received(headers: HPACKHeaders, endStream: Bool, on id: HTTP2StreamID) {
@@ -222,8 +322,8 @@ final class GRPCConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     GRPCStream(connection: self, id: nil)
   }
 
-  func assignID(to stream: GRPCStream) throws -> HTTP2StreamID {
-    guard !self.isClosed else { throw RPCError(code: .unavailable, message: "the connection closed") }
+  func assignID(to stream: GRPCStream) throws(RPCError) -> HTTP2StreamID {
+    guard !self.isClosed else { throw self.failure ?? RPCError(code: .unavailable, message: "the connection closed") }
     guard !self.isGoingAway else {
       throw RPCError(code: .unavailable, message: "the connection is going away and takes no new calls")
     }
@@ -323,6 +423,8 @@ final class GRPCConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 
   private func connectionEnded(_ error: RPCError) {
     guard !self.isClosed else { return }
+    self.failure = self.failure ?? error
+    self.ready.fail(error)
     self.isClosed = true
     self.closedOrGoingAway.store(true, ordering: .relaxed)
     let streams = self.streams
@@ -512,7 +614,13 @@ final class GRPCStream: @unchecked Sendable {
     }
     self.eventLoop.execute {
       defer { self.scheduledWrites.subtract(1, ordering: .releasing) }
-      _ = try? run()
+      do {
+        _ = try run()
+      } catch {
+        // Nobody waits for this write; the call's reader must learn that it failed. A stream
+        // that already ended keeps the outcome it had.
+        if !self.finished { self.abort(error, code: .cancel) }
+      }
     }
   }
 
@@ -520,7 +628,19 @@ final class GRPCStream: @unchecked Sendable {
   func send(headers: HPACKHeaders, endStream: Bool) throws {
     if self.finished { throw self.finishedError }
     self.releaseHeldData(endStream: false)
-    let id = try self.id ?? self.connection.assignID(to: self)
+    let id: HTTP2StreamID
+    if let existing = self.id {
+      id = existing
+    } else {
+      do {
+        id = try self.connection.assignID(to: self)
+      } catch {
+        // The connection ended before this call reached it: the stream is in no table that
+        // the connection's end reaches, so it fails here or never.
+        self.connectionEnded(error)
+        throw error
+      }
+    }
     self.id = id
     self.connection.write(.headers(.init(headers: headers, endStream: endStream)), on: id, promise: nil)
     if endStream { self.localEnded = true }

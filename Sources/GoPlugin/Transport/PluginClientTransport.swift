@@ -30,8 +30,12 @@ public final class PluginClientTransport: ClientTransport, Sendable {
   }
 
   private let target: Target
-  private let tls: NIOSSLContext?
+  private let tls: ConnectionTLS?
   private let serverHostname: String?
+  /// Who is dialled, for error texts: "the plugin", or the other side of a brokered connection.
+  private let peerName: String
+  /// From dialling to the peer's SETTINGS, TLS handshake included.
+  private let setupTimeout: Duration
   private let authority: String
   private let maxMessageSize: Int
   private let methodConfig: MethodConfig
@@ -45,12 +49,17 @@ public final class PluginClientTransport: ClientTransport, Sendable {
   /// Dials not yet connected or failed, whose channels ``connect()`` cannot see yet.
   private let dialsInFlight = Mutex<(next: Int, futures: [Int: EventLoopFuture<any Channel>])>((0, [:]))
   private let shutdownRequested = OneShot<Void>()
+  /// A channel connected and waiting for the peer's SETTINGS, which a shutdown closes at once
+  /// instead of letting it wait out the set-up timeout.
+  private let channelSettingUp = Mutex<(any Channel)?>(nil)
 
   init(
     target: Target,
     maxMessageSize: Int,
-    tls: NIOSSLContext?,
+    tls: ConnectionTLS?,
     serverHostname: String?,
+    peerName: String = "the plugin",
+    setupTimeout: Duration = Transports.setupTimeout,
     onConnect: @escaping @Sendable () -> Void,
     eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
   ) {
@@ -58,6 +67,8 @@ public final class PluginClientTransport: ClientTransport, Sendable {
     self.maxMessageSize = maxMessageSize
     self.tls = tls
     self.serverHostname = serverHostname
+    self.peerName = peerName
+    self.setupTimeout = setupTimeout
     // go-plugin hosts send "unused" as the authority; plugins must not look at it.
     self.authority = "unused"
     self.onConnect = onConnect
@@ -127,6 +138,7 @@ public final class PluginClientTransport: ClientTransport, Sendable {
       }
     }
     for waiter in waiters { waiter.resume(throwing: Self.shutDownError) }
+    self.channelSettingUp.withLock { $0 }?.close(promise: nil)
     if let (handler, channel) = ready {
       channel.eventLoop.execute {
         if gracefully { handler.drain() } else { handler.closeNow() }
@@ -176,8 +188,23 @@ public final class PluginClientTransport: ClientTransport, Sendable {
 
   private static let shutDownError = RPCError(code: .unavailable, message: "the plugin connection is shut down")
 
+  /// Dials now rather than on the first call, and returns once the peer's HTTP/2 SETTINGS
+  /// have arrived: a start reports a plugin started only when it can take calls.
+  ///
+  /// - Throws: ``PluginError`` with ``PluginError/Code/connectionFailed`` saying what did not
+  ///   happen: the dial, the TLS handshake, the SETTINGS within the set-up timeout.
+  func establish() async throws(PluginError) {
+    do {
+      _ = try await self.readyConnection()
+    } catch let error as RPCError {
+      throw PluginError(code: .connectionFailed, message: error.message)
+    } catch {
+      throw PluginError(code: .connectionFailed, message: "\(error)")
+    }
+  }
+
   /// The live connection, opening one if there is none: concurrent first calls share one dial.
-  private func readyConnection() async throws -> GRPCConnectionHandler {
+  func readyConnection() async throws -> GRPCConnectionHandler {
     enum Next {
       case use(GRPCConnectionHandler)
       case dial
@@ -211,6 +238,7 @@ public final class PluginClientTransport: ClientTransport, Sendable {
 
   private func dial() {
     let bootstrap = ClientBootstrap(group: self.eventLoop)
+      .connectTimeout(TimeAmount(self.setupTimeout))
       .channelInitializer { channel in
         channel.eventLoop.makeCompletedFuture { try self.configure(channel) }
       }
@@ -224,11 +252,39 @@ public final class PluginClientTransport: ClientTransport, Sendable {
       dials.futures[dials.next] = connected
       return dials.next
     }
-    connected.whenComplete { result in
-      _ = self.dialsInFlight.withLock { $0.futures.removeValue(forKey: dial) }
-      let outcome: Result<(GRPCConnectionHandler, any Channel), any Error> = result.flatMap { channel in
-        Result { (try channel.pipeline.syncOperations.handler(type: GRPCConnectionHandler.self), channel) }
+    let peer = "\(self.peerName) at \(self.peerDescription)"
+    let expectingTLS = self.tls != nil
+    let setupTimeout = self.setupTimeout
+    // Connected is not ready: a peer that accepts and then closes, answers in another
+    // protocol or says nothing fails the dial here, with what did not arrive.
+    let ready = connected.flatMapError { error in
+      self.eventLoop.makeFailedFuture(RPCError(code: .unavailable, message: "could not connect to \(peer): \(error)"))
+    }.flatMap { channel -> EventLoopFuture<(GRPCConnectionHandler, any Channel)> in
+      self.channelSettingUp.withLock { $0 = channel }
+      let shutDown = self.connection.withLock { state in
+        if case .shutDown = state { true } else { false }
       }
+      if shutDown {
+        channel.close(promise: nil)
+        return channel.eventLoop.makeFailedFuture(Self.shutDownError)
+      }
+      let handler: GRPCConnectionHandler
+      do {
+        handler = try channel.pipeline.syncOperations.handler(type: GRPCConnectionHandler.self)
+      } catch {
+        channel.close(promise: nil)
+        return channel.eventLoop.makeFailedFuture(error)
+      }
+      return handler.awaitReady(within: setupTimeout, expectingTLS: expectingTLS)
+        .map { (handler, channel) }
+        .flatMapErrorThrowing { error in
+          channel.close(promise: nil)
+          throw error
+        }
+    }
+    ready.whenComplete { outcome in
+      _ = self.dialsInFlight.withLock { $0.futures.removeValue(forKey: dial) }
+      self.channelSettingUp.withLock { $0 = nil }
       let (waiters, orphan) = self.connection.withLock { state -> ([UnsafeContinuation<GRPCConnectionHandler, any Error>], (any Channel)?) in
         guard case .connecting(let waiters) = state else {
           // Shut down while dialling: the new connection has nobody to serve.
@@ -245,7 +301,8 @@ public final class PluginClientTransport: ClientTransport, Sendable {
       case .success(let (handler, _)):
         for waiter in waiters { waiter.resume(returning: handler) }
       case .failure(let error):
-        let failure = RPCError(code: .unavailable, message: "could not connect to the plugin at \(self.peerDescription): \(error)")
+        let failure =
+          (error as? RPCError) ?? RPCError(code: .unavailable, message: "could not connect to \(peer): \(error)")
         for waiter in waiters { waiter.resume(throwing: failure) }
       }
     }
@@ -258,20 +315,26 @@ public final class PluginClientTransport: ClientTransport, Sendable {
       _ = self.openChannels.withLock { $0.removeValue(forKey: id) }
     }
     let pipeline = channel.pipeline.syncOperations
-    if let tls = self.tls {
-      try pipeline.addHandler(NIOSSLClientHandler(context: tls, serverHostname: self.serverHostname))
-    }
-    try pipeline.addHandler(PingResponder(isServer: false))
-    try pipeline.addHandler(GRPCConnectionHandler.http2Handler(mode: .client))
-    try pipeline.addHandler(
-      GRPCConnectionHandler(
-        role: .client,
-        channel: channel,
-        maxMessageSize: self.maxMessageSize,
-        streamWindow: Transports.windowSize,
-        connectionWindow: Transports.connectionWindowSize
-      )
+    let handler = GRPCConnectionHandler(
+      role: .client,
+      channel: channel,
+      maxMessageSize: self.maxMessageSize,
+      streamWindow: Transports.windowSize,
+      connectionWindow: Transports.connectionWindowSize,
+      peer: "\(self.peerName) at \(self.peerDescription)"
     )
+    do {
+      if let tls = self.tls {
+        let tlsHandler = try tls.clientHandler(serverHostname: self.serverHostname) { handler.noteCertificateRefused($0) }
+        try pipeline.addHandler(tlsHandler)
+      }
+      try pipeline.addHandler(PingResponder(isServer: false))
+      try pipeline.addHandler(GRPCConnectionHandler.http2Handler(mode: .client))
+      try pipeline.addHandler(handler)
+    } catch {
+      handler.abandon(because: error)
+      throw error
+    }
     self.onConnect()
   }
 }

@@ -29,12 +29,12 @@ final class PluginServerTransport: ServerTransport, Sendable {
 
   let eventLoop: any EventLoop
   private let descriptor: Int32
-  private let tls: NIOSSLContext?
+  private let tls: ConnectionTLS?
   private let maxReceiveMessageSize: Int
   private let state = Mutex(State())
   private let listening = OneShot<Result<Void, any Error>>()
 
-  init(listeningDescriptor: Int32, maxReceiveMessageSize: Int, tls: NIOSSLContext?, eventLoop: any EventLoop) {
+  init(listeningDescriptor: Int32, maxReceiveMessageSize: Int, tls: ConnectionTLS?, eventLoop: any EventLoop) {
     self.descriptor = listeningDescriptor
     self.maxReceiveMessageSize = maxReceiveMessageSize
     self.tls = tls
@@ -115,9 +115,6 @@ final class PluginServerTransport: ServerTransport, Sendable {
 
   private func configure(_ channel: any Channel) throws {
     let pipeline = channel.pipeline.syncOperations
-    if let tls = self.tls { try pipeline.addHandler(NIOSSLServerHandler(context: tls)) }
-    try pipeline.addHandler(PingResponder(isServer: true))
-    try pipeline.addHandler(GRPCConnectionHandler.http2Handler(mode: .server))
     let handler = GRPCConnectionHandler(
       role: .server(onStream: { stream, headers, peers in
         self.accept(stream, headers: headers, peers: peers)
@@ -125,9 +122,18 @@ final class PluginServerTransport: ServerTransport, Sendable {
       channel: channel,
       maxMessageSize: self.maxReceiveMessageSize,
       streamWindow: Transports.windowSize,
-      connectionWindow: Transports.connectionWindowSize
+      connectionWindow: Transports.connectionWindowSize,
+      peer: "the client"
     )
-    try pipeline.addHandler(handler)
+    do {
+      if let tls = self.tls { try pipeline.addHandler(tls.serverHandler { handler.noteCertificateRefused($0) }) }
+      try pipeline.addHandler(PingResponder(isServer: true))
+      try pipeline.addHandler(GRPCConnectionHandler.http2Handler(mode: .server))
+      try pipeline.addHandler(handler)
+    } catch {
+      handler.abandon(because: error)
+      throw error
+    }
     let id = ObjectIdentifier(handler)
     let shuttingDown = self.state.withLock { state in
       if !state.shuttingDown { state.connections[id] = handler }

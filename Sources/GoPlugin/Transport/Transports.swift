@@ -11,11 +11,14 @@ enum Transports {
   static let windowSize = 8 << 20
   /// Shared by all of a connection's streams, so room for two of them at full speed.
   static let connectionWindowSize = 16 << 20
+  /// How long a connection may take from dialling to the peer's HTTP/2 SETTINGS (TLS included)
+  /// where no start timeout says otherwise: brokered connections and reattached plugins.
+  static let setupTimeout: Duration = .seconds(10)
 
   static func server(
     listener: SocketListener,
     maxReceiveMessageSize: Int,
-    tls: NIOSSLContext?
+    tls: ConnectionTLS?
   ) -> PluginServerTransport {
     PluginServerTransport(
       listeningDescriptor: listener.descriptor,
@@ -29,8 +32,10 @@ enum Transports {
     network: HandshakeLine.Network,
     address: String,
     maxMessageSize: Int,
-    tls: NIOSSLContext? = nil,
+    tls: ConnectionTLS? = nil,
     serverHostname: String? = nil,
+    peerName: String = "the plugin",
+    setupTimeout: Duration = Transports.setupTimeout,
     onConnect: @escaping @Sendable () -> Void = {}
   ) throws(PluginError) -> PluginClientTransport {
     let target: PluginClientTransport.Target
@@ -45,6 +50,8 @@ enum Transports {
       maxMessageSize: maxMessageSize,
       tls: tls,
       serverHostname: serverHostname,
+      peerName: peerName,
+      setupTimeout: setupTimeout,
       onConnect: onConnect
     )
   }

@@ -148,6 +148,34 @@ case "serve-crlf", "serve-five-fields":
     let text = crlf ? line.encoded + "\r\n" : line.encoded.split(separator: "|", omittingEmptySubsequences: false).prefix(5).joined(separator: "|") + "\n"
     say(text)
   }
+case "serve-announcing":
+  // Serves KV over TLS with the certificate and key in FIXTURE_TLS_DIR (server.pem, server.key),
+  // trusting the host's PLUGIN_CLIENT_CERT, and announces announced.der in the handshake as an
+  // AutoMTLS plugin would: the same certificate as served, or another one.
+  let directory = environment["FIXTURE_TLS_DIR"] ?? "."
+  var tls = TLSConfiguration.makeServerConfiguration(
+    certificateChain: try NIOSSLCertificate.fromPEMFile(directory + "/server.pem").map { .certificate($0) },
+    privateKey: .privateKey(try NIOSSLPrivateKey(file: directory + "/server.key", format: .pem))
+  )
+  let hostCertificate = Array((environment["PLUGIN_CLIENT_CERT"] ?? "").utf8)
+  tls.trustRoots = .certificates([try NIOSSLCertificate(bytes: hostCertificate, format: .pem)])
+  tls.certificateVerification = .noHostnameVerification
+  let announced = Array(try Data(contentsOf: URL(fileURLWithPath: directory + "/announced.der")))
+  var configuration = PluginServeConfiguration(
+    handshake: .kv,
+    plugins: ["kv": KVPlugin(serving: FixtureKV(version: 1))]
+  )
+  configuration.tls = tls
+  try await PluginServer.run(configuration) { line in
+    var line = line
+    line.serverCertificate = announced
+    say(line.encoded + "\n")
+  }
+case "misbehave":
+  // A valid handshake line for a listener that then misbehaves: "close" accepts and closes at
+  // once, "garbage" answers bytes that are no protocol, "http1" answers as an HTTP/1.1 server,
+  // "silent" accepts and says nothing. Over "unix" (the default) or "tcp".
+  misbehave(how: arguments.dropFirst().first ?? "close", network: arguments.dropFirst(2).first ?? "unix")
 case "ignore-shutdown":
   // Serves, and after the host's Shutdown keeps the process alive: the host must kill it.
   await serve()
@@ -255,4 +283,58 @@ func hostCycles(count: Int) async {
   for _ in 0..<count { await cycle() }
   let report: [String: [String]] = ["before": before, "after": openDescriptors(), "children": childProcesses()]
   FileHandle.standardOutput.write(try! JSONEncoder().encode(report))
+}
+
+/// Listens, prints a handshake line naming the listener, and answers every connection `how`.
+func misbehave(how: String, network: String) -> Never {
+  let descriptor: Int32
+  let address: String
+  if network == "tcp" {
+    descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var bound = sockaddr_in()
+    bound.sin_family = sa_family_t(AF_INET)
+    bound.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let ok = withUnsafeMutablePointer(to: &bound) { pointer in
+      pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+        bind(descriptor, address, length) == 0 && getsockname(descriptor, address, &length) == 0
+      }
+    }
+    guard ok else { exit(4) }
+    address = "127.0.0.1:\(UInt16(bigEndian: bound.sin_port))"
+  } else {
+    let directory = environment["PLUGIN_UNIX_SOCKET_DIR"] ?? NSTemporaryDirectory()
+    address = directory + "/misbehave-\(getpid()).sock"
+    descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    var bound = sockaddr_un()
+    bound.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &bound.sun_path) { path in
+      for (index, byte) in address.utf8.prefix(path.count - 1).enumerated() { path[index] = byte }
+    }
+    let ok = withUnsafePointer(to: &bound) { pointer in
+      pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
+      }
+    }
+    guard ok else { exit(4) }
+  }
+  guard listen(descriptor, 16) == 0 else { exit(4) }
+  say("1|1|\(network)|\(address)|grpc|\n")
+  let answer: String? =
+    switch how {
+    case "garbage": "\u{0}\u{0}\u{5}\u{9}\u{0}not a protocol anyone speaks\r\n"
+    case "http1": "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nBad Request"
+    default: nil
+    }
+  var open: [Int32] = []
+  while true {
+    let connection = accept(descriptor, nil, nil)
+    guard connection >= 0 else { continue }
+    if let answer {
+      _ = answer.utf8CString.withUnsafeBufferPointer { write(connection, $0.baseAddress, $0.count - 1) }
+    }
+    // Closing is the point of "close"; the others keep the connection, so that what the host
+    // reports is what it read, not the end of the connection.
+    if how == "close" { close(connection) } else { open.append(connection) }
+  }
 }

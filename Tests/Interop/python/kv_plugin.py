@@ -2,9 +2,17 @@
 """A go-plugin gRPC plugin in Python serving the kvbench KV service as "kv".
 
 Run by a host (go-kv-host, or the Swift host under test), not by hand.
+
+With AutoMTLS (the host sets PLUGIN_CLIENT_CERT) it serves TLS as
+pyvider-rpcplugin does: with a self-signed P-384 leaf that is not a CA and
+may not sign certificates, announced in the handshake (it asks for no client
+certificate; see main()). KV_PLUGIN_ANNOUNCE_OTHER=1 makes it announce another
+certificate than the one it serves, as an impostor would.
+
 Needs PYTHONPATH to hold the code that Tests/Interop/build.sh generates;
 the python-kv-plugin wrapper it writes sets that up.
 """
+import base64
 import datetime
 import json
 import os
@@ -84,6 +92,52 @@ class Stdio(grpc_stdio_pb2_grpc.GRPCStdioServicer):
         return iter(())
 
 
+def make_leaf_certificate():
+    """A self-signed P-384 leaf for localhost: no CA bit, no certSign usage."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(seconds=30))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=True, key_cert_sign=False,
+                crl_sign=False, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False,
+        )
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA384())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return (
+        certificate.public_bytes(serialization.Encoding.PEM),
+        key_pem,
+        certificate.public_bytes(serialization.Encoding.DER),
+    )
+
+
 def log(message, **fields):
     """Write one hclog-style JSON line to stderr, which go-plugin hosts re-log."""
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -111,10 +165,26 @@ def main():
     health_pb2_grpc.add_HealthServicer_to_server(Health(), server)
     grpc_controller_pb2_grpc.add_GRPCControllerServicer_to_server(Controller(), server)
     grpc_stdio_pb2_grpc.add_GRPCStdioServicer_to_server(Stdio(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    client_certificate = os.environ.get("PLUGIN_CLIENT_CERT", "")
+    announced = ""
+    if client_certificate:
+        certificate_pem, key_pem, der = make_leaf_certificate()
+        if os.environ.get("KV_PLUGIN_ANNOUNCE_OTHER") == "1":
+            _, _, der = make_leaf_certificate()
+        # No client certificate is asked for: grpcio's BoringSSL does not verify
+        # ecdsa_secp521r1_sha512, the only TLS 1.3 signature a host's P-521
+        # AutoMTLS key makes, so asking would fail every handshake with
+        # NO_COMMON_SIGNATURE_ALGORITHMS. What is tested here is the host's side:
+        # that it accepts exactly the leaf announced, and nothing else.
+        credentials = grpc.ssl_server_credentials([(key_pem, certificate_pem)])
+        port = server.add_secure_port("127.0.0.1:0", credentials)
+        # go-plugin's encoding: standard base64 without padding.
+        announced = base64.b64encode(der).decode().rstrip("=")
+    else:
+        port = server.add_insecure_port("127.0.0.1:0")
     server.start()
 
-    sys.stdout.write(f"1|1|tcp|127.0.0.1:{port}|grpc|\n")
+    sys.stdout.write(f"1|1|tcp|127.0.0.1:{port}|grpc|{announced}\n")
     sys.stdout.flush()
 
     stopping.wait()
