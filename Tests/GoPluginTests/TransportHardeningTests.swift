@@ -123,7 +123,7 @@ struct TransportHardeningTests {
     try await withPluginClient(try fixture()) { client in
       let info = try await client.info
       let transport = try Transports.client(network: info.network, address: info.address, maxMessageSize: 1 << 20)
-      try await withGRPCClient(transport: transport) { grpcClient in
+      try await withGRPCClient(transport: PluginTransport(transport)) { grpcClient in
         // A real connection, closed under a call that has its stream but has not sent its HEADERS.
         _ = try await KVClient(grpcClient: grpcClient).get("version")
         let handler = try await transport.readyConnection()

@@ -152,8 +152,7 @@ extension PluginClient {
       try await transport.establish()
     } catch {
       grpcClient.beginGracefulShutdown()
-      await self.killAndReap(process, reason: .killed)
-      if line.network == .unix { Self.removeStaleSocket(line.address) }
+      await self.killAndReap(process)
       return .failure(error.about(path: executable, pid: pid))
     }
 
