@@ -50,15 +50,15 @@ final class DecoySocket {
 @Suite("The host removes only what it created", .timeLimit(.minutes(2)))
 struct OwnFilesTests {
   @Test("a socket a plugin merely names in its handshake survives", arguments: [
-    // Accepted: the host dials it, is refused, and stops the plugin.
-    ("1|1|unix|DECOY|grpc|", nil),
-    ("1|1|unix|DECOY|netrpc|", PluginError.Code.unsupportedProtocol),
+    // Accepted: the host dials it, is refused, fails the start and stops the plugin.
+    ("1|1|unix|DECOY|grpc|", PluginError.Code.connectionFailed),
+    ("1|1|unix|DECOY|netrpc|", .unsupportedProtocol),
     ("1|7|unix|DECOY|grpc|", .incompatibleAppVersion),
     ("2|1|unix|DECOY|grpc|", .incompatibleCoreVersion),
     // The system would read the path up to the NUL: the decoy itself.
     ("1|1|unix|DECOY\\0garbage|grpc|", .malformedHandshake),
   ])
-  func decoySurvives(_ template: String, _ code: PluginError.Code?) async throws {
+  func decoySurvives(_ template: String, _ code: PluginError.Code) async throws {
     let decoy = try DecoySocket()
     var configuration = try fixture("print", template.replacingOccurrences(of: "DECOY", with: decoy.path))
     configuration.gracefulStopTimeout = .milliseconds(300)
