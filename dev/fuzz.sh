@@ -50,7 +50,7 @@ echo "fuzz.sh: $cases cases, seed $seed, $jobs at a time"
 status=0
 swift test --skip-build --disable-xctest --filter GoPluginFuzzTests >"$work/log" 2>&1 || status=$?
 # The harness's own report; Swift Testing repeats each failure indented, which adds nothing.
-grep -E '^(fuzz:|  [0-9]+×|     e\.g\.)' "$work/log" || true
+grep -E '^(fuzz:|  [0-9]+×|     (e\.g\.|lines:))' "$work/log" || true
 
 if ! grep -q '^fuzz: seed=' "$work/log"; then
     # No summary: the test process died. Whatever was in flight is what crashed it.

@@ -133,7 +133,7 @@ struct FuzzSummary {
       + "untyped=\(self.count(.untyped)) empty messages=\(self.count(.emptyMessage)) "
       + "unverified=\(self.count(.unverified)) "
       + "longest=\(Self.seconds(longest?.duration ?? .zero)) (case \(longest?.fuzzCase.index ?? -1)) "
-      + "elapsed=\(Self.seconds(self.elapsed)) | errors: \(list(codes)) | started: \(list(calls))"
+      + "elapsed=\(Self.seconds(self.elapsed)) | errors: \(list(codes)) | started: \(started == 0 ? "none" : list(calls))"
   }
 
   /// Each category of failure with its count, split by what the cases have in common.
@@ -144,22 +144,31 @@ struct FuzzSummary {
     }
   }
 
+  /// The cases that failed in one way, grouped by the server behind their line and how it
+  /// listened (what decides most failures), with the host configurations and line families
+  /// each group spans, and one example to replay.
   func report(_ problem: FuzzProblem, _ failing: [FuzzResult]) -> String {
     var groups: [String: [FuzzResult]] = [:]
     for result in failing {
       let fuzzCase = result.fuzzCase
-      let host = (fuzzCase.autoMTLS ? "automtls" : "plain") + (fuzzCase.multiplex ? "+mux" : "")
       // A hung case is still running when it is checked: what it left may be the hang's doing.
       let hung = problem != .hang && result.problems[.hang] != nil ? " (hung)" : ""
-      let key =
-        "\(fuzzCase.family), \(host), listen=\(fuzzCase.listener.rawValue), serve=\(fuzzCase.behaviour.rawValue)\(hung)"
+      // A decoy is deleted for what the line names, whatever listens behind it.
+      let server = "serve=\(fuzzCase.behaviour.rawValue) listen=\(fuzzCase.listener.rawValue)"
+      let key = problem == .decoyTouched ? "[\(fuzzCase.family)]\(hung)" : server + hung
       groups[key, default: []].append(result)
     }
-    var text =
-      "fuzz: \(failing.count) \(problem.rawValue) (seed \(self.seed)); replay one with GOPLUGIN_FUZZ_SEED=\(self.seed) GOPLUGIN_FUZZ_ONLY=<case>"
-    for (key, results) in groups.sorted(by: { $0.value.count > $1.value.count }) {
-      text +=
-        "\n  \(results.count)× \(key): cases \(results.prefix(8).map { String($0.fuzzCase.index) }.joined(separator: ","))"
+    var text = "fuzz: \(failing.count) \(problem.rawValue) (seed \(self.seed)); "
+    text += "replay with GOPLUGIN_FUZZ_SEED=\(self.seed) GOPLUGIN_FUZZ_ONLY=<cases>"
+    for (key, results) in groups.sorted(by: {
+      $0.value.count > $1.value.count || ($0.value.count == $1.value.count && $0.key < $1.key)
+    }) {
+      let hosts = Set(
+        results.map { ($0.fuzzCase.autoMTLS ? "automtls" : "plain") + ($0.fuzzCase.multiplex ? "+mux" : "") })
+      let families = Set(results.map { $0.fuzzCase.family })
+      text += "\n  \(results.count)× \(key) host=\(hosts.sorted().joined(separator: "/")): cases "
+      text += results.prefix(10).map { String($0.fuzzCase.index) }.joined(separator: ",")
+      text += "\n     lines: \(families.sorted().joined(separator: "; "))"
       if let example = results.first {
         text += "\n     e.g. \(example.fuzzCase) -> \(FuzzHarness.name(example.outcome)): \(example.problems[problem]!)"
       }
