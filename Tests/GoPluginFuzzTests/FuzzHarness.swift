@@ -141,7 +141,13 @@ final class DecoySockets {
   init(directory: String, count: Int) throws {
     for index in 0..<count {
       let path = "\(directory)/decoy\(index).sock"
+      // Close-on-exec, or every plugin launched meanwhile would hold the decoy open.
+      #if os(Linux)
       let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+      #else
+      let descriptor = socket(AF_UNIX, SOCK_STREAM, 0)
+      _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC)
+      #endif
       var address = sockaddr_un()
       address.sun_family = sa_family_t(AF_UNIX)
       withUnsafeMutableBytes(of: &address.sun_path) { raw in
@@ -174,9 +180,9 @@ final class DecoySockets {
     return (attributes[.systemFileNumber] as? NSNumber)?.intValue
   }
 
-  func close() {
+  func remove() {
     for decoy in self.decoys {
-      _ = Glibc.close(decoy.descriptor)
+      _ = close(decoy.descriptor)
       unlink(decoy.path)
     }
   }
@@ -189,9 +195,51 @@ extension FuzzHarness {
     try FileManager.default.createDirectory(atPath: caseDirectory, withIntermediateDirectories: false)
     defer { try? FileManager.default.removeItem(atPath: caseDirectory) }
     let decoys = try DecoySockets(directory: caseDirectory, count: 2)
-    defer { decoys.close() }
-
+    defer { decoys.remove() }
     let report = "\(caseDirectory)/report"
+    let configuration = try self.configuration(for: fuzzCase, in: caseDirectory, report: report, decoys: decoys)
+
+    // A server that stays silent after a valid SETTINGS frame may rightly leave a call waiting
+    // forever, so that call gets a deadline. Behind any other server, a call's connection ends
+    // or never gets set up, so the call must fail by itself: it gets no deadline, as `kv demo`'s
+    // calls have none, and a call nothing fails is a hang.
+    let deadline: Duration? = [.settings, .tlsSettings].contains(fuzzCase.behaviour) ? .seconds(1) : nil
+    let clock = ContinuousClock()
+    let start = clock.now
+    // Unstructured on purpose: a host that hangs must fail its case, not the whole run, and a
+    // task group would wait for the hung child forever.
+    let attempt = Task { [logger] in await Self.attempt(configuration, callDeadline: deadline, logger: logger) }
+    let outcome = await Self.value(of: attempt, within: self.startTimeout + self.margin) ?? .hang
+    let duration = clock.now - start
+    var problems: [FuzzProblem: String] = [:]
+    switch outcome {
+    case .hang:
+      problems[.hang] = "did not end within \(self.startTimeout + self.margin)"
+      // Cancelling a start kills the plugin at once; a host that does not listen is abandoned.
+      attempt.cancel()
+      if let late = await Self.value(of: attempt, within: .seconds(3)) {
+        problems[.hang]! += "; ended \(Self.name(late)) once cancelled"
+      } else {
+        problems[.hang]! += "; still running after cancellation"
+      }
+    case .untyped(let text):
+      problems[.untyped] = text
+    case .refused(let error) where error.message.isEmpty:
+      problems[.emptyMessage] = "\(error.code)"
+    case .started, .refused:
+      break
+    }
+    problems.merge(Self.leftovers(outcome: outcome, report: report, decoys: decoys)) { first, _ in first }
+    return FuzzResult(fuzzCase: fuzzCase, outcome: outcome, duration: duration, problems: problems)
+  }
+
+  /// A host configured as the case says, launching `fuzz-plugin` with the case in its environment.
+  func configuration(
+    for fuzzCase: FuzzCase,
+    in caseDirectory: String,
+    report: String,
+    decoys: DecoySockets
+  ) throws -> PluginClientConfiguration {
     var environment = [
       "FUZZ_REPORT": report,
       "FUZZ_LISTEN": fuzzCase.listener.rawValue,
@@ -216,37 +264,13 @@ extension FuzzHarness {
     configuration.gracefulStopTimeout = .milliseconds(500)
     configuration.tls = fuzzCase.autoMTLS ? .autoMTLS : nil
     configuration.multiplexBroker = fuzzCase.multiplex
+    return configuration
+  }
 
-    let clock = ContinuousClock()
-    let start = clock.now
-    // Unstructured on purpose: a host that hangs must fail its case, not the whole run, and a
-    // task group would wait for the hung child forever.
-    // A server that stays silent after a valid SETTINGS frame may rightly leave a call waiting
-    // forever, so that call gets a deadline. Behind any other server, a call's connection ends
-    // or never gets set up, so the call must fail by itself: it gets no deadline, as `kv demo`'s
-    // calls have none, and a call nothing fails is a hang.
-    let deadline: Duration? = [.settings, .tlsSettings].contains(fuzzCase.behaviour) ? .seconds(1) : nil
-    let attempt = Task { [logger] in await Self.attempt(configuration, callDeadline: deadline, logger: logger) }
-    var outcome = await Self.value(of: attempt, within: self.startTimeout + self.margin) ?? .hang
-    let duration = clock.now - start
+  /// What the case left behind: its plugin process, its private directory, touched decoys.
+  /// Whatever is left is cleaned up here, so that one failed case does not weigh on the next.
+  static func leftovers(outcome: FuzzOutcome, report: String, decoys: DecoySockets) -> [FuzzProblem: String] {
     var problems: [FuzzProblem: String] = [:]
-    if case .hang = outcome {
-      problems[.hang] = "did not end within \(self.startTimeout + self.margin)"
-      // Cancelling a start kills the plugin at once; a host that does not listen is abandoned.
-      attempt.cancel()
-      if let late = await Self.value(of: attempt, within: .seconds(3)) {
-        problems[.hang]! += "; ended \(Self.name(late)) once cancelled"
-      } else {
-        problems[.hang]! += "; still running after cancellation"
-      }
-      outcome = .hang
-    }
-    switch outcome {
-    case .untyped(let text): problems[.untyped] = text
-    case .refused(let error) where error.message.isEmpty: problems[.emptyMessage] = "\(error.code)"
-    case .started, .refused, .hang: break
-    }
-
     // What the plugin said of itself: its pid and the private directory it was given.
     var pid: Int32?
     var privateDirectory: String?
@@ -262,7 +286,6 @@ extension FuzzHarness {
     if let pid, kill(pid, 0) == 0 {
       // Alive, or a zombie nobody reaped: either way the host left it.
       problems[.processLeft] = "pid \(pid) \(Self.isFuzzPlugin(pid) ? "still running" : "not reaped")"
-      // Ours to clean up, so that one failed case does not weigh on the next.
       if Self.isFuzzPlugin(pid) { kill(pid, SIGKILL) }
     }
     if let privateDirectory, FileManager.default.fileExists(atPath: privateDirectory) {
@@ -274,7 +297,7 @@ extension FuzzHarness {
     if !touched.isEmpty {
       problems[.decoyTouched] = touched.map { ($0 as NSString).lastPathComponent }.joined(separator: ", ")
     }
-    return FuzzResult(fuzzCase: fuzzCase, outcome: outcome, duration: duration, problems: problems)
+    return problems
   }
 
   /// The line with the harness's placeholders filled in; the plugin fills in its own.

@@ -155,7 +155,7 @@ struct FuzzSummary {
       let hung = problem != .hang && result.problems[.hang] != nil ? " (hung)" : ""
       // A decoy is deleted for what the line names, whatever listens behind it.
       let server = "serve=\(fuzzCase.behaviour.rawValue) listen=\(fuzzCase.listener.rawValue)"
-      let key = problem == .decoyTouched ? "[\(fuzzCase.family)]\(hung)" : server + hung
+      let key = problem == .decoyTouched ? Self.decoyForm(result) : server + hung
       groups[key, default: []].append(result)
     }
     var text = "fuzz: \(failing.count) \(problem.rawValue) (seed \(self.seed)); "
@@ -174,6 +174,18 @@ struct FuzzSummary {
       }
     }
     return text
+  }
+
+  /// How a line named a decoy, and what the host made of the line.
+  static func decoyForm(_ result: FuzzResult) -> String {
+    let line = String(decoding: result.fuzzCase.line ?? [], as: UTF8.self)
+    let form = line.contains("}\u{0}") ? "a line naming a decoy, NUL and more after it" : "a line naming a decoy"
+    switch result.outcome {
+    case .refused(let error): return "\(form), refused (\(error.code))"
+    case .started: return "\(form), started"
+    case .hang: return "\(form), hung"
+    case .untyped: return "\(form), untyped error"
+    }
   }
 
   static func seconds(_ duration: Duration) -> String {
