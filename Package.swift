@@ -177,6 +177,18 @@ let package = Package(
       path: "Tests/Fixtures/fixture-plugin",
       swiftSettings: strictSettings
     ),
+    // A plugin that prints any first line the fuzz harness gives it and misbehaves behind it.
+    .executableTarget(
+      name: "fuzz-plugin",
+      dependencies: [
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        .product(name: "NIOTLS", package: "swift-nio"),
+      ],
+      path: "Tests/Fixtures/fuzz-plugin",
+      swiftSettings: strictSettings
+    ),
     .testTarget(
       name: "GoPluginTests",
       dependencies: [
@@ -191,6 +203,17 @@ let package = Package(
         .product(name: "NIOEmbedded", package: "swift-nio"),
         .product(name: "SystemPackage", package: "swift-system"),
         .product(name: "NIOHPACK", package: "swift-nio-http2"),
+      ],
+      swiftSettings: strictSettings
+    ),
+    // The fuzz pass over the host's start-up (dev/fuzz.sh runs a long one).
+    .testTarget(
+      name: "GoPluginFuzzTests",
+      dependencies: [
+        "GoPlugin", "GoPluginTesting", "KVInterface", "fuzz-plugin", grpcCore, logging,
+        .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "X509", package: "swift-certificates"),
+        .product(name: "SwiftASN1", package: "swift-asn1"),
       ],
       swiftSettings: strictSettings
     ),
