@@ -36,6 +36,8 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$seed" ] || seed=$(( $(date +%s) * 1000 + RANDOM % 1000 ))
 
+# The same build settings as dev/test.sh, so that neither rebuilds what the other built.
+export GOPLUGIN_WARNINGS_AS_ERRORS=1
 if [ "$build" = 1 ]; then
     swift build --build-tests
 fi

@@ -200,6 +200,10 @@ extension PluginClient {
       await stdio.next()
       stdio.cancelAll()
     }
+    // Multiplexed, the session's sockets and bridges close on the event loop; the host
+    // returns only once they have (the deferred closes then have nothing left to do).
+    mainDial?.close()
+    await multiplexer?.closeAndWait()
     // A plugin that vanished without removing its socket (killed, crashed) left it in its private
     // directory, which goes with it; a path the plugin merely named is never unlinked.
     return .success(())

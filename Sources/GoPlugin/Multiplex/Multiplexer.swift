@@ -40,6 +40,9 @@ final class Multiplexer: Sendable {
     var closed = false
     /// Where streams go that no knock announced; only the plugin has one, its main server.
     var mainRoute: String?
+    /// Every channel this multiplexer opened that has not closed yet, so that closing can wait
+    /// until their descriptors are gone.
+    var channels: [ObjectIdentifier: any Channel] = [:]
   }
 
   /// Where the private sockets are made.
@@ -125,6 +128,7 @@ final class Multiplexer: Sendable {
       }
     do {
       let acceptor = try await bootstrap.withBoundSocket(listener.descriptor).get()
+      self.track(acceptor)
       let closed = self.state.withLock { state in
         state.acceptor = acceptor
         return state.closed
@@ -147,6 +151,7 @@ final class Multiplexer: Sendable {
       ByteToMessageHandler(YamuxFrameDecoder(maxPayload: self.configuration.maxStreamWindow)),
       handler
     )
+    self.track(channel)
     let session = Session(channel: channel, handler: NIOLoopBound(handler, eventLoop: eventLoop))
     let closed = self.state.withLock { state in
       state.session = session
@@ -187,8 +192,9 @@ final class Multiplexer: Sendable {
     let bridge = NIOLoopBound(YamuxBridge(stream: stream), eventLoop: eventLoop)
     let boundStream = NIOLoopBound(stream, eventLoop: eventLoop)
     ClientBootstrap(group: eventLoop)
-      .channelInitializer { channel in
-        channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(bridge.value) }
+      .channelInitializer { [self] channel in
+        self.track(channel)
+        return channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(bridge.value) }
       }
       .connect(unixDomainSocketPath: target)
       .whenFailure { [logger] error in
@@ -210,6 +216,7 @@ final class Multiplexer: Sendable {
     let bootstrap = ServerBootstrap(group: eventLoop)
       .childChannelInitializer { child in
         child.eventLoop.makeCompletedFuture {
+          self.track(child)
           let stream = try session.handler.value.openStream()
           try child.pipeline.syncOperations.addHandler(YamuxBridge(stream: stream))
           opened.fulfil(())
@@ -217,6 +224,7 @@ final class Multiplexer: Sendable {
       }
     do {
       let channel = try await bootstrap.withBoundSocket(listener.descriptor).get()
+      self.track(channel)
       return DialSocket(path: listener.address, channel: channel, firstStreamOpened: opened)
     } catch {
       listener.removeSocketFile()
@@ -225,6 +233,36 @@ final class Multiplexer: Sendable {
         message: "could not open a socket for multiplexed dialling: \(error)",
         cause: error
       )
+    }
+  }
+
+  /// Keeps `channel` until it closes; one opened after ``close()`` is closed at once.
+  private func track(_ channel: any Channel) {
+    let id = ObjectIdentifier(channel)
+    let closed = self.state.withLock { state in
+      state.channels[id] = channel
+      return state.closed
+    }
+    channel.closeFuture.whenComplete { [self] _ in
+      _ = self.state.withLock { $0.channels.removeValue(forKey: id) }
+    }
+    if closed { channel.close(promise: nil) }
+  }
+
+  /// ``close()``, and then waits until every connection, listener and bridge the multiplexer
+  /// opened has closed: a host that returns from stopping a plugin holds none of them.
+  func closeAndWait() async {
+    self.close()
+    // A channel leaves the list in a close-future callback registered before any waiter's, so
+    // each round sees only channels opened while the last one was closing: bridges whose
+    // streams the session's end reset. A few rounds empty it.
+    for _ in 0..<8 {
+      let open = self.state.withLock { Array($0.channels.values) }
+      guard !open.isEmpty else { return }
+      for channel in open {
+        channel.close(promise: nil)
+        try? await channel.closeFuture.get()
+      }
     }
   }
 
