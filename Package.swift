@@ -153,7 +153,9 @@ let package = Package(
     // The streaming example: a file moved over a brokered connection.
     .target(
       name: "StreamingInterface",
-      dependencies: ["GoPlugin", grpcCore, grpcProtobuf, swiftProtobuf, .product(name: "Crypto", package: "swift-crypto")],
+      dependencies: [
+        "GoPlugin", grpcCore, grpcProtobuf, swiftProtobuf, .product(name: "Crypto", package: "swift-crypto"),
+      ],
       path: "Examples/Streaming/Sources/StreamingInterface",
       swiftSettings: strictSettings
     ),
@@ -165,7 +167,9 @@ let package = Package(
     ),
     .executableTarget(
       name: "stream-file",
-      dependencies: ["GoPlugin", "StreamingInterface", argumentParser, logging, .product(name: "Crypto", package: "swift-crypto")],
+      dependencies: [
+        "GoPlugin", "StreamingInterface", argumentParser, logging, .product(name: "Crypto", package: "swift-crypto"),
+      ],
       path: "Examples/Streaming/Sources/stream-file",
       swiftSettings: strictSettings
     ),

@@ -33,7 +33,9 @@ public enum BuildProducts {
   }
 
   /// A command that launches the executable product `name` with `arguments`.
-  public static func command(_ name: String, arguments: [String] = [], environment: [String: String] = [:]) throws -> PluginCommand {
+  public static func command(
+    _ name: String, arguments: [String] = [], environment: [String: String] = [:]
+  ) throws -> PluginCommand {
     PluginCommand(try self.path(name), arguments: arguments, environment: environment)
   }
 }

@@ -59,7 +59,8 @@ public final class LogCapture: Sendable {
       var merged = self.metadata
       if let explicit = event.metadata { merged.merge(explicit) { _, new in new } }
       self.capture.append(
-        Record(level: event.level, message: "\(event.message)", metadata: merged.mapValues { "\($0)" }, label: self.label)
+        Record(
+          level: event.level, message: "\(event.message)", metadata: merged.mapValues { "\($0)" }, label: self.label)
       )
     }
   }

@@ -1,6 +1,6 @@
-import GoPluginPlatform
 import ArgumentParser
 import GoPlugin
+import GoPluginPlatform
 
 struct Checksum: AsyncParsableCommand {
   static let configuration = CommandConfiguration(

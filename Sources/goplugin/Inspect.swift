@@ -19,13 +19,17 @@ struct Inspect: AsyncParsableCommand {
   @Option(help: ArgumentHelp("The magic cookie the plugin checks, as KEY=VALUE.", valueName: "KEY=VALUE"))
   var cookie: String?
 
-  @Option(help: ArgumentHelp("The magic cookie's key (with --magic-cookie-value, instead of --cookie).", valueName: "KEY"))
+  @Option(
+    help: ArgumentHelp("The magic cookie's key (with --magic-cookie-value, instead of --cookie).", valueName: "KEY"))
   var magicCookieKey: String?
 
   @Option(help: ArgumentHelp("The magic cookie's value.", valueName: "VALUE"))
   var magicCookieValue: String?
 
-  @Option(help: "The handshake's protocol version (go-plugin's HandshakeConfig.ProtocolVersion); offered when --versions is not given.")
+  @Option(
+    help:
+      "The handshake's protocol version (go-plugin's HandshakeConfig.ProtocolVersion); offered when --versions is not given."
+  )
   var protocolVersion: Int = 1
 
   @Option(
@@ -37,7 +41,8 @@ struct Inspect: AsyncParsableCommand {
   @Flag(name: .customLong("auto-mtls"), help: "Secure the connection with go-plugin's automatic mutual TLS.")
   var autoMTLS = false
 
-  @Option(help: ArgumentHelp("How long to wait for the handshake, and for each call to the plugin.", valueName: "SECONDS"))
+  @Option(
+    help: ArgumentHelp("How long to wait for the handshake, and for each call to the plugin.", valueName: "SECONDS"))
   var timeout: Double = 10
 
   @Flag(name: .shortAndLong, help: "Print the plugin's and the host's debug log to stderr.")
@@ -135,11 +140,14 @@ struct Inspect: AsyncParsableCommand {
       key = cookieKey
       value = cookieValue
     case (nil, nil, nil):
-      throw ValidationError("Missing the magic cookie: --cookie KEY=VALUE (the plugin's HandshakeConfig.MagicCookieKey and MagicCookieValue).")
+      throw ValidationError(
+        "Missing the magic cookie: --cookie KEY=VALUE (the plugin's HandshakeConfig.MagicCookieKey and MagicCookieValue)."
+      )
     case (nil, _, _):
       throw ValidationError("--magic-cookie-key and --magic-cookie-value go together.")
     case (_?, _, _):
-      throw ValidationError("Give the cookie either as --cookie KEY=VALUE or as --magic-cookie-key and --magic-cookie-value, not both.")
+      throw ValidationError(
+        "Give the cookie either as --cookie KEY=VALUE or as --magic-cookie-key and --magic-cookie-value, not both.")
     }
     guard !key.isEmpty, !value.isEmpty else {
       throw ValidationError("The magic cookie needs a key and a value, neither empty.")
@@ -151,11 +159,14 @@ struct Inspect: AsyncParsableCommand {
   }
 
   static func parseVersions(_ text: String) throws -> [Int] {
-    let fields = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+    let fields = text.split(separator: ",", omittingEmptySubsequences: false).map {
+      $0.trimmingCharacters(in: .whitespaces)
+    }
     var versions: [Int] = []
     for field in fields {
       guard let version = Int(field), version > 0 else {
-        throw ValidationError("versions are positive integers separated by commas, such as 1,2,3; \"\(field)\" is not one")
+        throw ValidationError(
+          "versions are positive integers separated by commas, such as 1,2,3; \"\(field)\" is not one")
       }
       if !versions.contains(version) { versions.append(version) }
     }

@@ -130,7 +130,10 @@ struct InspectionReport: Encodable {
       ("plugin", "\(self.command.joined(separator: " ")) (pid \(self.pid))"),
       ("handshake", self.abbreviatedHandshake),
       ("protocol", "\(self.protocol) (core protocol \(self.coreProtocolVersion))"),
-      ("version", "\(self.negotiatedVersion) (offered \(self.offeredVersions.map(String.init).joined(separator: ", ")))"),
+      (
+        "version",
+        "\(self.negotiatedVersion) (offered \(self.offeredVersions.map(String.init).joined(separator: ", ")))"
+      ),
       ("address", "\(self.network) \(self.address)"),
     ]
     switch (self.tls.mode, self.tls.serverCertificate) {
@@ -157,7 +160,8 @@ struct InspectionReport: Encodable {
         lines.append((index == 0 ? "services" : "", service))
       }
     }
-    lines.append(("health", "\(self.health.service): " + (self.health.status ?? "check failed: \(self.health.error ?? "?")")))
+    lines.append(
+      ("health", "\(self.health.service): " + (self.health.status ?? "check failed: \(self.health.error ?? "?")")))
     lines.append(("start", "\(Self.format(self.startMilliseconds)) (launch to handshake)"))
     lines.append(("shutdown", Self.format(self.shutdownMilliseconds)))
     lines.append(("exit", self.exit.description))

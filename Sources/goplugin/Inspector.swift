@@ -139,7 +139,9 @@ struct Inspector {
     return health.status == nil || health.status == "SERVICE_UNKNOWN" ? [] : [health.service]
   }
 
-  private func checkHealth(_ grpcClient: GRPCClient<PluginTransport>, options: CallOptions) async -> InspectionReport.Health {
+  private func checkHealth(
+    _ grpcClient: GRPCClient<PluginTransport>, options: CallOptions
+  ) async -> InspectionReport.Health {
     let client = Grpc_Health_V1_Health.Client(wrapping: grpcClient)
     do {
       let response = try await client.check(.with { $0.service = Self.healthServiceName }, options: options)

@@ -26,7 +26,9 @@ struct BadArgumentsTests {
       (["get"], "Missing expected argument '<key>'"),
       (["--plugin", "", "demo"], "--plugin: empty plugin command line"),
       (["--plugin", "'unterminated", "demo"], "--plugin: unterminated quote"),
-      (["--plugin", "/nonexistent/kv-plugin", "get", "k"], "--plugin: /nonexistent/kv-plugin is not an executable file"),
+      (
+        ["--plugin", "/nonexistent/kv-plugin", "get", "k"], "--plugin: /nonexistent/kv-plugin is not an executable file"
+      ),
       (["--plugin", directory, "demo"], "is not an executable file"),
     ]
   )

@@ -19,7 +19,9 @@ struct CLIRun {
     try await self.run("goplugin", arguments, environment: environment)
   }
 
-  static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) async throws -> CLIRun {
+  static func run(
+    _ executable: String, _ arguments: [String], environment: [String: String] = [:]
+  ) async throws -> CLIRun {
     let path = executable.contains("/") ? executable : try BuildProducts.path(executable)
     let run = try await ExternalProgram.run(path, arguments: arguments, environment: environment)
     return CLIRun(status: run.status, stdout: run.outputText, stderr: run.errorText)
@@ -65,16 +67,24 @@ struct InspectTests {
 
   @Test("prints the same as text by default; the command may follow --")
   func swiftPluginText() async throws {
-    let run = try await CLIRun.run(["inspect", "--magic-cookie-key", "BASIC_PLUGIN", "--magic-cookie-value", "hello", "--", try BuildProducts.path("kv-plugin")])
+    let run = try await CLIRun.run([
+      "inspect", "--magic-cookie-key", "BASIC_PLUGIN", "--magic-cookie-value", "hello", "--",
+      try BuildProducts.path("kv-plugin"),
+    ])
     #expect(run.status == 0, "\(run.stderr)")
-    for expected in ["handshake:", "|grpc|", "protocol:", "grpc", "tls:", "none", "reflection:", "unavailable", "health:", "plugin: SERVING", "start:", "shutdown:", "exited with status 0 (stopped)"] {
+    for expected in [
+      "handshake:", "|grpc|", "protocol:", "grpc", "tls:", "none", "reflection:", "unavailable", "health:",
+      "plugin: SERVING", "start:", "shutdown:", "exited with status 0 (stopped)",
+    ] {
       #expect(run.stdout.contains(expected), "no \"\(expected)\" in:\n\(run.stdout)")
     }
   }
 
   @Test("over AutoMTLS, shows the plugin's certificate")
   func swiftPluginAutoMTLS() async throws {
-    let run = try await CLIRun.run(["inspect", "--cookie", kvCookie, "--auto-mtls", "--json", try BuildProducts.path("kv-plugin")])
+    let run = try await CLIRun.run([
+      "inspect", "--cookie", kvCookie, "--auto-mtls", "--json", try BuildProducts.path("kv-plugin"),
+    ])
     #expect(run.status == 0, "\(run.stderr)")
     let report = try run.json()
     let tls = try #require(report["tls"] as? [String: Any])
@@ -90,7 +100,9 @@ struct InspectTests {
 
   @Test("offers every version given with --versions")
   func versions() async throws {
-    let run = try await CLIRun.run(["inspect", "--cookie", kvCookie, "--versions", "3,1,2", "--json", try BuildProducts.path("kv-plugin")])
+    let run = try await CLIRun.run([
+      "inspect", "--cookie", kvCookie, "--versions", "3,1,2", "--json", try BuildProducts.path("kv-plugin"),
+    ])
     #expect(run.status == 0, "\(run.stderr)")
     let report = try run.json()
     #expect(report["offeredVersions"] as? [Int] == [1, 2, 3])

@@ -5,7 +5,8 @@ import Testing
 /// (default `.build/interop`) as the interop tests find them, and beside them
 /// `go-reflection-kv-plugin` from `go/reflection-kv-plugin.go`.
 enum GoPeers {
-  static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+  static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
 
   struct BuildFailure: Error, CustomStringConvertible {
     var description: String
@@ -19,9 +20,11 @@ enum GoPeers {
     func peersDirectory() async throws -> String {
       if let peers { return try peers.get() }
       let result = await Self.capture {
-        let output = ProcessInfo.processInfo.environment["GOPLUGIN_INTEROP_DIR"]
+        let output =
+          ProcessInfo.processInfo.environment["GOPLUGIN_INTEROP_DIR"]
           ?? GoPeers.repository.appendingPathComponent(".build/interop").path
-        let build = try await CLIRun.run(GoPeers.repository.appendingPathComponent("Tests/Interop/build.sh").path, [output])
+        let build = try await CLIRun.run(
+          GoPeers.repository.appendingPathComponent("Tests/Interop/build.sh").path, [output])
         guard build.status == 0 else {
           throw BuildFailure(description: "Tests/Interop/build.sh failed: \(build.stderr)")
         }
@@ -51,7 +54,8 @@ enum GoPeers {
         if ProcessInfo.processInfo.environment["HOME"] == nil {
           environment["GOCACHE"] = "\(output)/go-cache"
         }
-        let build = try await CLIRun.run("/usr/bin/env", ["go", "build", "-o", executable, source], environment: environment)
+        let build = try await CLIRun.run(
+          "/usr/bin/env", ["go", "build", "-o", executable, source], environment: environment)
         guard build.status == 0 else {
           throw BuildFailure(description: "go build \(source) failed: \(build.stderr)")
         }
@@ -74,7 +78,9 @@ enum GoPeers {
 struct GoPluginInspectTests {
   @Test("lists a Go plugin's services through server reflection")
   func reflection() async throws {
-    let run = try await CLIRun.run(["inspect", "--cookie", kvCookie, "--json", try await GoPeers.path("go-reflection-kv-plugin")])
+    let run = try await CLIRun.run([
+      "inspect", "--cookie", kvCookie, "--json", try await GoPeers.path("go-reflection-kv-plugin"),
+    ])
     #expect(run.status == 0, "\(run.stderr)")
     let report = try run.json()
     #expect(report["protocol"] as? String == "grpc")
@@ -105,7 +111,9 @@ struct GoPluginInspectTests {
 
   @Test("shows the certificate a Go plugin makes for AutoMTLS")
   func autoMTLS() async throws {
-    let run = try await CLIRun.run(["inspect", "--cookie", kvCookie, "--auto-mtls", "--json", try await GoPeers.path("go-reflection-kv-plugin")])
+    let run = try await CLIRun.run([
+      "inspect", "--cookie", kvCookie, "--auto-mtls", "--json", try await GoPeers.path("go-reflection-kv-plugin"),
+    ])
     #expect(run.status == 0, "\(run.stderr)")
     let report = try run.json()
     let tls = try #require(report["tls"] as? [String: Any])
@@ -118,10 +126,13 @@ struct GoPluginInspectTests {
 
   @Test("a Go plugin given the wrong cookie explains itself")
   func badCookie() async throws {
-    let run = try await CLIRun.run(["inspect", "--cookie", "BASIC_PLUGIN=nope", "--json", try await GoPeers.path("go-kv-plugin")])
+    let run = try await CLIRun.run([
+      "inspect", "--cookie", "BASIC_PLUGIN=nope", "--json", try await GoPeers.path("go-kv-plugin"),
+    ])
     #expect(run.status == 1)
     let error = try #require(run.json()["error"] as? [String: Any])
     #expect(error["code"] as? String == "startFailed")
-    #expect((error["pluginStderr"] as? [String])?.contains { $0.contains("This binary is a plugin") } == true, "\(error)")
+    #expect(
+      (error["pluginStderr"] as? [String])?.contains { $0.contains("This binary is a plugin") } == true, "\(error)")
   }
 }

@@ -102,7 +102,9 @@ struct BrokerTests {
         try await client.broker.withClient(for: 77, timeout: .milliseconds(300)) { _ in 0 }
       }
       #expect(error?.code == .knockFailed)
-      #expect(error?.message == "failed to knock before dialling client: timeout waiting for multiplexing knock handshake on id 77")
+      #expect(
+        error?.message
+          == "failed to knock before dialling client: timeout waiting for multiplexing knock handshake on id 77")
       // The session survives a knock nobody answered.
       try await kv.put("still", value: [1])
       #expect(try await kv.get("still") == [1])

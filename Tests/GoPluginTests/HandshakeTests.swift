@@ -4,7 +4,8 @@ import Testing
 
 @Suite("Handshake line")
 struct HandshakeTests {
-  static let host = HandshakeLine.Expectations(versions: [1, 2], allowedProtocols: [.grpc], multiplexingRequested: false)
+  static let host = HandshakeLine.Expectations(
+    versions: [1, 2], allowedProtocols: [.grpc], multiplexingRequested: false)
   static let muxHost = HandshakeLine.Expectations(versions: [1], allowedProtocols: [.grpc], multiplexingRequested: true)
   // A real certificate field is ~800 characters; anything over 50 is decoded.
   static let certificate = [UInt8](repeating: 0x30, count: 60)
@@ -18,20 +19,28 @@ struct HandshakeTests {
 
   static let good: [Good] = [
     // What a Go plugin prints: six fields, trailing "|".
-    Good(line: "1|1|unix|/tmp/plugin123|grpc|", expected: HandshakeLine(appVersion: 1, network: .unix, address: "/tmp/plugin123")),
+    Good(
+      line: "1|1|unix|/tmp/plugin123|grpc|",
+      expected: HandshakeLine(appVersion: 1, network: .unix, address: "/tmp/plugin123")),
     // The five-field form of go-plugin's docs and its Python example.
-    Good(line: "1|2|tcp|127.0.0.1:1234|grpc", expected: HandshakeLine(appVersion: 2, network: .tcp, address: "127.0.0.1:1234")),
+    Good(
+      line: "1|2|tcp|127.0.0.1:1234|grpc",
+      expected: HandshakeLine(appVersion: 2, network: .tcp, address: "127.0.0.1:1234")),
     // Line endings and surrounding blanks are trimmed.
     Good(line: "1|1|unix|/tmp/p|grpc|\r", expected: HandshakeLine(appVersion: 1, network: .unix, address: "/tmp/p")),
     Good(line: "  1|1|unix|/tmp/p|grpc|  ", expected: HandshakeLine(appVersion: 1, network: .unix, address: "/tmp/p")),
     // Short certificate fields are the pre-AutoMTLS config blob and ignored.
-    Good(line: "1|1|unix|/tmp/p|grpc|eyJzdGRvdXRfYWRkciI6IiJ9", expected: HandshakeLine(appVersion: 1, network: .unix, address: "/tmp/p")),
+    Good(
+      line: "1|1|unix|/tmp/p|grpc|eyJzdGRvdXRfYWRkciI6IiJ9",
+      expected: HandshakeLine(appVersion: 1, network: .unix, address: "/tmp/p")),
     Good(
       line: "1|1|unix|/tmp/p|grpc|\(certificateField)",
       expected: HandshakeLine(appVersion: 1, network: .unix, address: "/tmp/p", serverCertificate: certificate)
     ),
     // A seventh field, and anything after it, is fine when multiplexing was not asked for.
-    Good(line: "1|1|unix|/tmp/p|grpc||true|extra", expected: HandshakeLine(appVersion: 1, network: .unix, address: "/tmp/p", multiplexingSupported: true)),
+    Good(
+      line: "1|1|unix|/tmp/p|grpc||true|extra",
+      expected: HandshakeLine(appVersion: 1, network: .unix, address: "/tmp/p", multiplexingSupported: true)),
     // go's Atoi takes a sign.
     Good(line: "+1|+2|tcp|:1234|grpc|", expected: HandshakeLine(appVersion: 2, network: .tcp, address: ":1234")),
   ]
@@ -56,32 +65,56 @@ struct HandshakeTests {
   }
 
   static let bad: [Bad] = [
-    Bad(line: "hello world", code: .malformedHandshake, message: "Unrecognized remote plugin message: hello world\nThis usually means"),
+    Bad(
+      line: "hello world", code: .malformedHandshake,
+      message: "Unrecognized remote plugin message: hello world\nThis usually means"),
     Bad(line: "1|1|unix", code: .malformedHandshake, message: "Unrecognized remote plugin message: 1|1|unix\n"),
-    Bad(line: nil, code: .exitedBeforeHandshake, message: "Unrecognized remote plugin message: \nFailed to read any lines from plugin's stdout\nThis usually means"),
-    Bad(line: "x|1|unix|/p|grpc|", code: .malformedHandshake, message: "error parsing core protocol version: strconv.Atoi: parsing \"x\": invalid syntax"),
+    Bad(
+      line: nil, code: .exitedBeforeHandshake,
+      message: "Unrecognized remote plugin message: \nFailed to read any lines from plugin's stdout\nThis usually means"
+    ),
+    Bad(
+      line: "x|1|unix|/p|grpc|", code: .malformedHandshake,
+      message: "error parsing core protocol version: strconv.Atoi: parsing \"x\": invalid syntax"),
     Bad(
       line: "2|1|unix|/p|grpc|",
       code: .incompatibleCoreVersion,
-      message: "incompatible core API version with plugin. Plugin version: 2, Core version: 1\n\nTo fix this, the plugin usually only needs to be recompiled.\nPlease report this to the plugin author"
+      message:
+        "incompatible core API version with plugin. Plugin version: 2, Core version: 1\n\nTo fix this, the plugin usually only needs to be recompiled.\nPlease report this to the plugin author"
     ),
-    Bad(line: "1|v|unix|/p|grpc|", code: .malformedHandshake, message: "Error parsing protocol version \"v\": strconv.Atoi: parsing \"v\": invalid syntax"),
-    Bad(line: "1|3|unix|/p|grpc|", code: .incompatibleAppVersion, message: "incompatible API version with plugin. Plugin version: 3, Client versions: [1 2]"),
+    Bad(
+      line: "1|v|unix|/p|grpc|", code: .malformedHandshake,
+      message: "Error parsing protocol version \"v\": strconv.Atoi: parsing \"v\": invalid syntax"),
+    Bad(
+      line: "1|3|unix|/p|grpc|", code: .incompatibleAppVersion,
+      message: "incompatible API version with plugin. Plugin version: 3, Client versions: [1 2]"),
     // go-plugin's quirk: the message names the address, not the network.
     Bad(line: "1|1|pipe|/p|grpc|", code: .unknownAddressType, message: "unknown address type: /p"),
-    Bad(line: "1|1|unix|/p|netrpc|", code: .unsupportedProtocol, message: "unsupported plugin protocol \"netrpc\". Supported: [grpc]"),
+    Bad(
+      line: "1|1|unix|/p|netrpc|", code: .unsupportedProtocol,
+      message: "unsupported plugin protocol \"netrpc\". Supported: [grpc]"),
     // Four fields mean net/rpc, and an empty protocol field is no protocol.
-    Bad(line: "1|1|unix|/p", code: .unsupportedProtocol, message: "unsupported plugin protocol \"netrpc\". Supported: [grpc]"),
-    Bad(line: "1|1|unix|/p||", code: .unsupportedProtocol, message: "unsupported plugin protocol \"\". Supported: [grpc]"),
-    Bad(line: "1|1|unix|/p|grpc|\(certificateField)==", code: .invalidServerCertificate, message: "error parsing server cert: illegal base64 data"),
+    Bad(
+      line: "1|1|unix|/p", code: .unsupportedProtocol,
+      message: "unsupported plugin protocol \"netrpc\". Supported: [grpc]"),
+    Bad(
+      line: "1|1|unix|/p||", code: .unsupportedProtocol, message: "unsupported plugin protocol \"\". Supported: [grpc]"),
+    Bad(
+      line: "1|1|unix|/p|grpc|\(certificateField)==", code: .invalidServerCertificate,
+      message: "error parsing server cert: illegal base64 data"),
     Bad(
       line: "1|1|unix|/p|grpc|",
       expectations: muxHost,
       code: .multiplexingNotSupported,
-      message: "client requested gRPC broker multiplexing but plugin does not support the feature; for Go plugins, you will need to update the github.com/hashicorp/go-plugin dependency and recompile"
+      message:
+        "client requested gRPC broker multiplexing but plugin does not support the feature; for Go plugins, you will need to update the github.com/hashicorp/go-plugin dependency and recompile"
     ),
-    Bad(line: "1|1|unix|/p|grpc||false", expectations: muxHost, code: .multiplexingNotSupported, message: "client requested gRPC broker multiplexing but plugin does not support the feature"),
-    Bad(line: "1|1|unix|/p|grpc||maybe", expectations: muxHost, code: .malformedHandshake, message: "error parsing \"maybe\" as a boolean for gRPC broker multiplexing support"),
+    Bad(
+      line: "1|1|unix|/p|grpc||false", expectations: muxHost, code: .multiplexingNotSupported,
+      message: "client requested gRPC broker multiplexing but plugin does not support the feature"),
+    Bad(
+      line: "1|1|unix|/p|grpc||maybe", expectations: muxHost, code: .malformedHandshake,
+      message: "error parsing \"maybe\" as a boolean for gRPC broker multiplexing support"),
   ]
 
   @Test("rejects bad lines with go-plugin's diagnosis, in go-plugin's order", arguments: bad)
@@ -96,23 +129,32 @@ struct HandshakeTests {
 
   @Test("prints exactly what a Go plugin prints")
   func encodes() {
-    #expect(HandshakeLine(appVersion: 1, network: .unix, address: "/tmp/plugin1").encoded == "1|1|unix|/tmp/plugin1|grpc|")
-    #expect(HandshakeLine(appVersion: 3, network: .tcp, address: "127.0.0.1:10000").encoded == "1|3|tcp|127.0.0.1:10000|grpc|")
-    #expect(HandshakeLine(appVersion: 1, network: .unix, address: "/p", multiplexingSupported: true).encoded == "1|1|unix|/p|grpc||true")
+    #expect(
+      HandshakeLine(appVersion: 1, network: .unix, address: "/tmp/plugin1").encoded == "1|1|unix|/tmp/plugin1|grpc|")
+    #expect(
+      HandshakeLine(appVersion: 3, network: .tcp, address: "127.0.0.1:10000").encoded == "1|3|tcp|127.0.0.1:10000|grpc|"
+    )
+    #expect(
+      HandshakeLine(appVersion: 1, network: .unix, address: "/p", multiplexingSupported: true).encoded
+        == "1|1|unix|/p|grpc||true")
     let withCertificate = HandshakeLine(appVersion: 1, network: .unix, address: "/p", serverCertificate: [1, 2, 3, 4])
     #expect(withCertificate.encoded == "1|1|unix|/p|grpc|AQIDBA")
   }
 
   @Test("what a plugin prints, a host parses back")
   func roundTrip() throws {
-    let line = HandshakeLine(appVersion: 2, network: .unix, address: "/tmp/x", serverCertificate: Self.certificate, multiplexingSupported: true)
+    let line = HandshakeLine(
+      appVersion: 2, network: .unix, address: "/tmp/x", serverCertificate: Self.certificate, multiplexingSupported: true
+    )
     #expect(try HandshakeLine.parse(line.encoded, expecting: Self.host) == line)
   }
 
-  @Test("Go's ParseBool", arguments: [
-    ("1", true), ("t", true), ("T", true), ("TRUE", true), ("true", true), ("True", true),
-    ("0", false), ("f", false), ("F", false), ("FALSE", false), ("false", false), ("False", false),
-  ])
+  @Test(
+    "Go's ParseBool",
+    arguments: [
+      ("1", true), ("t", true), ("T", true), ("TRUE", true), ("true", true), ("True", true),
+      ("0", false), ("f", false), ("F", false), ("FALSE", false), ("false", false), ("False", false),
+    ])
   func goBool(_ text: String, _ value: Bool) {
     #expect(HandshakeLine.parseGoBool(text) == value)
   }
@@ -128,7 +170,8 @@ struct NegotiationTests {
   @Test(
     "the plugin picks the highest common version, or its lowest when there is none",
     arguments: [
-      ([1], [1], 1), ([1, 2, 3], [2, 3, 4], 3), ([1, 2, 3], [1, 2], 2), ([2, 3], [1], 2), ([5, 1], [], 1), ([4], [4, 9], 4),
+      ([1], [1], 1), ([1, 2, 3], [2, 3, 4], 3), ([1, 2, 3], [1, 2], 2), ([2, 3], [1], 2), ([5, 1], [], 1),
+      ([4], [4, 9], 4),
     ] as [([Int], [Int], Int)]
   )
   func choose(plugin: [Int], host: [Int], chosen: Int) {

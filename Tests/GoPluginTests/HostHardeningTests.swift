@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import GRPCCore
 import GoPluginTesting
@@ -9,6 +6,10 @@ import Logging
 import Testing
 
 @testable import GoPlugin
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A unix socket of this user that belongs to nobody under test, as an agent's or a bus's
 /// would: bound, not listening, so that a host that dials it is refused at once.
@@ -49,15 +50,17 @@ final class DecoySocket {
 
 @Suite("The host removes only what it created", .timeLimit(.minutes(2)))
 struct OwnFilesTests {
-  @Test("a socket a plugin merely names in its handshake survives", arguments: [
-    // Accepted: the host dials it, is refused, fails the start and stops the plugin.
-    ("1|1|unix|DECOY|grpc|", PluginError.Code.connectionFailed),
-    ("1|1|unix|DECOY|netrpc|", .unsupportedProtocol),
-    ("1|7|unix|DECOY|grpc|", .incompatibleAppVersion),
-    ("2|1|unix|DECOY|grpc|", .incompatibleCoreVersion),
-    // The system would read the path up to the NUL: the decoy itself.
-    ("1|1|unix|DECOY\\0garbage|grpc|", .malformedHandshake),
-  ])
+  @Test(
+    "a socket a plugin merely names in its handshake survives",
+    arguments: [
+      // Accepted: the host dials it, is refused, fails the start and stops the plugin.
+      ("1|1|unix|DECOY|grpc|", PluginError.Code.connectionFailed),
+      ("1|1|unix|DECOY|netrpc|", .unsupportedProtocol),
+      ("1|7|unix|DECOY|grpc|", .incompatibleAppVersion),
+      ("2|1|unix|DECOY|grpc|", .incompatibleCoreVersion),
+      // The system would read the path up to the NUL: the decoy itself.
+      ("1|1|unix|DECOY\\0garbage|grpc|", .malformedHandshake),
+    ])
   func decoySurvives(_ template: String, _ code: PluginError.Code) async throws {
     let decoy = try DecoySocket()
     var configuration = try fixture("print", template.replacingOccurrences(of: "DECOY", with: decoy.path))
@@ -203,7 +206,8 @@ struct StartErrorTailTests {
     )
     let (error, exit) = try await failedStart(configuration)
     #expect(error.code == .exitedBeforeHandshake)
-    #expect(error.message.hasPrefix("Unrecognized remote plugin message: \nFailed to read any lines from plugin's stdout"))
+    #expect(
+      error.message.hasPrefix("Unrecognized remote plugin message: \nFailed to read any lines from plugin's stdout"))
     #expect(error.description.contains("This binary is a plugin. These are not meant to be executed directly."))
     #expect(exit.status == .exited(1))
   }

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import GRPCCore
 import GoPluginTesting
@@ -9,6 +6,10 @@ import Logging
 import Testing
 
 @testable import GoPlugin
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A configuration that launches the fixture plugin in `mode`.
 func fixture(
@@ -61,7 +62,8 @@ func runCapturing(
   environment: [String: String],
   capture: CapturedStream
 ) async throws -> (status: Int32, output: Data) {
-  let run = try await ExternalProgram.run(path, arguments: arguments, environment: environment, inheritEnvironment: false)
+  let run = try await ExternalProgram.run(
+    path, arguments: arguments, environment: environment, inheritEnvironment: false)
   return (run.status, Data(capture == .standardOutput ? run.output : run.errorOutput))
 }
 
@@ -290,7 +292,9 @@ struct HostTests {
     try await withPluginClient(try fixture()) { client in
       await #expect {
         try await client.dispense("nope", as: KVPlugin.self)
-      } throws: { ($0 as? PluginError)?.code == .unknownPlugin && ($0 as? PluginError)?.message == "unknown plugin type: nope" }
+      } throws: {
+        ($0 as? PluginError)?.code == .unknownPlugin && ($0 as? PluginError)?.message == "unknown plugin type: nope"
+      }
       await #expect {
         try await client.dispense("kv", as: OtherPlugin.self)
       } throws: { ($0 as? PluginError)?.code == .pluginTypeMismatch }
@@ -315,14 +319,18 @@ struct HostTests {
         return values
       }
     }
-    let names = ["BASIC_PLUGIN", "PLUGIN_PROTOCOL_VERSIONS", "PLUGIN_MIN_PORT", "PLUGIN_MAX_PORT", "PLUGIN_LEAKED_FROM_HOST",
-                 "GOPLUGIN_TEST_INHERITED", "OWN", "PLUGIN_MULTIPLEX_GRPC", "PLUGIN_CLIENT_CERT"]
+    let names = [
+      "BASIC_PLUGIN", "PLUGIN_PROTOCOL_VERSIONS", "PLUGIN_MIN_PORT", "PLUGIN_MAX_PORT", "PLUGIN_LEAKED_FROM_HOST",
+      "GOPLUGIN_TEST_INHERITED", "OWN", "PLUGIN_MULTIPLEX_GRPC", "PLUGIN_CLIENT_CERT",
+    ]
     let inherited = try await read(names, inherit: true)
-    #expect(inherited == [
-      "BASIC_PLUGIN": "hello", "PLUGIN_PROTOCOL_VERSIONS": "1", "PLUGIN_MIN_PORT": "10000", "PLUGIN_MAX_PORT": "25000",
-      "PLUGIN_LEAKED_FROM_HOST": "<unset>", "GOPLUGIN_TEST_INHERITED": "yes", "OWN": "mine",
-      "PLUGIN_MULTIPLEX_GRPC": "<unset>", "PLUGIN_CLIENT_CERT": "<unset>",
-    ])
+    #expect(
+      inherited == [
+        "BASIC_PLUGIN": "hello", "PLUGIN_PROTOCOL_VERSIONS": "1", "PLUGIN_MIN_PORT": "10000",
+        "PLUGIN_MAX_PORT": "25000",
+        "PLUGIN_LEAKED_FROM_HOST": "<unset>", "GOPLUGIN_TEST_INHERITED": "yes", "OWN": "mine",
+        "PLUGIN_MULTIPLEX_GRPC": "<unset>", "PLUGIN_CLIENT_CERT": "<unset>",
+      ])
     let clean = try await read(["GOPLUGIN_TEST_INHERITED", "OWN", "BASIC_PLUGIN", "PATH"], inherit: false)
     #expect(clean == ["GOPLUGIN_TEST_INHERITED": "<unset>", "OWN": "mine", "BASIC_PLUGIN": "hello", "PATH": "<unset>"])
 
@@ -334,10 +342,11 @@ struct HostTests {
       let text = String(decoding: try await client.dispense("kv", as: KVPlugin.self).get("env"), as: UTF8.self)
       return (text.split(separator: "\n").map(String.init), (info.address as NSString).deletingLastPathComponent)
     }
-    #expect(everything.0 == [
-      "BASIC_PLUGIN=hello", "OWN=mine", "PLUGIN_MAX_PORT=25000", "PLUGIN_MIN_PORT=10000",
-      "PLUGIN_PROTOCOL_VERSIONS=1", "PLUGIN_UNIX_SOCKET_DIR=\(everything.1)", "TMPDIR=\(everything.1)",
-    ])
+    #expect(
+      everything.0 == [
+        "BASIC_PLUGIN=hello", "OWN=mine", "PLUGIN_MAX_PORT=25000", "PLUGIN_MIN_PORT=10000",
+        "PLUGIN_PROTOCOL_VERSIONS=1", "PLUGIN_UNIX_SOCKET_DIR=\(everything.1)", "TMPDIR=\(everything.1)",
+      ])
 
     var allowList = try fixture(environment: ["OWN": "mine"])
     allowList.inheritedEnvironment = .only(["GOPLUGIN_TEST_INHERITED", "PLUGIN_LEAKED_FROM_HOST"])
@@ -350,7 +359,10 @@ struct HostTests {
       return values
     }
     // Even when allowed by name, the host's own PLUGIN_ variables stay with the host.
-    #expect(allowed == ["GOPLUGIN_TEST_INHERITED": "yes", "PLUGIN_LEAKED_FROM_HOST": "<unset>", "PATH": "<unset>", "OWN": "mine"])
+    #expect(
+      allowed == [
+        "GOPLUGIN_TEST_INHERITED": "yes", "PLUGIN_LEAKED_FROM_HOST": "<unset>", "PATH": "<unset>", "OWN": "mine",
+      ])
   }
 
   @Test("the plugin's stderr lines become log records at their levels, with plugin and pid")
@@ -372,7 +384,8 @@ struct HostTests {
     #expect(records.contains { $0.message == "[ERROR] prefixed error" && $0.level == .error })
     #expect(records.contains { $0.message == "just text" && $0.level == .debug })
     // The plugin's own hclog line from the library, at debug, with its fields.
-    #expect(records.contains { $0.message == "plugin address" && $0.level == .debug && $0.metadata["network"] == "unix" })
+    #expect(
+      records.contains { $0.message == "plugin address" && $0.level == .debug && $0.metadata["network"] == "unix" })
   }
 }
 
@@ -389,12 +402,14 @@ struct StartFailureTests {
     #expect(!isAlive(error.pid!))
   }
 
-  @Test("handshake lines the host must refuse", arguments: [
-    ("2|1|unix|/tmp/none|grpc|", PluginError.Code.incompatibleCoreVersion),
-    ("1|7|unix|/tmp/none|grpc|", .incompatibleAppVersion),
-    ("1|1|unix|/tmp/none|netrpc|", .unsupportedProtocol),
-    ("1|1|pipe|/tmp/none|grpc|", .unknownAddressType),
-  ])
+  @Test(
+    "handshake lines the host must refuse",
+    arguments: [
+      ("2|1|unix|/tmp/none|grpc|", PluginError.Code.incompatibleCoreVersion),
+      ("1|7|unix|/tmp/none|grpc|", .incompatibleAppVersion),
+      ("1|1|unix|/tmp/none|netrpc|", .unsupportedProtocol),
+      ("1|1|pipe|/tmp/none|grpc|", .unknownAddressType),
+    ])
   func refused(_ line: String, _ code: PluginError.Code) async throws {
     let (error, exit) = try await failedStart(try fixture("print", line))
     #expect(error.code == code)
@@ -421,7 +436,8 @@ struct StartFailureTests {
 
   @Test("an executable that does not exist is a launch failure")
   func missing() async throws {
-    let configuration = PluginClientConfiguration(command: PluginCommand("/nonexistent/plugin"), handshake: .kv, plugins: ["kv": KVPlugin()])
+    let configuration = PluginClientConfiguration(
+      command: PluginCommand("/nonexistent/plugin"), handshake: .kv, plugins: ["kv": KVPlugin()])
     let (error, _) = try await failedStart(configuration)
     #expect(error.code == .launchFailed)
     #expect(error.pluginPath == "/nonexistent/plugin")
@@ -429,7 +445,8 @@ struct StartFailureTests {
 
   @Test("a plugin run by hand explains itself and exits 1")
   func launchedByHand() async throws {
-    let (status, output) = try await runCapturing(try BuildProducts.path("kv-plugin"), environment: [:], capture: .standardError)
+    let (status, output) = try await runCapturing(
+      try BuildProducts.path("kv-plugin"), environment: [:], capture: .standardError)
     #expect(status == 1)
     #expect(String(decoding: output, as: UTF8.self) == PluginServer.launchedByHandMessage)
   }
@@ -440,7 +457,8 @@ struct LeakTests {
   @Test("after stops, kills, crashes and failed starts: no process, descriptor or socket remains")
   func nothingLeaks() async throws {
     // The cycles run in a process of their own, where no other test opens descriptors.
-    let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("goplugin-leak-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+    let scratch = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "goplugin-leak-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
     try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: scratch) }
 
@@ -465,14 +483,16 @@ struct ChecksumTests {
   /// A plugin script that leaves a marker when it runs, then becomes the fixture plugin.
   func makeScript(in directory: URL, marker: URL) throws -> String {
     let script = directory.appendingPathComponent("plugin.sh")
-    let text = "#!/bin/sh\n# a comment to tamper with\ntouch '\(marker.path)'\nexec '\(try BuildProducts.path("fixture-plugin"))' serve\n"
+    let text =
+      "#!/bin/sh\n# a comment to tamper with\ntouch '\(marker.path)'\nexec '\(try BuildProducts.path("fixture-plugin"))' serve\n"
     try Data(text.utf8).write(to: script)
     chmod(script.path, 0o755)
     return script.path
   }
 
   func scratch() throws -> URL {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("goplugin-checksum-\(UInt32.random(in: 0...UInt32.max))")
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "goplugin-checksum-\(UInt32.random(in: 0...UInt32.max))")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     return directory
   }
@@ -487,7 +507,8 @@ struct ChecksumTests {
     let digest = try PluginChecksum.digest(of: descriptor, algorithm: algorithm)
     close(descriptor)
 
-    var configuration = PluginClientConfiguration(command: PluginCommand(script), handshake: .kv, plugins: ["kv": KVPlugin()])
+    var configuration = PluginClientConfiguration(
+      command: PluginCommand(script), handshake: .kv, plugins: ["kv": KVPlugin()])
     configuration.standardInput = .none
     configuration.checksum = digest
     try await withPluginClient(configuration) { client in
@@ -509,7 +530,8 @@ struct ChecksumTests {
     bytes[index] = UInt8(ascii: "C")
     try bytes.write(to: URL(fileURLWithPath: script))
 
-    var configuration = PluginClientConfiguration(command: PluginCommand(script), handshake: .kv, plugins: ["kv": KVPlugin()])
+    var configuration = PluginClientConfiguration(
+      command: PluginCommand(script), handshake: .kv, plugins: ["kv": KVPlugin()])
     configuration.checksum = original
     let (error, exit) = try await failedStart(configuration)
     #expect(error.code == .checksumMismatch)
@@ -535,7 +557,8 @@ struct ChecksumTests {
 
   /// The digest as `sha256sum` computes it, so the test does not only check itself.
   func sha256Hex(of path: String) async throws -> String {
-    let (status, output) = try await runCapturing("/usr/bin/sha256sum", arguments: [path], environment: [:], capture: .standardOutput)
+    let (status, output) = try await runCapturing(
+      "/usr/bin/sha256sum", arguments: [path], environment: [:], capture: .standardOutput)
     #expect(status == 0)
     return String(String(decoding: output, as: UTF8.self).prefix(64))
   }

@@ -15,25 +15,32 @@ struct PluginLogParserTests {
 
   static let samples: [Sample] = [
     Sample(
-      line: #"{"@level":"debug","@message":"message from plugin","@module":"mylogger","@timestamp":"2026-08-17T10:00:00.123456+01:00","foo":"bar"}"#,
+      line:
+        #"{"@level":"debug","@message":"message from plugin","@module":"mylogger","@timestamp":"2026-08-17T10:00:00.123456+01:00","foo":"bar"}"#,
       level: .debug,
       message: "message from plugin",
       metadata: ["@module": "mylogger", "@timestamp": "2026-08-17T10:00:00.123456+01:00", "foo": "bar"]
     ),
-    Sample(line: #"{"@level":"warn","@message":"w","@timestamp":"2026-08-17T10:00:00.123456Z","n":12,"ok":true}"#, level: .warning, message: "w",
+    Sample(
+      line: #"{"@level":"warn","@message":"w","@timestamp":"2026-08-17T10:00:00.123456Z","n":12,"ok":true}"#,
+      level: .warning, message: "w",
       metadata: ["@timestamp": "2026-08-17T10:00:00.123456Z", "n": "12", "ok": "true"]),
     Sample(line: #"{"@level":"ERROR","@message":"loud"}"#, level: .error, message: "loud"),
     Sample(line: #"{"@level":"trace","@message":"t"}"#, level: .trace, message: "t"),
     Sample(line: #"{"@level":"info","@message":"i"}"#, level: .info, message: "i"),
     // No usable level: the whole line, verbatim, at debug.
-    Sample(line: #"{"@level":"warning","@message":"x"}"#, level: .debug, message: #"{"@level":"warning","@message":"x"}"#),
+    Sample(
+      line: #"{"@level":"warning","@message":"x"}"#, level: .debug, message: #"{"@level":"warning","@message":"x"}"#),
     Sample(line: #"{"a":1}"#, level: .debug, message: #"{"a":1}"#),
     // A timestamp in another layout makes the line text, as go-plugin treats it.
-    Sample(line: #"{"@level":"error","@message":"x","@timestamp":"2026-08-17T10:00:00.123Z"}"#, level: .debug,
+    Sample(
+      line: #"{"@level":"error","@message":"x","@timestamp":"2026-08-17T10:00:00.123Z"}"#, level: .debug,
       message: #"{"@level":"error","@message":"x","@timestamp":"2026-08-17T10:00:00.123Z"}"#),
     // Types that crash a Go host are text here.
     Sample(line: #"{"@level":"error","@message":1}"#, level: .debug, message: #"{"@level":"error","@message":1}"#),
-    Sample(line: #"{"@level":"error","@message":"unterminated"#, level: .debug, message: #"{"@level":"error","@message":"unterminated"#),
+    Sample(
+      line: #"{"@level":"error","@message":"unterminated"#, level: .debug,
+      message: #"{"@level":"error","@message":"unterminated"#),
     Sample(line: #"["HELLO"]"#, level: .debug, message: #"["HELLO"]"#),
     Sample(line: "12345", level: .debug, message: "12345"),
     Sample(line: "[WARN] test line 98765", level: .warning, message: "[WARN] test line 98765"),
@@ -70,11 +77,18 @@ struct PluginLogParserTests {
 
 @Suite("hclog output")
 struct HCLogHandlerTests {
-  @Test("timestamps in the one layout Go hosts accept", arguments: [
-    (WallTime(seconds: 0, microseconds: 42, offsetSeconds: 0), "1970-01-01T00:00:00.000042Z"),
-    (WallTime(seconds: 1_700_000_000, microseconds: 123_456, offsetSeconds: 3600), "2023-11-14T23:13:20.123456+01:00"),
-    (WallTime(seconds: 1_700_000_000, microseconds: 5, offsetSeconds: -(5 * 3600 + 1800)), "2023-11-14T16:43:20.000005-05:30"),
-  ])
+  @Test(
+    "timestamps in the one layout Go hosts accept",
+    arguments: [
+      (WallTime(seconds: 0, microseconds: 42, offsetSeconds: 0), "1970-01-01T00:00:00.000042Z"),
+      (
+        WallTime(seconds: 1_700_000_000, microseconds: 123_456, offsetSeconds: 3600), "2023-11-14T23:13:20.123456+01:00"
+      ),
+      (
+        WallTime(seconds: 1_700_000_000, microseconds: 5, offsetSeconds: -(5 * 3600 + 1800)),
+        "2023-11-14T16:43:20.000005-05:30"
+      ),
+    ])
   func timestamps(_ time: WallTime, _ text: String) {
     #expect(time.hclogFormatted == text)
     #expect(HCLogTimestamp.isValid(text))
@@ -89,7 +103,10 @@ struct HCLogHandlerTests {
       fields: ["path": "/tmp", "count": "\(3)"],
       time: WallTime(seconds: 0, microseconds: 1, offsetSeconds: 0)
     )
-    #expect(line == #"{"@level":"warn","@message":"disk \"full\"\nsoon","@module":"kv","@timestamp":"1970-01-01T00:00:00.000001Z","count":"3","path":"/tmp"}"#)
+    #expect(
+      line
+        == #"{"@level":"warn","@message":"disk \"full\"\nsoon","@module":"kv","@timestamp":"1970-01-01T00:00:00.000001Z","count":"3","path":"/tmp"}"#
+    )
     var parser = PluginLogParser()
     let record = parser.parse(Array(line.utf8))
     #expect(record.level == .warning)
@@ -129,7 +146,8 @@ struct LineSplitterTests {
   @Test("past the maximum, a line comes in marked pieces, with nothing lost, even within one read")
   func maximum() {
     var splitter = LineSplitter(maximumLineLength: 4)
-    #expect(splitter.feed(Array("abcd\nabcdefghij\n".utf8)) == [whole("abcd"), piece("abcd"), piece("efgh"), piece("ij")])
+    #expect(
+      splitter.feed(Array("abcd\nabcdefghij\n".utf8)) == [whole("abcd"), piece("abcd"), piece("efgh"), piece("ij")])
     #expect(splitter.feed(Array("abcdefghij".utf8)) == [piece("abcd"), piece("efgh")])
     #expect(splitter.finish() == piece("ij"))
     // A line ending just where a piece was cut adds no empty piece; the next line is whole.

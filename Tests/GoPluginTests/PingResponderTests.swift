@@ -19,7 +19,9 @@ struct PingResponderTests {
 
   /// Feeds `input` in pieces of `pieceSize` and returns what reached the next handler and what
   /// was written back to the peer.
-  static func run(_ input: [UInt8], pieceSize: Int, isServer: Bool = false) throws -> (forwarded: [UInt8], written: [UInt8]) {
+  static func run(
+    _ input: [UInt8], pieceSize: Int, isServer: Bool = false
+  ) throws -> (forwarded: [UInt8], written: [UInt8]) {
     let channel = EmbeddedChannel(handler: PingResponder(isServer: isServer))
     var start = 0
     while start < input.count {
@@ -47,7 +49,8 @@ struct PingResponderTests {
   @Test("a server lets the client preface through first", arguments: [1, 7, 100])
   func serverPreface(pieceSize: Int) throws {
     let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
-    let (forwarded, written) = try Self.run(preface + Self.settings + Self.ping + Self.data, pieceSize: pieceSize, isServer: true)
+    let (forwarded, written) = try Self.run(
+      preface + Self.settings + Self.ping + Self.data, pieceSize: pieceSize, isServer: true)
     #expect(forwarded == preface + Self.settings + Self.data)
     #expect(written.count == 17)
   }

@@ -17,7 +17,8 @@ private final class Collected: Sendable {
 
 @Suite("Stdio forwarding", .timeLimit(.minutes(2)))
 struct StdioTests {
-  @Test("what a plugin prints after the handshake reaches the host's sinks; its log stays a log", arguments: [false, true])
+  @Test(
+    "what a plugin prints after the handshake reaches the host's sinks; its log stays a log", arguments: [false, true])
   func forwarded(multiplexed: Bool) async throws {
     let (stdout, stderr) = (Collected(), Collected())
     var configuration = try fixture()
@@ -33,7 +34,8 @@ struct StdioTests {
     #expect(stderr.text == "stderr: hello\n")
     // The plugin's hclog lines went to the real stderr, parsed into records, not to the sink.
     #expect(!stderr.text.contains("@level"))
-    #expect(capture.records.contains { $0.message == "stdio written" && $0.level == .info && $0.metadata["plugin"] != nil })
+    #expect(
+      capture.records.contains { $0.message == "stdio written" && $0.level == .info && $0.metadata["plugin"] != nil })
   }
 
   @Test("binary output arrives byte for byte, none lost when the plugin stops right after")

@@ -1,11 +1,11 @@
+import Crypto
+import Foundation
 import GRPCCore
 import GoPluginProtos
 import GoPluginTesting
 import KVInterface
-import Crypto
-import Foundation
-import SwiftASN1
 import NIOSSL
+import SwiftASN1
 import SwiftProtobuf
 import Testing
 import X509
@@ -43,7 +43,8 @@ struct TLSTests {
       let info = try await client.info
       let certificate = try #require(info.serverCertificate)
       #expect(certificate.count > 500)
-      #expect(HandshakeLine(appVersion: 1, network: .unix, address: "/p", serverCertificate: certificate).encoded.count > 700)
+      #expect(
+        HandshakeLine(appVersion: 1, network: .unix, address: "/p", serverCertificate: certificate).encoded.count > 700)
       let kv = try await client.dispense("kv", as: KVPlugin.self)
       try await kv.put("secret", value: [4, 2])
       #expect(try await kv.get("secret") == [4, 2])
@@ -69,7 +70,8 @@ struct TLSTests {
           options.timeout = .seconds(2)
           options.waitForReady = false
           await #expect(throws: RPCError.self) {
-            _ = try await Grpc_Health_V1_Health.Client(wrapping: intruder).check(.with { $0.service = "plugin" }, options: options)
+            _ = try await Grpc_Health_V1_Health.Client(wrapping: intruder).check(
+              .with { $0.service = "plugin" }, options: options)
           }
         }
       }
@@ -78,7 +80,8 @@ struct TLSTests {
 
   @Test("custom TLS: the host's configuration and the plugin's, with certificates of their own")
   func customTLS() async throws {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("goplugin-tls-\(UInt32.random(in: 0...UInt32.max))")
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "goplugin-tls-\(UInt32.random(in: 0...UInt32.max))")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: directory) }
     let server = try AutoMTLSCertificate.generate()
@@ -113,7 +116,8 @@ struct TLSTests {
   @Test("an unreadable PLUGIN_CLIENT_CERT stops the plugin with a reason")
   func badClientCertificate() async throws {
     let capture = LogCapture()
-    let client = PluginClient(configuration: try fixture(environment: ["PLUGIN_CLIENT_CERT": "not a certificate"]), logger: capture.logger)
+    let client = PluginClient(
+      configuration: try fixture(environment: ["PLUGIN_CLIENT_CERT": "not a certificate"]), logger: capture.logger)
     await #expect { try await client.run() } throws: { ($0 as? PluginError)?.code == .exitedBeforeHandshake }
     #expect(await client.exit.status == .exited(1))
     #expect(capture.records.contains { $0.message.contains("client cert provided but failed to parse") })

@@ -12,10 +12,12 @@ struct TransportTests {
   /// Serves the KV plugin with `configure` applied, and runs `body` with a client that dials
   /// the announced socket through ``PluginClientTransport``'s public initializer.
   private func withServedKV(
-    _ configure: (inout PluginServeConfiguration) -> Void = { _ in },
+    configure: (inout PluginServeConfiguration) -> Void = { _ in },
     _ body: @Sendable (KVClient) async throws -> Void
   ) async throws {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("transport-\(UUID().uuidString.prefix(8))").path
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "transport-\(UUID().uuidString.prefix(8))"
+    ).path
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
     var serve = PluginServeConfiguration(
@@ -47,7 +49,8 @@ struct TransportTests {
 
   @Test("a request over the server's limit fails as resourceExhausted; the connection carries on")
   func receiveLimit() async throws {
-    try await self.withServedKV({ $0.maxReceiveMessageSize = 4096 }) { kv in
+    let smallLimit: (inout PluginServeConfiguration) -> Void = { $0.maxReceiveMessageSize = 4096 }
+    try await self.withServedKV(configure: smallLimit) { kv in
       do {
         try await kv.put("big", value: [UInt8](repeating: 7, count: 8192))
         Issue.record("an 8 KiB request passed a 4 KiB limit")
@@ -74,7 +77,9 @@ struct TransportTests {
 
   @Test("an unknown address type is a typed error")
   func badNetwork() {
-    #expect(throws: PluginError.self) { try PluginClientTransport(network: HandshakeLine.Network(rawValue: "udp"), address: "x") }
+    #expect(throws: PluginError.self) {
+      try PluginClientTransport(network: HandshakeLine.Network(rawValue: "udp"), address: "x")
+    }
     #expect(throws: PluginError.self) { try PluginClientTransport(network: .tcp, address: "no-port") }
   }
 }

@@ -80,8 +80,14 @@ private func header(_ type: UInt8, _ flags: UInt16, _ stream: UInt32, _ length: 
   return bytes
 }
 
-private let data: UInt8 = 0, windowUpdate: UInt8 = 1, ping: UInt8 = 2, goAway: UInt8 = 3
-private let syn: UInt16 = 1, ack: UInt16 = 2, fin: UInt16 = 4, rst: UInt16 = 8
+private let data: UInt8 = 0
+private let windowUpdate: UInt8 = 1
+private let ping: UInt8 = 2
+private let goAway: UInt8 = 3
+private let syn: UInt16 = 1
+private let ack: UInt16 = 2
+private let fin: UInt16 = 4
+private let rst: UInt16 = 8
 
 @Suite("yamux framing and sessions")
 struct YamuxTests {

@@ -28,7 +28,8 @@ struct GoCounterReport: Decodable {
 @Suite("Bidirectional: a counter plugin calls back into its host", .timeLimit(.minutes(5)))
 struct CounterTests {
   func counterConfiguration(_ command: PluginCommand, autoMTLS: Bool) -> PluginClientConfiguration {
-    var configuration = PluginClientConfiguration(command: command, handshake: .counter, plugins: ["counter": CounterPlugin()])
+    var configuration = PluginClientConfiguration(
+      command: command, handshake: .counter, plugins: ["counter": CounterPlugin()])
     configuration.standardInput = .none
     if autoMTLS { configuration.tls = .autoMTLS }
     return configuration
@@ -48,7 +49,8 @@ struct CounterTests {
 
   @Test("Swift host and Swift plugin", arguments: [false, true])
   func swiftToSwift(autoMTLS: Bool) async throws {
-    let result = try await self.addUp(self.counterConfiguration(try BuildProducts.command("counter-plugin"), autoMTLS: autoMTLS))
+    let result = try await self.addUp(
+      self.counterConfiguration(try BuildProducts.command("counter-plugin"), autoMTLS: autoMTLS))
     #expect(result.value == 42)
     #expect(result.sums == 3)
   }
@@ -59,7 +61,8 @@ struct CounterTests {
   // this in 1.4.4 (issue #109), and Debian ships 1.0.1.
   @Test("the Swift host passes a callback to a Go plugin")
   func swiftHostGoPlugin() async throws {
-    let result = try await self.addUp(self.counterConfiguration(PluginCommand(try await Peers.path("go-counter-plugin")), autoMTLS: false))
+    let result = try await self.addUp(
+      self.counterConfiguration(PluginCommand(try await Peers.path("go-counter-plugin")), autoMTLS: false))
     #expect(result.value == 42)
     #expect(result.sums == 3)
   }

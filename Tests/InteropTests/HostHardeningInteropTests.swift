@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import GoPluginTesting
 import KVInterface
@@ -8,10 +5,15 @@ import Testing
 
 @testable import GoPlugin
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @Suite("The host's process handling against go-plugin 1.0.1", .timeLimit(.minutes(5)))
 struct HostHardeningInteropTests {
   func configuration(_ path: String) -> PluginClientConfiguration {
-    var configuration = PluginClientConfiguration(command: PluginCommand(path), handshake: .kv, plugins: ["kv": KVPlugin()])
+    var configuration = PluginClientConfiguration(
+      command: PluginCommand(path), handshake: .kv, plugins: ["kv": KVPlugin()])
     configuration.standardInput = .none
     return configuration
   }
@@ -41,7 +43,8 @@ struct HostHardeningInteropTests {
     let client = PluginClient(configuration: configuration)
     let error = await #expect(throws: PluginError.self) { try await client.run() }
     #expect(error?.code == .exitedBeforeHandshake)
-    #expect(error?.description.contains("This binary is a plugin. These are not meant to be executed directly.") == true)
+    #expect(
+      error?.description.contains("This binary is a plugin. These are not meant to be executed directly.") == true)
     #expect(await client.exit.status == .exited(1))
   }
 
@@ -49,7 +52,8 @@ struct HostHardeningInteropTests {
   func killedGoPlugin() async throws {
     for _ in 0..<10 {
       let capture = LogCapture()
-      let client = PluginClient(configuration: self.configuration(try await Peers.path("go-kv-plugin")), logger: capture.logger)
+      let client = PluginClient(
+        configuration: self.configuration(try await Peers.path("go-kv-plugin")), logger: capture.logger)
       try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await client.run() }
         let pid = try await client.info.pid

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import GRPCCore
 import GoPluginTesting
@@ -10,9 +7,14 @@ import Testing
 
 @testable import GoPlugin
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The Go and Python peers, built by Tests/Interop/build.sh the first time a test asks for one.
 enum Peers {
-  static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+  static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
 
   /// Tests that ask at the same time may each run build.sh; it takes a lock, and all but the
   /// first find the peers up to date.
@@ -23,9 +25,11 @@ enum Peers {
       if let result { return try result.get() }
       let result: Result<String, any Error>
       do {
-        let output = ProcessInfo.processInfo.environment["GOPLUGIN_INTEROP_DIR"]
+        let output =
+          ProcessInfo.processInfo.environment["GOPLUGIN_INTEROP_DIR"]
           ?? Peers.repository.appendingPathComponent(".build/interop").path
-        let build = try await Peers.run(Peers.repository.appendingPathComponent("Tests/Interop/build.sh").path, [output])
+        let build = try await Peers.run(
+          Peers.repository.appendingPathComponent("Tests/Interop/build.sh").path, [output])
         guard build.status == 0 else {
           throw PluginError(code: .invalidConfiguration, message: "Tests/Interop/build.sh failed: \(build.stderr)")
         }
@@ -91,7 +95,8 @@ struct InteropTests {
 
   @Test("a Go host loads the Swift kv-plugin, calls it, and stops it gracefully")
   func goHostSwiftPlugin() async throws {
-    let result = try await Peers.run(try await Peers.path("go-kv-host"), ["-plugin", try BuildProducts.path("kv-plugin"), "-calls", "5000"])
+    let result = try await Peers.run(
+      try await Peers.path("go-kv-host"), ["-plugin", try BuildProducts.path("kv-plugin"), "-calls", "5000"])
     let report = try JSONDecoder().decode(GoHostReport.self, from: Data(result.stdout.utf8))
     #expect(report.error == nil, "\(result.stderr)")
     #expect(result.status == 0)
@@ -120,7 +125,9 @@ struct InteropTests {
       let kv = try await client.dispense("kv", as: KVPlugin.self)
       let value = Array("from swift".utf8)
       try await kv.put("greeting", value: value)
-      #expect(try await kv.upload([[UInt8](repeating: 1, count: 1000), [UInt8](repeating: 2, count: 5000)]) == UploadCount(bytes: 6000, chunks: 2))
+      #expect(
+        try await kv.upload([[UInt8](repeating: 1, count: 1000), [UInt8](repeating: 2, count: 5000)])
+          == UploadCount(bytes: 6000, chunks: 2))
 
       // grpc-go pings after almost every request; without the ping responder swift-nio-http2
       // closed this connection at about the 199th call.
@@ -166,7 +173,9 @@ struct InteropTests {
 
   @Test("a Go host with AutoMTLS loads the Swift plugin")
   func goHostAutoMTLS() async throws {
-    let result = try await Peers.run(try await Peers.path("go-kv-host"), ["-plugin", try BuildProducts.path("kv-plugin"), "-calls", "500", "-automtls"])
+    let result = try await Peers.run(
+      try await Peers.path("go-kv-host"),
+      ["-plugin", try BuildProducts.path("kv-plugin"), "-calls", "500", "-automtls"])
     let report = try JSONDecoder().decode(GoHostReport.self, from: Data(result.stdout.utf8))
     #expect(report.error == nil, "\(result.stderr)")
     #expect(report.get == "hello from go")
@@ -197,7 +206,9 @@ struct InteropTests {
   func goPluginLogs() async throws {
     let capture = LogCapture()
     var pid: Int32 = 0
-    try await withPluginClient(self.kvConfiguration(PluginCommand(try await Peers.path("go-kv-plugin"))), logger: capture.logger) { client in
+    try await withPluginClient(
+      self.kvConfiguration(PluginCommand(try await Peers.path("go-kv-plugin"))), logger: capture.logger
+    ) { client in
       pid = try await client.info.pid
       // Its lines were written before the handshake; a call later they have been read.
       _ = try await client.dispense("kv", as: KVPlugin.self).get("x")
@@ -215,7 +226,8 @@ struct InteropTests {
 
   @Test("the Swift host loads a Python grpcio plugin over TCP")
   func swiftHostPythonPlugin() async throws {
-    let client = PluginClient(configuration: self.kvConfiguration(PluginCommand(try await Peers.path("python-kv-plugin"))))
+    let client = PluginClient(
+      configuration: self.kvConfiguration(PluginCommand(try await Peers.path("python-kv-plugin"))))
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await client.run() }
       let info = try await client.info

@@ -52,7 +52,8 @@ struct MultiplexInteropTests {
 
   @Test("a multiplexing Go host calls the Swift kv-plugin over yamux streams")
   func kv() async throws {
-    let (report, log) = try await self.muxHost(try BuildProducts.path("kv-plugin"), ["-mode", "kv", "-calls", "200", "-stream-bytes", "\(8 << 20)"])
+    let (report, log) = try await self.muxHost(
+      try BuildProducts.path("kv-plugin"), ["-mode", "kv", "-calls", "200", "-stream-bytes", "\(8 << 20)"])
     #expect(report.error == nil, "\(log)")
     #expect(report.mux == true)
     #expect(report.handshake?.hasSuffix("|grpc||true") == true)
@@ -97,7 +98,8 @@ struct MultiplexInteropTests {
   @Test("a Swift host asking a go-plugin 1.0.1 plugin to multiplex gets go-plugin's refusal")
   func oldPluginRefuses() async throws {
     // go-plugin 1.0.1 plugins make their socket in TMPDIR; refused and killed, they leave it.
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("goplugin-refused-\(UInt32.random(in: 0...UInt32.max))")
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "goplugin-refused-\(UInt32.random(in: 0...UInt32.max))")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: directory) }
     var configuration = PluginClientConfiguration(
@@ -111,8 +113,12 @@ struct MultiplexInteropTests {
       try await withPluginClient(configuration) { _ in }
     }
     #expect(error?.code == .multiplexingNotSupported)
-    #expect(error?.message.hasPrefix("client requested gRPC broker multiplexing but plugin does not support the feature") == true)
-    #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == [], "the refused plugin's socket is left behind")
+    #expect(
+      error?.message.hasPrefix("client requested gRPC broker multiplexing but plugin does not support the feature")
+        == true)
+    #expect(
+      try FileManager.default.contentsOfDirectory(atPath: directory.path) == [],
+      "the refused plugin's socket is left behind")
   }
 }
 
@@ -154,7 +160,8 @@ struct YamuxInteropTests {
 
   /// A unix socket path in a fresh private directory.
   static func socketPath() throws -> (String, URL) {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("yamux-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "yamux-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     return (directory.appendingPathComponent("s").path, directory)
   }
@@ -205,18 +212,22 @@ struct YamuxInteropTests {
   }
 
   /// A session on a new connection to `path`, as the given role.
-  static func connect(_ path: String, role: YamuxSession.Role) async throws -> (any Channel, NIOLoopBound<YamuxSession>) {
+  static func connect(_ path: String, role: YamuxSession.Role) async throws -> (any Channel, NIOLoopBound<YamuxSession>)
+  {
     let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
       .channelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
           let session = YamuxSession(role: role, configuration: .init(), logger: Self.logger)
           session.onInboundStream = { $0.delegate = Echo() }
-          try channel.pipeline.syncOperations.addHandlers(ByteToMessageHandler(YamuxFrameDecoder(maxPayload: session.configuration.maxStreamWindow)), session)
+          try channel.pipeline.syncOperations.addHandlers(
+            ByteToMessageHandler(YamuxFrameDecoder(maxPayload: session.configuration.maxStreamWindow)), session)
         }
       }
       .connect(unixDomainSocketPath: path)
       .get()
-    let session = try await channel.pipeline.handler(type: YamuxSession.self).map { NIOLoopBound($0, eventLoop: channel.eventLoop) }.get()
+    let session = try await channel.pipeline.handler(type: YamuxSession.self).map {
+      NIOLoopBound($0, eventLoop: channel.eventLoop)
+    }.get()
     return (channel, session)
   }
 
@@ -259,7 +270,8 @@ struct YamuxInteropTests {
         channel.eventLoop.makeCompletedFuture {
           let session = YamuxSession(role: .server, configuration: .init(), logger: Self.logger)
           session.onInboundStream = { $0.delegate = Echo() }
-          try channel.pipeline.syncOperations.addHandlers(ByteToMessageHandler(YamuxFrameDecoder(maxPayload: session.configuration.maxStreamWindow)), session)
+          try channel.pipeline.syncOperations.addHandlers(
+            ByteToMessageHandler(YamuxFrameDecoder(maxPayload: session.configuration.maxStreamWindow)), session)
         }
       }
       .bind(unixDomainSocketPath: path)
@@ -271,7 +283,8 @@ struct YamuxInteropTests {
     let (path, directory) = try Self.socketPath()
     defer { try? FileManager.default.removeItem(at: directory) }
     let server = try await Self.serve(path)
-    let peer = try await Self.peer(["-connect", path, "-mode", "send", "-streams", "8", "-bytes", "\(1 << 20)"], listening: nil)
+    let peer = try await Self.peer(
+      ["-connect", path, "-mode", "send", "-streams", "8", "-bytes", "\(1 << 20)"], listening: nil)
     let (report, log) = try await Self.report(peer.0, peer.1, peer.2)
     try await server.close()
     #expect(report.error == nil, "\(log)")

@@ -10,7 +10,8 @@ import Testing
 struct StreamingTests {
   @Test("a 16 MiB file arrives whole", arguments: [false, true])
   func transfer(autoMTLS: Bool) async throws {
-    let file = FileManager.default.temporaryDirectory.appendingPathComponent("goplugin-stream-\(UInt32.random(in: 0...UInt32.max))")
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "goplugin-stream-\(UInt32.random(in: 0...UInt32.max))")
     defer { try? FileManager.default.removeItem(at: file) }
     // Not a whole number of chunks, so the last one is short.
     // A block of a prime length, so that chunks do not line up with it.

@@ -174,7 +174,7 @@ enum InProcessPlugin {
             continuation.yield(line)
             continuation.finish()
           }
-        } catch where Task.isCancelled {
+        } catch  where Task.isCancelled {
           // Stopped by the cancellation below: not a failure.
         }
         continuation.finish()

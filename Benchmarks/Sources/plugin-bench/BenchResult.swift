@@ -49,7 +49,10 @@ struct BenchResult: Codable, Sendable {
   func table() -> String {
     func number(_ value: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", value) }
     let rows: [(String, String)] = [
-      ("start → first call, median of \(self.launches)", "\(number(self.startMedianMs, 2)) ms (min \(number(self.startMinMs, 2)), max \(number(self.startMaxMs, 2)))"),
+      (
+        "start → first call, median of \(self.launches)",
+        "\(number(self.startMedianMs, 2)) ms (min \(number(self.startMinMs, 2)), max \(number(self.startMaxMs, 2)))"
+      ),
       ("sequential Get p50", "\(number(self.getP50Us)) µs"),
       ("sequential Get p99", "\(number(self.getP99Us)) µs"),
       ("sequential Get (\(self.calls) after \(self.warmup))", "\(number(self.getCallsPerSecond, 0)) calls/s"),

@@ -1,3 +1,8 @@
+import ArgumentParser
+import Foundation
+import GoPlugin
+import Logging
+
 // The Swift host of the cross-language harness: runs the same workloads against any plugin that
 // serves kv.proto under the name "kv", and prints one JSON object or a table.
 #if canImport(Glibc)
@@ -7,10 +12,6 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import ArgumentParser
-import Foundation
-import GoPlugin
-import Logging
 
 @main
 struct PluginBench: AsyncParsableCommand {
@@ -24,7 +25,8 @@ struct PluginBench: AsyncParsableCommand {
   /// `--static-swift-stdlib`, as dev/bench.sh makes, has no hook for it and says so.
   static func main() async {
     if !GoPluginRuntime.useEventLoopsAsGlobalExecutor() {
-      FileHandle.standardError.write(Data("plugin-bench: tasks run on Swift's default executor (no global-executor hook in this build)\n".utf8))
+      FileHandle.standardError.write(
+        Data("plugin-bench: tasks run on Swift's default executor (no global-executor hook in this build)\n".utf8))
     }
     await Self.main(nil)
   }
@@ -83,7 +85,8 @@ struct PluginBench: AsyncParsableCommand {
       chunkBytes: self.chunkKiB * 1024
     )
     let start = BenchResult(label: self.label, host: "swift", plugin: self.plugin, parameters: parameters)
-    let workloads = Workloads(command: try PluginCommand(commandLine: self.plugin), parameters: parameters, logger: logger)
+    let workloads = Workloads(
+      command: try PluginCommand(commandLine: self.plugin), parameters: parameters, logger: logger)
 
     // The workloads race SIGINT and SIGTERM: a signal cancels them, which stops the plugin they
     // run, and the result says so.

@@ -1,3 +1,5 @@
+import Dispatch
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -5,7 +7,6 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Dispatch
 
 /// Termination signals as an async value, so that the harness can cancel its work (and with it
 /// stop the plugin it runs) when it is interrupted, instead of dying with a plugin left behind.

@@ -93,10 +93,11 @@ struct Workloads: Sendable {
 
   private func sequential(_ kv: Kvbench_KV.Client<PluginTransport>, into measured: inout BenchResult) async throws {
     let value = Data((0..<Self.valueSize).map { UInt8($0) })
-    _ = try await kv.put(.with {
-      $0.key = "k"
-      $0.value = value
-    })
+    _ = try await kv.put(
+      .with {
+        $0.key = "k"
+        $0.value = value
+      })
     let request = Kvbench_GetRequest.with { $0.key = "k" }
     for _ in 0..<self.parameters.warmup {
       _ = try await kv.get(request)
@@ -172,7 +173,8 @@ struct Workloads: Sendable {
     measured.uploadMiBPerSecond = mebibytes / (self.clock.now - start).seconds
     guard count.bytes == Int64(chunks * chunkBytes), count.chunks == Int64(chunks) else {
       throw BenchFailure(
-        description: "upload: plugin counted \(count.bytes) bytes in \(count.chunks) chunks, sent \(chunks * chunkBytes) in \(chunks)"
+        description:
+          "upload: plugin counted \(count.bytes) bytes in \(count.chunks) chunks, sent \(chunks * chunkBytes) in \(chunks)"
       )
     }
   }

@@ -95,7 +95,8 @@ public final class GRPCBroker: Sendable {
         try SocketListener.open(.unix(directory: self.socketDirectory), environment: self.environment)
       }
     defer { listener.removeSocketFile() }
-    let transport = Transports.server(listener: listener, maxReceiveMessageSize: self.maxMessageSize, tls: self.security.server)
+    let transport = Transports.server(
+      listener: listener, maxReceiveMessageSize: self.maxMessageSize, tls: self.security.server)
     let server = GRPCServer(transport: transport, services: services)
 
     try await withThrowingTaskGroup(of: Void.self) { group in
@@ -109,11 +110,12 @@ public final class GRPCBroker: Sendable {
         }
         if knocked { self.acknowledgeKnock(id, routingTo: listener.address, multiplexer: multiplexer) }
       } else {
-        self.send(.with {
-          $0.serviceID = id
-          $0.network = listener.network.rawValue
-          $0.address = listener.address
-        })
+        self.send(
+          .with {
+            $0.serviceID = id
+            $0.network = listener.network.rawValue
+            $0.address = listener.address
+          })
       }
       defer { self.state.withLock { _ = $0.knockTargets.removeValue(forKey: id) } }
       _ = await self.closedSignal.wait()
@@ -198,21 +200,28 @@ public final class GRPCBroker: Sendable {
   }
 
   private func knock(_ id: UInt32, timeout: Duration) async throws(PluginError) {
-    self.send(.with {
-      $0.serviceID = id
-      $0.knock = .with { $0.knock = true }
-    })
+    self.send(
+      .with {
+        $0.serviceID = id
+        $0.knock = .with { $0.knock = true }
+      })
     let reply: Plugin_ConnInfo
     do {
       reply = try await self.connectionInfo(for: id, timeout: timeout)
-    } catch where error.code == .brokerTimeout {
+    } catch  where error.code == .brokerTimeout {
       throw PluginError(code: .knockFailed, message: "timeout waiting for multiplexing knock handshake on id \(id)")
     }
     guard reply.serviceID == id else {
-      throw PluginError(code: .knockFailed, message: "handshake failed for multiplexing on id \(id); got response for \(reply.serviceID)")
+      throw PluginError(
+        code: .knockFailed,
+        message: "handshake failed for multiplexing on id \(id); got response for \(reply.serviceID)")
     }
     guard reply.hasKnock, reply.knock.knock, reply.knock.ack else {
-      throw PluginError(code: .knockFailed, message: "handshake failed for multiplexing on id \(id); expected knock and ack, but got \(reply.knock.textFormatString())")
+      throw PluginError(
+        code: .knockFailed,
+        message:
+          "handshake failed for multiplexing on id \(id); expected knock and ack, but got \(reply.knock.textFormatString())"
+      )
     }
     guard reply.knock.error.isEmpty else {
       throw PluginError(code: .knockFailed, message: "failed to knock for id \(id): \(reply.knock.error)")
@@ -240,13 +249,14 @@ public final class GRPCBroker: Sendable {
 
   private func acknowledgeKnock(_ id: UInt32, routingTo target: String, multiplexer: Multiplexer) {
     multiplexer.routeNextInboundStream(to: target)
-    self.send(.with {
-      $0.serviceID = id
-      $0.knock = .with {
-        $0.knock = true
-        $0.ack = true
-      }
-    })
+    self.send(
+      .with {
+        $0.serviceID = id
+        $0.knock = .with {
+          $0.knock = true
+          $0.ack = true
+        }
+      })
   }
 
   // MARK: - The stream
@@ -313,7 +323,8 @@ public final class GRPCBroker: Sendable {
 
   private func connectionInfo(for id: UInt32, timeout: Duration) async throws(PluginError) -> Plugin_ConnInfo {
     let now = ContinuousClock.now
-    let (ready, dialer, key): (Plugin_ConnInfo?, OneShot<Plugin_ConnInfo?>?, Int) = try self.state.withLock { state throws(PluginError) in
+    let (ready, dialer, key): (Plugin_ConnInfo?, OneShot<Plugin_ConnInfo?>?, Int) = try self.state.withLock {
+      state throws(PluginError) in
       guard !state.closed else { throw Self.closedError }
       if let waiting = state.arrived.removeValue(forKey: id), now - waiting.arrived < Self.rendezvousTimeout {
         return (waiting.info, nil, 0)

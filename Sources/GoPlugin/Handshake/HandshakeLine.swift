@@ -25,7 +25,7 @@ public struct HandshakeLine: Sendable, Hashable {
   /// The seventh field: whether the plugin multiplexes broker connections; `nil` when absent.
   public var multiplexingSupported: Bool?
 
-/// A handshake line from its fields.
+  /// A handshake line from its fields.
   public init(
     coreVersion: Int = 1,
     appVersion: Int,
@@ -123,7 +123,8 @@ extension HandshakeLine {
     }
 
     guard let app = Int(fields[1]) else {
-      try Self.fail(.malformedHandshake, "Error parsing protocol version \"\(fields[1])\": \(Self.atoiError(fields[1]))")
+      try Self.fail(
+        .malformedHandshake, "Error parsing protocol version \"\(fields[1])\": \(Self.atoiError(fields[1]))")
     }
     guard expected.versions.contains(app) else {
       let offered = expected.versions.sorted().map(String.init).joined(separator: " ")
@@ -147,7 +148,8 @@ extension HandshakeLine {
     let proto = PluginProtocol(rawValue: fields.count >= 5 ? fields[4] : PluginProtocol.netRPC.rawValue)
     guard expected.allowedProtocols.contains(proto) else {
       let supported = expected.allowedProtocols.map(\.rawValue).sorted(by: >).joined(separator: " ")
-      try Self.fail(.unsupportedProtocol, "unsupported plugin protocol \"\(proto.rawValue)\". Supported: [\(supported)]")
+      try Self.fail(
+        .unsupportedProtocol, "unsupported plugin protocol \"\(proto.rawValue)\". Supported: [\(supported)]")
     }
 
     // go-plugin ignores short values here: before AutoMTLS this field held a base64 JSON blob
@@ -172,10 +174,13 @@ extension HandshakeLine {
         )
       }
       guard let supported = multiplexing else {
-        try Self.fail(.malformedHandshake, "error parsing \"\(fields[6])\" as a boolean for gRPC broker multiplexing support")
+        try Self.fail(
+          .malformedHandshake, "error parsing \"\(fields[6])\" as a boolean for gRPC broker multiplexing support")
       }
       guard supported else {
-        try Self.fail(.multiplexingNotSupported, "client requested gRPC broker multiplexing but plugin does not support the feature")
+        try Self.fail(
+          .multiplexingNotSupported, "client requested gRPC broker multiplexing but plugin does not support the feature"
+        )
       }
     }
 

@@ -1,6 +1,6 @@
-import GoPluginPlatform
 import Foundation
 import GRPCCore
+import GoPluginPlatform
 import GoPluginProtos
 import Logging
 import NIOSSL

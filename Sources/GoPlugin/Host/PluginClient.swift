@@ -1,6 +1,6 @@
-import GoPluginPlatform
 import Foundation
 import GRPCCore
+import GoPluginPlatform
 import GoPluginProtos
 public import Logging
 import NIOSSL
@@ -185,7 +185,8 @@ public final class PluginClient: Sendable {
       if self.exited.current?.reason == .notStarted {
         throw self.error(.notRunning, "the plugin was stopped before it was started")
       }
-      throw self.error(.invalidConfiguration, "a PluginClient runs its plugin once; make a new client to launch it again")
+      throw self.error(
+        .invalidConfiguration, "a PluginClient runs its plugin once; make a new client to launch it again")
     }
     defer {
       self.phase.withLock { $0 = .finished }

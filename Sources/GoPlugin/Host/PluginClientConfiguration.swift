@@ -90,7 +90,9 @@ public struct PluginClientConfiguration: Sendable {
     }
     if self.versionedPlugins.isEmpty { throw invalid("no plugin versions to offer") }
     if self.allowedProtocols != [.grpc] {
-      throw invalid("allowed protocols must be [grpc]: this library does not speak \(self.allowedProtocols.subtracting([.grpc]).map(\.rawValue).sorted())")
+      throw invalid(
+        "allowed protocols must be [grpc]: this library does not speak \(self.allowedProtocols.subtracting([.grpc]).map(\.rawValue).sorted())"
+      )
     }
     if self.logLineLimit < 4 { throw invalid("the log line limit must be at least 4 bytes") }
     if self.startTimeout <= .zero { throw invalid("the start timeout must be positive") }

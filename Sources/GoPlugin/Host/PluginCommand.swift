@@ -59,7 +59,8 @@ public struct PluginCommand: Sendable, Hashable {
       }
     }
     guard quote == nil, !escaped else {
-      throw PluginError(code: .invalidConfiguration, message: "unterminated quote or escape in plugin command line: \(commandLine)")
+      throw PluginError(
+        code: .invalidConfiguration, message: "unterminated quote or escape in plugin command line: \(commandLine)")
     }
     if inWord { words.append(word) }
     guard let first = words.first else {
@@ -73,7 +74,8 @@ extension PluginCommand {
   /// The directory of the running program, with symbolic links resolved where the platform
   /// says where the program really is.
   public static var programDirectory: String {
-    let program = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    let program =
+      (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     return URL(fileURLWithPath: program).deletingLastPathComponent().path
   }
 

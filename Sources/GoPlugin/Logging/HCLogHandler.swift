@@ -44,12 +44,16 @@ public struct HCLogHandler: LogHandler, Sendable {
     var fields = self.metadata
     if let provided = self.metadataProvider?.get() { fields.merge(provided) { _, new in new } }
     if let explicit = event.metadata { fields.merge(explicit) { _, new in new } }
-    self.write(Self.format(level: event.level, message: "\(event.message)", module: self.label, fields: fields, time: .now) + "\n")
+    self.write(
+      Self.format(level: event.level, message: "\(event.message)", module: self.label, fields: fields, time: .now)
+        + "\n")
   }
 
   /// One hclog JSON object: keys in sorted order as hclog writes them, strings everywhere a Go
   /// host asserts a string (a number there crashes it).
-  static func format(level: Logger.Level, message: String, module: String, fields: Logger.Metadata, time: WallTime) -> String {
+  static func format(
+    level: Logger.Level, message: String, module: String, fields: Logger.Metadata, time: WallTime
+  ) -> String {
     var entries: [(String, String)] = [
       ("@level", JSONText.quote(Self.name(of: level))),
       ("@message", JSONText.quote(message)),
@@ -99,7 +103,8 @@ struct WallTime: Sendable {
     var seconds = time_t(spec.tv_sec)
     var local = tm()
     localtime_r(&seconds, &local)
-    return WallTime(seconds: Int(spec.tv_sec), microseconds: Int(spec.tv_nsec) / 1000, offsetSeconds: Int(local.tm_gmtoff))
+    return WallTime(
+      seconds: Int(spec.tv_sec), microseconds: Int(spec.tv_nsec) / 1000, offsetSeconds: Int(local.tm_gmtoff))
   }
 
   /// Go's `2006-01-02T15:04:05.000000Z07:00`, the only layout go-plugin hosts accept.
@@ -146,7 +151,8 @@ enum JSONText {
     case .stringConvertible(let convertible): quote(convertible.description)
     case .array(let values): "[" + values.map(encode).joined(separator: ",") + "]"
     case .dictionary(let values):
-      "{" + values.sorted { $0.key < $1.key }.map { "\(quote($0.key)):\(encode($0.value))" }.joined(separator: ",") + "}"
+      "{" + values.sorted { $0.key < $1.key }.map { "\(quote($0.key)):\(encode($0.value))" }.joined(separator: ",")
+        + "}"
     }
   }
 }

@@ -123,7 +123,9 @@ enum HCLogTimestamp {
   static func isValid(_ text: String) -> Bool {
     let bytes = Array(text.utf8)
     func digits(_ range: Range<Int>) -> Bool { range.allSatisfy { $0 < bytes.count && (48...57).contains(bytes[$0]) } }
-    func byte(_ index: Int, _ expected: Character) -> Bool { index < bytes.count && bytes[index] == expected.asciiValue! }
+    func byte(_ index: Int, _ expected: Character) -> Bool {
+      index < bytes.count && bytes[index] == expected.asciiValue!
+    }
     guard bytes.count >= 27,
       digits(0..<4), byte(4, "-"), digits(5..<7), byte(7, "-"), digits(8..<10), byte(10, "T"),
       digits(11..<13), byte(13, ":"), digits(14..<16), byte(16, ":"), digits(17..<19), byte(19, "."),

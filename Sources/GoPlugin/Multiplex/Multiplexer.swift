@@ -208,7 +208,9 @@ final class Multiplexer: Sendable {
     guard await self.established.wait(timeout: Self.establishTimeout) == true,
       let session = self.state.withLock({ $0.closed ? nil : $0.session })
     else {
-      throw PluginError(code: .connectionFailed, message: "error establishing yamux session: timed out waiting for connection to be established")
+      throw PluginError(
+        code: .connectionFailed,
+        message: "error establishing yamux session: timed out waiting for connection to be established")
     }
     let listener = try SocketListener.open(.unix(directory: self.socketDirectory), environment: [:])
     let opened = OneShot<Void>()

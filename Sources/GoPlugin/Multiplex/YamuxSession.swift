@@ -268,7 +268,8 @@ final class YamuxSession: ChannelInboundHandler, RemovableChannelHandler {
       self.streams[frame.streamID] = stream
       // Accepted at once: hashicorp/yamux closes the whole session over a stream left
       // unacknowledged for 75 s.
-      self.send(.windowUpdate(frame.streamID, delta: self.configuration.maxStreamWindow - Self.initialWindow, flags: .ack))
+      self.send(
+        .windowUpdate(frame.streamID, delta: self.configuration.maxStreamWindow - Self.initialWindow, flags: .ack))
       onInboundStream(stream)
     }
     guard let stream = self.streams[frame.streamID] else {

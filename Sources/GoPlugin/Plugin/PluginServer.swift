@@ -52,13 +52,15 @@ public enum PluginServer {
     let onListening = onListening ?? { line in POSIX.writeAll(line.encoded + "\n", to: 1) }
     let (version, plugins) = try Self.negotiate(configuration, environment: environment)
 
-    let (tls, certificate, brokerSecurity) = try ConnectionSecurity.plugin(tls: configuration.tls, environment: environment)
+    let (tls, certificate, brokerSecurity) = try ConnectionSecurity.plugin(
+      tls: configuration.tls, environment: environment)
     // A Go plugin answers any non-empty PLUGIN_MULTIPLEX_GRPC with "true" but multiplexes only
     // when the value is a true boolean; this one answers what it does.
     let multiplexRequest = environment[PluginEnvironment.multiplexGRPC] ?? ""
     let multiplexer: Multiplexer? =
       HandshakeLine.parseGoBool(multiplexRequest) == true
-      ? try Multiplexer(socketDirectory: nil, base: Self.socketBase(configuration, environment), logger: configuration.logger)
+      ? try Multiplexer(
+        socketDirectory: nil, base: Self.socketBase(configuration, environment), logger: configuration.logger)
       : nil
     defer { multiplexer?.close() }
     let broker = GRPCBroker(
@@ -74,7 +76,8 @@ public enum PluginServer {
 
     let signals = Signals()
     defer { signals.stdioCapture.fulfil(nil) }
-    let services = try Self.services(plugins, version: version, broker: broker, signals: signals, logger: configuration.logger)
+    let services = try Self.services(
+      plugins, version: version, broker: broker, signals: signals, logger: configuration.logger)
 
     // Opened last, once nothing else can fail, so that gRPC always takes over the descriptor.
     let listenerKind: SocketListener.Kind =
@@ -93,7 +96,8 @@ public enum PluginServer {
       }
     defer { serverListener.removeSocketFile() }
     multiplexer?.setMainRoute(serverListener.address)
-    let transport = Transports.server(listener: serverListener, maxReceiveMessageSize: configuration.maxReceiveMessageSize, tls: tls)
+    let transport = Transports.server(
+      listener: serverListener, maxReceiveMessageSize: configuration.maxReceiveMessageSize, tls: tls)
     let line = HandshakeLine(
       appVersion: version,
       network: listener.network,
@@ -111,7 +115,8 @@ public enum PluginServer {
         // Resolves once the server accepts connections, so the host never dials too early.
         try await transport.waitUntilListening()
         try await multiplexer?.accept(on: listener)
-        configuration.logger.debug("plugin address", metadata: ["network": "\(line.network)", "address": "\(line.address)"])
+        configuration.logger.debug(
+          "plugin address", metadata: ["network": "\(line.network)", "address": "\(line.address)"])
         // Ctrl-C reaches the whole process group; the host, not the terminal, stops plugins.
         if isPluginProcess { POSIX.ignoreInterrupts() }
         onListening(line)
@@ -148,7 +153,8 @@ public enum PluginServer {
     guard !handshake.magicCookieKey.isEmpty, !handshake.magicCookieValue.isEmpty else {
       throw PluginError(
         code: .invalidConfiguration,
-        message: "Misconfigured ServeConfig given to serve this plugin: no magic cookie\nkey or value was set. Please notify the plugin author and report\nthis as a bug.\n"
+        message:
+          "Misconfigured ServeConfig given to serve this plugin: no magic cookie\nkey or value was set. Please notify the plugin author and report\nthis as a bug.\n"
       )
     }
     guard environment[handshake.magicCookieKey] == handshake.magicCookieValue else {
@@ -158,7 +164,9 @@ public enum PluginServer {
       // go-plugin's wording (it calls the host "server" here) and no newline, as peers print it.
       POSIX.writeAll("server sent invalid plugin version \"\(bad)\"", to: 2)
     }
-    guard let version = VersionNegotiation.choose(pluginVersions: configuration.versionedPlugins.keys, hostVersions: hostVersions),
+    guard
+      let version = VersionNegotiation.choose(
+        pluginVersions: configuration.versionedPlugins.keys, hostVersions: hostVersions),
       let plugins = configuration.versionedPlugins[version]
     else {
       throw PluginError(code: .invalidConfiguration, message: "no plugins to serve")

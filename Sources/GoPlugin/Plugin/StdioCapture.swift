@@ -1,5 +1,5 @@
-import GoPluginPlatform
 import Foundation
+import GoPluginPlatform
 import GoPluginProtos
 import Logging
 import NIOCore
@@ -104,10 +104,11 @@ final class StdioCapture: Sendable {
   fileprivate func append(_ data: ByteBuffer, channel: Plugin_StdioData.Channel) {
     var data = data
     while data.readableBytes > 0, let slice = data.readSlice(length: min(Self.chunkSize, data.readableBytes)) {
-      self.continuation.yield(.with {
-        $0.channel = channel
-        $0.data = Data(slice.readableBytesView)
-      })
+      self.continuation.yield(
+        .with {
+          $0.channel = channel
+          $0.data = Data(slice.readableBytesView)
+        })
     }
   }
 
@@ -120,7 +121,8 @@ final class StdioCapture: Sendable {
   }
 
   private static func failure(_ call: String) -> PluginError {
-    PluginError(code: .listenFailed, message: "could not capture stdout and stderr: \(call): \(String(cString: strerror(errno)))")
+    PluginError(
+      code: .listenFailed, message: "could not capture stdout and stderr: \(call): \(String(cString: strerror(errno)))")
   }
 }
 

@@ -1,5 +1,5 @@
-import GoPluginPlatform
 import Crypto
+import GoPluginPlatform
 import SystemPackage
 
 /// The digest a plugin executable must have before a host runs it — go-plugin's `SecureConfig`.
@@ -139,7 +139,9 @@ final class VerifiedExecutable {
   init(path: String, checksum expected: PluginChecksum) throws(PluginError) {
     let descriptor = open(path, O_RDONLY | O_CLOEXEC)
     guard descriptor >= 0 else {
-      throw PluginError(code: .launchFailed, message: "error verifying checksum: \(path): \(String(cString: strerror(errno)))", pluginPath: path)
+      throw PluginError(
+        code: .launchFailed, message: "error verifying checksum: \(path): \(String(cString: strerror(errno)))",
+        pluginPath: path)
     }
     let actual: PluginChecksum
     do {

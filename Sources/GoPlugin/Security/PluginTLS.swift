@@ -67,7 +67,9 @@ enum TLSContexts {
     default: break
     }
     if configuration.applicationProtocols.isEmpty { configuration.applicationProtocols = ["h2"] }
-    if configuration.verifySignatureAlgorithms == nil { configuration.verifySignatureAlgorithms = Self.signatureAlgorithms }
+    if configuration.verifySignatureAlgorithms == nil {
+      configuration.verifySignatureAlgorithms = Self.signatureAlgorithms
+    }
     return try NIOSSLContext(configuration: configuration)
   }
 

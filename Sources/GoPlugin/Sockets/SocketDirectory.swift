@@ -42,7 +42,8 @@ enum SocketDirectory {
       guard chown(directory, uid_t.max, gid) == 0, chmod(directory, 0o770) == 0 else {
         let reason = String(cString: strerror(errno))
         Self.removeTree(directory)
-        throw PluginError(code: .invalidConfiguration, message: "could not give \(directory) to group \(group): \(reason)")
+        throw PluginError(
+          code: .invalidConfiguration, message: "could not give \(directory) to group \(group): \(reason)")
       }
     }
     return directory

@@ -195,7 +195,8 @@ final class GRPCConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
   private func growConnectionWindow(context: ChannelHandlerContext) {
     guard !self.grewConnectionWindow, self.connectionWindow > 65_535 else { return }
     self.grewConnectionWindow = true
-    let frame = HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: self.connectionWindow - 65_535))
+    let frame = HTTP2Frame(
+      streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: self.connectionWindow - 65_535))
     context.write(self.wrapOutboundOut(frame), promise: nil)
     self.markNeedsFlush()
   }
@@ -226,7 +227,8 @@ final class GRPCConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
       self.closedOrGoingAway.store(true, ordering: .relaxed)
       for (id, stream) in self.streams where id > lastStreamID {
         self.streams[id] = nil
-        stream.connectionEnded(RPCError(code: .unavailable, message: "the server is going away and did not take this call"))
+        stream.connectionEnded(
+          RPCError(code: .unavailable, message: "the server is going away and did not take this call"))
       }
       self.closeWhenIdle = true
       self.closeIfIdle()
@@ -386,7 +388,8 @@ final class GRPCConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
       // Every stream the client has opened so far is one this side will answer; a smaller ID
       // would tell HTTP/2 to drop calls already running, such as the Shutdown that led here.
       let last = self.lastPeerStreamID
-      let frame = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: last, errorCode: .noError, opaqueData: nil))
+      let frame = HTTP2Frame(
+        streamID: .rootStream, payload: .goAway(lastStreamID: last, errorCode: .noError, opaqueData: nil))
       context.write(self.wrapOutboundOut(frame), promise: nil)
       self.markNeedsFlush()
     }
@@ -408,11 +411,14 @@ final class GRPCConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
   /// end of a stream that is already over as far as HTTP/2 is concerned. A last GOAWAY (the
   /// same as any sent before) marks that point.
   private func closeIfIdle() {
-    guard self.closeWhenIdle, self.streams.isEmpty, !self.isClosed, !self.closing, let context = self.context else { return }
+    guard self.closeWhenIdle, self.streams.isEmpty, !self.isClosed, !self.closing, let context = self.context else {
+      return
+    }
     self.closing = true
     let last: HTTP2StreamID = if case .server = self.role { self.lastPeerStreamID } else { .rootStream }
     let written = context.eventLoop.makePromise(of: Void.self)
-    let frame = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: last, errorCode: .noError, opaqueData: nil))
+    let frame = HTTP2Frame(
+      streamID: .rootStream, payload: .goAway(lastStreamID: last, errorCode: .noError, opaqueData: nil))
     context.write(self.wrapOutboundOut(frame), promise: written)
     self.needsFlush = true
     self.flushIfNeeded()
@@ -530,7 +536,8 @@ final class GRPCStream: @unchecked Sendable {
 
   func credit(_ bytes: Int) {
     self.streamCredit += bytes
-    guard self.streamCredit >= self.connection.streamWindow / 2, let id = self.id, !self.remoteEnded, !self.finished else { return }
+    guard self.streamCredit >= self.connection.streamWindow / 2, let id = self.id, !self.remoteEnded, !self.finished
+    else { return }
     self.connection.write(.windowUpdate(windowSizeIncrement: self.streamCredit), on: id, promise: nil)
     self.streamCredit = 0
   }
@@ -650,7 +657,9 @@ final class GRPCStream: @unchecked Sendable {
   /// wait on when too much is already waiting for the socket or the peer's window.
   func send(message: PluginBytes) throws -> EventLoopFuture<Void>? {
     if self.finished { throw self.finishedError }
-    guard self.id != nil else { throw RPCError(code: .internalError, message: "a message was written before the headers") }
+    guard self.id != nil else {
+      throw RPCError(code: .internalError, message: "a message was written before the headers")
+    }
     let framed = message.framed(allocator: ByteBufferAllocator())
     let size = message.count + PluginBytes.prefixLength
     let promise = self.eventLoop.makePromise(of: Void.self)

@@ -59,7 +59,8 @@ final class PingResponder: ChannelInboundHandler, RemovableChannelHandler {
 
     while cursor < end {
       guard end - cursor >= Self.frameHeaderLength else { break }
-      let length = Int(input.getInteger(at: cursor, as: UInt8.self)!) << 16
+      let length =
+        Int(input.getInteger(at: cursor, as: UInt8.self)!) << 16
         | Int(input.getInteger(at: cursor + 1, as: UInt16.self)!)
       let type = input.getInteger(at: cursor + 3, as: UInt8.self)!
       let flags = input.getInteger(at: cursor + 4, as: UInt8.self)!

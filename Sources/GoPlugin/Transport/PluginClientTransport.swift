@@ -129,7 +129,8 @@ public final class PluginClientTransport: ClientTransport, Sendable {
   }
 
   private func close(gracefully: Bool) {
-    let (ready, waiters) = self.connection.withLock { state -> ((GRPCConnectionHandler, any Channel)?, [UnsafeContinuation<GRPCConnectionHandler, any Error>]) in
+    let (ready, waiters) = self.connection.withLock {
+      state -> ((GRPCConnectionHandler, any Channel)?, [UnsafeContinuation<GRPCConnectionHandler, any Error>]) in
       defer { state = .shutDown }
       switch state {
       case .ready(let handler, let channel): return ((handler, channel), [])
@@ -285,7 +286,8 @@ public final class PluginClientTransport: ClientTransport, Sendable {
     ready.whenComplete { outcome in
       _ = self.dialsInFlight.withLock { $0.futures.removeValue(forKey: dial) }
       self.channelSettingUp.withLock { $0 = nil }
-      let (waiters, orphan) = self.connection.withLock { state -> ([UnsafeContinuation<GRPCConnectionHandler, any Error>], (any Channel)?) in
+      let (waiters, orphan) = self.connection.withLock {
+        state -> ([UnsafeContinuation<GRPCConnectionHandler, any Error>], (any Channel)?) in
         guard case .connecting(let waiters) = state else {
           // Shut down while dialling: the new connection has nobody to serve.
           return ([], try? outcome.get().1)
@@ -325,7 +327,9 @@ public final class PluginClientTransport: ClientTransport, Sendable {
     )
     do {
       if let tls = self.tls {
-        let tlsHandler = try tls.clientHandler(serverHostname: self.serverHostname) { handler.noteCertificateRefused($0) }
+        let tlsHandler = try tls.clientHandler(serverHostname: self.serverHostname) {
+          handler.noteCertificateRefused($0)
+        }
         try pipeline.addHandler(tlsHandler)
       }
       try pipeline.addHandler(PingResponder(isServer: false))
@@ -376,7 +380,8 @@ struct ClientInbound: AsyncSequence, Sendable {
         }
         guard GRPCWire.isGRPC(contentType: headers.first(name: "content-type")) else {
           self.done = true
-          return .status(Status(code: .internalError, message: "the plugin answered with content that is not gRPC"), [:])
+          return .status(
+            Status(code: .internalError, message: "the plugin answered with content that is not gRPC"), [:])
         }
         return .metadata(GRPCWire.metadata(from: headers))
       }
@@ -404,7 +409,9 @@ struct ClientOutbound: ClosableRPCWriterProtocol {
         return nil
       }
     case .message(let bytes):
-      try await self.stream.write(queuing: bytes.count + PluginBytes.prefixLength) { try self.stream.send(message: bytes) }
+      try await self.stream.write(queuing: bytes.count + PluginBytes.prefixLength) {
+        try self.stream.send(message: bytes)
+      }
     }
   }
 

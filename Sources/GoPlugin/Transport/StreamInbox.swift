@@ -1,6 +1,6 @@
-import Synchronization
 import GRPCCore
 import NIOCore
+import Synchronization
 
 /// What one side of a gRPC stream has received and its reader has not yet taken: filled from the
 /// connection's event loop, read by exactly one task.

@@ -1,14 +1,15 @@
+import Foundation
+import GRPCCore
+import GoPlugin
+import KVInterface
+import Logging
+import NIOSSL
+
 // A plugin whose behaviour the tests choose with its first argument. Each mode is one way a real
 // plugin behaves or misbehaves; the host under test sees a real process either way.
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
-import GoPlugin
-import KVInterface
-import GRPCCore
-import Logging
-import NIOSSL
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 let environment = ProcessInfo.processInfo.environment
@@ -36,7 +37,9 @@ final class FixtureKV: KV {
     case "broker-get":
       // Calls the KV the host serves under id, and returns what it has under the given key.
       // Generous: on a loaded machine the host may take a while to serve; timeouts have their own key.
-      return try await broker.withClient(for: id, timeout: .seconds(30)) { try await KVClient(grpcClient: $0).get(parts[2]) }
+      return try await broker.withClient(for: id, timeout: .seconds(30)) {
+        try await KVClient(grpcClient: $0).get(parts[2])
+      }
     case "broker-serve":
       // Serves a KV holding "brokered" = text under id until the plugin stops.
       let store = MemoryKV()
@@ -136,16 +139,21 @@ case "serve-tls":
   )
   tls.trustRoots = .file(directory + "/client.pem")
   tls.certificateVerification = .noHostnameVerification
-  var configuration = PluginServeConfiguration(handshake: .kv, plugins: ["kv": KVPlugin(serving: FixtureKV(version: 1))])
+  var configuration = PluginServeConfiguration(
+    handshake: .kv, plugins: ["kv": KVPlugin(serving: FixtureKV(version: 1))])
   configuration.tls = tls
   await PluginServer.serve(configuration)
 case "serve-crlf", "serve-five-fields":
   // Serves for real, but prints the handshake as other real plugins do: with a Windows line
   // ending, or in the five-field form of go-plugin's docs and its Python example.
   let crlf = arguments.first == "serve-crlf"
-  let configuration = PluginServeConfiguration(handshake: .kv, plugins: ["kv": KVPlugin(serving: FixtureKV(version: 1))])
+  let configuration = PluginServeConfiguration(
+    handshake: .kv, plugins: ["kv": KVPlugin(serving: FixtureKV(version: 1))])
   try await PluginServer.run(configuration) { line in
-    let text = crlf ? line.encoded + "\r\n" : line.encoded.split(separator: "|", omittingEmptySubsequences: false).prefix(5).joined(separator: "|") + "\n"
+    let text =
+      crlf
+      ? line.encoded + "\r\n"
+      : line.encoded.split(separator: "|", omittingEmptySubsequences: false).prefix(5).joined(separator: "|") + "\n"
     say(text)
   }
 case "serve-announcing":
@@ -202,12 +210,14 @@ case "hang":
   while true { pause() }
 case "log":
   // One stderr line of each form a host has to classify, then serve.
-  FileHandle.standardError.write(Data("""
-    {"@level":"warn","@message":"json warning","@timestamp":"2026-11-21T10:00:00.123456Z","@module":"fixture","answer":42,"pid":"1","plugin":"someone-else"}
-    [ERROR] prefixed error
-    just text
+  FileHandle.standardError.write(
+    Data(
+      """
+      {"@level":"warn","@message":"json warning","@timestamp":"2026-11-21T10:00:00.123456Z","@module":"fixture","answer":42,"pid":"1","plugin":"someone-else"}
+      [ERROR] prefixed error
+      just text
 
-    """.utf8))
+      """.utf8))
   await serve()
 case "host-cycles":
   // Host mode: launches this same executable as a plugin through every kind of ending, and
@@ -236,7 +246,8 @@ func childProcesses() -> [String] {
 
 func hostCycles(count: Int) async {
   func configuration(_ mode: String...) -> PluginClientConfiguration {
-    var configuration = PluginClientConfiguration(command: .besideThisProgram("fixture-plugin", arguments: mode), handshake: .kv, plugins: ["kv": KVPlugin()])
+    var configuration = PluginClientConfiguration(
+      command: .besideThisProgram("fixture-plugin", arguments: mode), handshake: .kv, plugins: ["kv": KVPlugin()])
     configuration.standardInput = .none
     configuration.startTimeout = .milliseconds(500)
     configuration.gracefulStopTimeout = .milliseconds(500)

@@ -18,7 +18,8 @@ public protocol Counter: Sendable {
 
 extension HandshakeConfiguration {
   /// The counter example's handshake, shared with its Go peers.
-  public static let counter = HandshakeConfiguration(protocolVersion: 1, magicCookieKey: "BASIC_PLUGIN", magicCookieValue: "hello")
+  public static let counter = HandshakeConfiguration(
+    protocolVersion: 1, magicCookieKey: "BASIC_PLUGIN", magicCookieValue: "hello")
 }
 
 /// The counter plugin for both sides: a plugin creates it with the counter it serves, a host
@@ -54,11 +55,12 @@ public struct CounterClient: Counter {
     let id = self.broker.nextID()
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await self.broker.acceptAndServe(id: id, services: [AddHelperService(helper: helper)]) }
-      _ = try await self.stub.put(.with {
-        $0.addServer = id
-        $0.key = key
-        $0.value = value
-      })
+      _ = try await self.stub.put(
+        .with {
+          $0.addServer = id
+          $0.key = key
+          $0.value = value
+        })
       group.cancelAll()
     }
   }
@@ -97,7 +99,8 @@ struct CounterService: Counter_Counter.SimpleServiceProtocol {
 
   func put(request: Counter_PutRequest, context: ServerContext) async throws -> Counter_Empty {
     try await self.broker.withClient(for: request.addServer) { client in
-      try await self.counter.put(request.key, adding: request.value, using: RemoteAddHelper(stub: Counter_AddHelper.Client(wrapping: client)))
+      try await self.counter.put(
+        request.key, adding: request.value, using: RemoteAddHelper(stub: Counter_AddHelper.Client(wrapping: client)))
     }
     return Counter_Empty()
   }
@@ -108,10 +111,12 @@ struct RemoteAddHelper: AddHelper {
   let stub: Counter_AddHelper.Client<PluginTransport>
 
   func sum(_ a: Int64, _ b: Int64) async throws -> Int64 {
-    try await self.stub.sum(.with {
-      $0.a = a
-      $0.b = b
-    }).r
+    try await self.stub.sum(
+      .with {
+        $0.a = a
+        $0.b = b
+      }
+    ).r
   }
 }
 

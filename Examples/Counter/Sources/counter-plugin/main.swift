@@ -3,4 +3,5 @@
 import CounterInterface
 import GoPlugin
 
-await PluginServer.serve(PluginServeConfiguration(handshake: .counter, plugins: ["counter": CounterPlugin(serving: MemoryCounter())]))
+await PluginServer.serve(
+  PluginServeConfiguration(handshake: .counter, plugins: ["counter": CounterPlugin(serving: MemoryCounter())]))

@@ -19,7 +19,9 @@ struct CounterCommand: AsyncParsableCommand {
 
   @Flag(name: .customLong("auto-mtls"), help: "Secure the connections with go-plugin's automatic mutual TLS.")
   var autoMTLS = false
-  @Flag(name: .customLong("multiplex"), help: "Carry brokered connections as yamux streams of the one connection (GRPCBrokerMultiplex).")
+  @Flag(
+    name: .customLong("multiplex"),
+    help: "Carry brokered connections as yamux streams of the one connection (GRPCBrokerMultiplex).")
   var multiplex = false
 
   @Argument(help: "The amounts to add to the counter \"hits\".")
@@ -41,7 +43,8 @@ struct CounterCommand: AsyncParsableCommand {
     var logger = Logger(label: "counter")
     logger.logLevel = .warning
     let command = try self.plugin.map { try PluginCommand(commandLine: $0) } ?? .besideThisProgram("counter-plugin")
-    var configuration = PluginClientConfiguration(command: command, handshake: .counter, plugins: ["counter": CounterPlugin()])
+    var configuration = PluginClientConfiguration(
+      command: command, handshake: .counter, plugins: ["counter": CounterPlugin()])
     if self.autoMTLS { configuration.tls = .autoMTLS }
     configuration.multiplexBroker = self.multiplex
     let helper = CountingAddHelper()
@@ -55,7 +58,9 @@ struct CounterCommand: AsyncParsableCommand {
       // Each put serves a new broker ID and waits for the plugin to dial it and call back.
       let perPut = (ContinuousClock.now - start) / max(self.amounts.count, 1)
       print("hits = \(try await counter.get("hits")), with \(helper.calls) sums done by the host")
-      print("each put, with its brokered call back: \(perPut.formatted(.units(allowed: [.milliseconds], fractionalPart: .show(length: 2))))")
+      print(
+        "each put, with its brokered call back: \(perPut.formatted(.units(allowed: [.milliseconds], fractionalPart: .show(length: 2))))"
+      )
     }
   }
 

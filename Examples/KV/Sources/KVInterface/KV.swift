@@ -1,7 +1,7 @@
 import Foundation
-import SwiftProtobuf
 public import GRPCCore
 public import GoPlugin
+import SwiftProtobuf
 
 /// The key-value store both sides of the KV example speak: the plugin implements it, the host
 /// calls it. The wire contract is `kv.proto`, which Go and Python plugins implement too.
@@ -26,7 +26,8 @@ public struct UploadCount: Sendable, Hashable {
 
 extension HandshakeConfiguration {
   /// The KV example's handshake, shared with the Go and Python peers built from `kv.proto`.
-  public static let kv = HandshakeConfiguration(protocolVersion: 1, magicCookieKey: "BASIC_PLUGIN", magicCookieValue: "hello")
+  public static let kv = HandshakeConfiguration(
+    protocolVersion: 1, magicCookieKey: "BASIC_PLUGIN", magicCookieValue: "hello")
 }
 
 /// The KV plugin for both sides: a plugin creates it with the store it serves, a host creates
@@ -71,10 +72,11 @@ public struct KVClient: KV {
   }
 
   public func put(_ key: String, value: [UInt8]) async throws {
-    _ = try await self.stub.put(.with {
-      $0.key = key
-      $0.value = Data(value)
-    })
+    _ = try await self.stub.put(
+      .with {
+        $0.key = key
+        $0.value = Data(value)
+      })
   }
 
   public func upload(_ chunks: [[UInt8]]) async throws -> UploadCount {
@@ -106,7 +108,9 @@ public struct KVService: Kvbench_KV.SimpleServiceProtocol {
     return Kvbench_Empty()
   }
 
-  public func upload(request: RPCAsyncSequence<Kvbench_Chunk, any Error>, context: ServerContext) async throws -> Kvbench_Count {
+  public func upload(
+    request: RPCAsyncSequence<Kvbench_Chunk, any Error>, context: ServerContext
+  ) async throws -> Kvbench_Count {
     // Counted as it arrives, never held: uploads can be far larger than memory.
     var count = Kvbench_Count()
     for try await chunk in request {

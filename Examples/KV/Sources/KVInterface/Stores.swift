@@ -44,7 +44,8 @@ public final class FileKV: KV {
 
   /// Keys become file names hex-encoded, so that no key can name a path outside the directory.
   private func file(for key: String) -> URL {
-    let name = key.utf8.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+    let name = key.utf8.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }
+      .joined()
     return self.directory.appendingPathComponent("k" + name)
   }
 }

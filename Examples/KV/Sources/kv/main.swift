@@ -26,7 +26,9 @@ struct PluginOptions: ParsableArguments {
 
   @Flag(name: .customLong("auto-mtls"), help: "Secure the connection with go-plugin's automatic mutual TLS.")
   var autoMTLS = false
-  @Flag(name: .customLong("multiplex"), help: "Carry brokered connections as yamux streams of the one connection (GRPCBrokerMultiplex).")
+  @Flag(
+    name: .customLong("multiplex"),
+    help: "Carry brokered connections as yamux streams of the one connection (GRPCBrokerMultiplex).")
   var multiplex = false
 
   func validate() throws {
@@ -70,7 +72,8 @@ struct Get: AsyncParsableCommand {
 }
 
 struct Demo: AsyncParsableCommand {
-  static let configuration = CommandConfiguration(abstract: "Put, get and upload in one session, and say what happened.")
+  static let configuration = CommandConfiguration(
+    abstract: "Put, get and upload in one session, and say what happened.")
   @ParentCommand var kv: KVCommand
 
   func run() async throws {
@@ -82,7 +85,9 @@ struct Demo: AsyncParsableCommand {
       let info = try await client.info
       print("plugin:     \(client.configuration.command.executable) (pid \(info.pid))")
       let security = info.serverCertificate == nil ? "plaintext" : "AutoMTLS"
-      print("handshake:  protocol \(info.protocol), version \(info.negotiatedVersion), \(info.network) \(info.address), \(security)")
+      print(
+        "handshake:  protocol \(info.protocol), version \(info.negotiatedVersion), \(info.network) \(info.address), \(security)"
+      )
       print("multiplex:  \(info.multiplexed ? "on: brokered connections are yamux streams of this one" : "off")")
       try await kv.put("greeting", value: Array("hello from swift-go-plugin".utf8))
       let value = try await kv.get("greeting")
@@ -90,7 +95,9 @@ struct Demo: AsyncParsableCommand {
       print("first call: \(Bench.milliseconds(clock.now - launchedAt)) ms after launch")
       let chunks = (1...4).map { [UInt8](repeating: UInt8($0), count: 16 * 1024 * $0) }
       let count = try await kv.upload(chunks)
-      print("upload:     sent \(chunks.count) chunks, \(chunks.reduce(0) { $0 + $1.count }) bytes; plugin counted \(count.chunks) chunks, \(count.bytes) bytes")
+      print(
+        "upload:     sent \(chunks.count) chunks, \(chunks.reduce(0) { $0 + $1.count }) bytes; plugin counted \(count.chunks) chunks, \(count.bytes) bytes"
+      )
       try await client.ping()
       print("health:     SERVING")
     }

@@ -1,12 +1,13 @@
+import Crypto
 public import Foundation
 public import GRPCCore
 public import GoPlugin
-import Crypto
 import SwiftProtobuf
 
 extension HandshakeConfiguration {
   /// The streaming example's handshake.
-  public static let streaming = HandshakeConfiguration(protocolVersion: 1, magicCookieKey: "BASIC_PLUGIN", magicCookieValue: "hello")
+  public static let streaming = HandshakeConfiguration(
+    protocolVersion: 1, magicCookieKey: "BASIC_PLUGIN", magicCookieValue: "hello")
 }
 
 /// What the plugin received of a file.

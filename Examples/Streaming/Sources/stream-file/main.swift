@@ -22,7 +22,9 @@ struct StreamFile: AsyncParsableCommand {
 
   @Flag(name: .customLong("auto-mtls"), help: "Secure the connections with go-plugin's automatic mutual TLS.")
   var autoMTLS = false
-  @Flag(name: .customLong("multiplex"), help: "Carry brokered connections as yamux streams of the one connection (GRPCBrokerMultiplex).")
+  @Flag(
+    name: .customLong("multiplex"),
+    help: "Carry brokered connections as yamux streams of the one connection (GRPCBrokerMultiplex).")
   var multiplex = false
 
   @Argument(help: "The file to send.")
@@ -59,7 +61,8 @@ struct StreamFile: AsyncParsableCommand {
     var logger = Logger(label: "stream-file")
     logger.logLevel = .warning
     let command = try self.plugin.map { try PluginCommand(commandLine: $0) } ?? .besideThisProgram("streaming-plugin")
-    var configuration = PluginClientConfiguration(command: command, handshake: .streaming, plugins: ["streaming": StreamingPlugin()])
+    var configuration = PluginClientConfiguration(
+      command: command, handshake: .streaming, plugins: ["streaming": StreamingPlugin()])
     if self.autoMTLS { configuration.tls = .autoMTLS }
     configuration.multiplexBroker = self.multiplex
     let expected = try Self.sha256(of: url)
@@ -74,7 +77,9 @@ struct StreamFile: AsyncParsableCommand {
     let seconds = max(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18, 1e-9)
     let mebibytes = Double(received.bytes) / 1_048_576
     print("sent:     \(url.path)")
-    print("received: \(received.bytes) bytes in \(received.chunks) chunks, sha256 \(received.sha256 == expected ? "matches" : "DIFFERS")")
+    print(
+      "received: \(received.bytes) bytes in \(received.chunks) chunks, sha256 \(received.sha256 == expected ? "matches" : "DIFFERS")"
+    )
     print("speed:    \(Int(mebibytes / seconds)) MiB/s (\(Int(seconds * 1000)) ms)")
     if received.sha256 != expected { throw ExitCode.failure }
   }
