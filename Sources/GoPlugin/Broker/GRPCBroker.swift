@@ -47,6 +47,9 @@ public final class GRPCBroker: Sendable {
   private let environment: [String: String]
   private let security: ConnectionSecurity
   private let maxMessageSize: Int
+  /// How long a brokered connection's TLS handshake and HTTP/2 SETTINGS may take: the host's
+  /// start timeout on the host's side.
+  private let setupTimeout: Duration
   private let logger: Logger
   /// Set when brokered connections ride the main connection as yamux streams.
   private let multiplexer: Multiplexer?
@@ -59,6 +62,7 @@ public final class GRPCBroker: Sendable {
     security: ConnectionSecurity,
     maxMessageSize: Int,
     multiplexer: Multiplexer? = nil,
+    setupTimeout: Duration = Transports.setupTimeout,
     logger: Logger
   ) {
     (self.outbound, self.outboundContinuation) = AsyncStream.makeStream()
@@ -67,6 +71,7 @@ public final class GRPCBroker: Sendable {
     self.security = security
     self.maxMessageSize = maxMessageSize
     self.multiplexer = multiplexer
+    self.setupTimeout = setupTimeout
     self.logger = logger
   }
 
@@ -152,7 +157,8 @@ public final class GRPCBroker: Sendable {
       maxMessageSize: self.maxMessageSize,
       tls: self.security.client,
       serverHostname: self.security.serverHostname,
-      peerName: "the brokered server \(id)"
+      peerName: "the brokered server \(id)",
+      setupTimeout: self.setupTimeout
     )
     return try await withGRPCClient(transport: PluginTransport(transport)) { client in try await body(client) }
   }
@@ -186,7 +192,8 @@ public final class GRPCBroker: Sendable {
       maxMessageSize: self.maxMessageSize,
       tls: self.security.client,
       serverHostname: self.security.serverHostname,
-      peerName: "the brokered server \(id)"
+      peerName: "the brokered server \(id)",
+      setupTimeout: self.setupTimeout
     )
     return try await withThrowingTaskGroup(of: Void.self) { group in
       // The next dial may knock once this one's stream exists.

@@ -172,6 +172,7 @@ extension PluginClient {
       security: security,
       maxMessageSize: self.configuration.maxMessageSize,
       multiplexer: multiplexer,
+      setupTimeout: self.configuration.startTimeout,
       logger: self.logger
     )
     self.started.fulfil(.success(Session(info: info, plugins: plugins, grpcClient: grpcClient, broker: broker)))
