@@ -27,9 +27,9 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if ! python3 -c 'import grpc, grpc_tools, google.protobuf' 2>/dev/null; then
-  step "installing grpcio, grpcio-tools and protobuf from PyPI"
-  python3 -m pip install -q --disable-pip-version-check grpcio grpcio-tools protobuf
+if ! python3 -c 'import grpc, grpc_tools, google.protobuf, cryptography' 2>/dev/null; then
+  step "installing grpcio, grpcio-tools, protobuf and cryptography from PyPI"
+  python3 -m pip install -q --disable-pip-version-check grpcio grpcio-tools protobuf cryptography
 fi
 
 step "checking that generated code matches Protos/"

@@ -45,7 +45,7 @@ command -v python3 >/dev/null || die "python3 not found: apt-get install python3
 python3 -c 'import grpc_tools.protoc' 2>/dev/null ||
     die "python grpc_tools not found: pip install grpcio grpcio-tools protobuf"
 python3 -c 'import cryptography' 2>/dev/null ||
-    die "python cryptography not found (the AutoMTLS leaf of python-kv-plugin): apt-get install python3-cryptography"
+    die "python cryptography not found (the AutoMTLS leaf of python-kv-plugin): pip install cryptography (dev/test.sh does)"
 
 # Go: generated kv and counter code lives in a GOPATH of its own inside $out
 # (as kvbench/proto and counter/proto, from their go_package), the programs
