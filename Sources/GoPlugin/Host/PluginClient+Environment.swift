@@ -46,24 +46,4 @@ extension PluginClient {
     return environment
   }
 
-  /// A bare name is looked up as the plugin's own environment would find it.
-  static func resolveExecutable(_ executable: String, searchPath: String?) throws(PluginError) -> String {
-    if executable.contains("/") {
-      guard access(executable, X_OK) == 0 else {
-        let code = errno
-        throw PluginError(
-          code: .launchFailed,
-          message: "\(executable) is not an executable file: \(String(cString: strerror(code)))",
-          pluginPath: executable,
-          cause: Errno(rawValue: code)
-        )
-      }
-      return executable
-    }
-    for directory in (searchPath ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":") {
-      let candidate = "\(directory)/\(executable)"
-      if access(candidate, X_OK) == 0 { return candidate }
-    }
-    throw PluginError(code: .launchFailed, message: "\(executable) was not found in PATH", pluginPath: executable)
-  }
 }

@@ -11,10 +11,7 @@ extension PluginClient {
   func launchAndServe() async throws(PluginError) {
     let configuration = self.configuration
     try configuration.validate()
-    let executable = try Self.resolveExecutable(
-      configuration.command.executable,
-      searchPath: configuration.command.environment["PATH"] ?? ProcessInfo.processInfo.environment["PATH"]
-    )
+    let executable = try configuration.command.resolvedExecutable()
     // Opened and checked before anything else happens, and kept open until the plugin is gone.
     let verified = try configuration.checksum.map { checksum throws(PluginError) in
       try VerifiedExecutable(path: executable, checksum: checksum)

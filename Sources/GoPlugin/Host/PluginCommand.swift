@@ -1,4 +1,6 @@
 import Foundation
+import GoPluginPlatform
+import SystemPackage
 
 /// The program a host launches as a plugin.
 public struct PluginCommand: Sendable, Hashable {
@@ -83,5 +85,55 @@ extension PluginCommand {
   /// that ship with it.
   public static func besideThisProgram(_ name: String, arguments: [String] = []) -> PluginCommand {
     PluginCommand(URL(fileURLWithPath: Self.programDirectory).appendingPathComponent(name).path, arguments: arguments)
+  }
+}
+
+extension PluginCommand {
+  /// The path a launch would run: ``executable`` itself when it contains a `/`, otherwise the
+  /// first match in the plugin's `PATH` (its ``environment``'s, else this process's), as the
+  /// plugin's own environment would find it.
+  ///
+  /// A host calls it before launching; a command-line tool can call it to refuse a bad
+  /// `--plugin` as a usage error before anything starts.
+  ///
+  /// - Throws: ``PluginError`` with ``PluginError/Code/launchFailed`` if there is no such file,
+  ///   it is a directory, or this process may not run it.
+  public func resolvedExecutable() throws(PluginError) -> String {
+    if self.executable.contains("/") {
+      try Self.checkRunnable(self.executable)
+      return self.executable
+    }
+    let searchPath = self.environment["PATH"] ?? ProcessInfo.processInfo.environment["PATH"]
+    for directory in (searchPath ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":") {
+      let candidate = "\(directory)/\(self.executable)"
+      if (try? Self.checkRunnable(candidate)) != nil { return candidate }
+    }
+    throw PluginError(
+      code: .launchFailed,
+      message: "\(self.executable) was not found in PATH",
+      pluginPath: self.executable
+    )
+  }
+
+  private static func checkRunnable(_ path: String) throws(PluginError) {
+    guard access(path, X_OK) == 0 else {
+      let code = errno
+      throw PluginError(
+        code: .launchFailed,
+        message: "\(path) is not an executable file: \(String(cString: strerror(code)))",
+        pluginPath: path,
+        cause: Errno(rawValue: code)
+      )
+    }
+    // A directory passes access(X_OK) but cannot be run.
+    if let directory = opendir(path) {
+      closedir(directory)
+      throw PluginError(
+        code: .launchFailed,
+        message: "\(path) is not an executable file: it is a directory",
+        pluginPath: path,
+        cause: Errno.isDirectory
+      )
+    }
   }
 }

@@ -32,7 +32,14 @@ struct PluginOptions: ParsableArguments {
   var multiplex = false
 
   func validate() throws {
-    try validatePluginCommandLine(self.plugin)
+    if let plugin = self.plugin {
+      // Refused here, a bad command line is a usage error rather than a failed run.
+      do {
+        _ = try PluginCommand(commandLine: plugin).resolvedExecutable()
+      } catch {
+        throw ValidationError("--plugin: \(error.message)")
+      }
+    }
   }
 
   func withKV<Result: Sendable>(_ body: (PluginClient, KVClient) async throws -> Result) async throws -> Result {
@@ -149,23 +156,5 @@ struct Bench: AsyncParsableCommand {
 
   static func milliseconds(_ duration: Duration) -> Double {
     (seconds(duration) * 10_000).rounded() / 10
-  }
-}
-
-/// Refuses a `--plugin` command line that cannot name a program: a usage error, not a failed run.
-func validatePluginCommandLine(_ commandLine: String?) throws {
-  guard let commandLine else { return }
-  let command: PluginCommand
-  do {
-    command = try PluginCommand(commandLine: commandLine)
-  } catch {
-    throw ValidationError("--plugin: \(error.message)")
-  }
-  var isDirectory: ObjCBool = false
-  if command.executable.contains("/"),
-    !FileManager.default.fileExists(atPath: command.executable, isDirectory: &isDirectory) || isDirectory.boolValue
-      || !FileManager.default.isExecutableFile(atPath: command.executable)
-  {
-    throw ValidationError("--plugin: \(command.executable) is not an executable file.")
   }
 }

@@ -31,7 +31,14 @@ struct StreamFile: AsyncParsableCommand {
   var file: String?
 
   func validate() throws {
-    try validatePluginCommandLine(self.plugin)
+    if let plugin = self.plugin {
+      // Refused here, a bad command line is a usage error rather than a failed run.
+      do {
+        _ = try PluginCommand(commandLine: plugin).resolvedExecutable()
+      } catch {
+        throw ValidationError("--plugin: \(error.message)")
+      }
+    }
     guard (1...65_536).contains(self.size) else {
       throw ValidationError("--size must be between 1 and 65536 MiB (got \(self.size)).")
     }
@@ -101,22 +108,4 @@ struct StreamFile: AsyncParsableCommand {
     return Array(hash.finalize())
   }
 
-}
-
-/// Refuses a `--plugin` command line that cannot name a program: a usage error, not a failed run.
-func validatePluginCommandLine(_ commandLine: String?) throws {
-  guard let commandLine else { return }
-  let command: PluginCommand
-  do {
-    command = try PluginCommand(commandLine: commandLine)
-  } catch {
-    throw ValidationError("--plugin: \(error.message)")
-  }
-  var isDirectory: ObjCBool = false
-  if command.executable.contains("/"),
-    !FileManager.default.fileExists(atPath: command.executable, isDirectory: &isDirectory) || isDirectory.boolValue
-      || !FileManager.default.isExecutableFile(atPath: command.executable)
-  {
-    throw ValidationError("--plugin: \(command.executable) is not an executable file.")
-  }
 }
