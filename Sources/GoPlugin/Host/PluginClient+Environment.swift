@@ -1,4 +1,3 @@
-import Foundation
 import GRPCCore
 import GoPluginPlatform
 import GoPluginProtos
@@ -7,6 +6,11 @@ import NIOSSL
 import SwiftProtobuf
 import Synchronization
 import SystemPackage
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 extension PluginClient {
 

@@ -1,4 +1,3 @@
-import Foundation
 import GRPCCore
 import GoPluginPlatform
 import GoPluginProtos
@@ -6,6 +5,11 @@ import Logging
 import NIOSSL
 import SwiftProtobuf
 import Synchronization
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 extension PluginClient {
   func launchAndServe() async throws(PluginError) {

@@ -1,4 +1,3 @@
-import Foundation
 import GRPCCore
 import GoPluginPlatform
 import GoPluginProtos
