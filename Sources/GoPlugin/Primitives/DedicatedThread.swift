@@ -44,10 +44,12 @@ enum DedicatedThread {
       #else
       var thread = pthread_t()
       #endif
-      let result = pthread_create(&thread, &attributes, { context in
-        Unmanaged<Work>.fromOpaque(context!).takeRetainedValue().body()
-        return nil
-      }, context)
+      let result = pthread_create(
+        &thread, &attributes,
+        { context in
+          Unmanaged<Work>.fromOpaque(context!).takeRetainedValue().body()
+          return nil
+        }, context)
       if result != 0 {
         Unmanaged<Work>.fromOpaque(context).release()
         return false
