@@ -32,6 +32,7 @@ public struct PluginError: Error, Sendable, Hashable, CustomStringConvertible {
       case listenFailed
       case connectionFailed
       case knockFailed
+      case processNotFound
     }
 
     private let wrapped: Wrapped
@@ -80,6 +81,9 @@ public struct PluginError: Error, Sendable, Hashable, CustomStringConvertible {
     public static let connectionFailed = Code(.connectionFailed)
     /// A multiplexed broker dial's knock was refused or not acknowledged in time.
     public static let knockFailed = Code(.knockFailed)
+    /// A reattach found no running plugin: the process has exited (or never existed), or
+    /// nothing listens at its address (go-plugin's "Reattachment process not found").
+    public static let processNotFound = Code(.processNotFound)
 
     public var description: String { String(describing: self.wrapped) }
   }

@@ -15,6 +15,10 @@ extension PluginClient {
   func launchAndServe() async throws(PluginError) {
     let configuration = self.configuration
     try configuration.validate()
+    if let reattach = configuration.reattach {
+      try await self.reattachAndServe(reattach)
+      return
+    }
     let executable = try configuration.command.resolvedExecutable()
     // Opened and checked before anything else happens, and kept open until the plugin is gone.
     let verified = try configuration.checksum.map { checksum throws(PluginError) in
@@ -36,7 +40,8 @@ extension PluginClient {
       prefix: "plugin-dir",
       group: configuration.unixSocketGroup
     )
-    defer { SocketDirectory.removeTree(socketDirectory) }
+    var keepSocketDirectory = false
+    defer { if !keepSocketDirectory { SocketDirectory.removeTree(socketDirectory) } }
 
     let process = PluginProcess(
       executablePath: verified?.launchPath ?? executable,
@@ -49,9 +54,8 @@ extension PluginClient {
       logger: self.logger
     )
 
-    let outcome: Result<Void, PluginError> = await withTaskGroup(of: Void.self) { group in
+    let outcome: Result<SessionEnd, PluginError> = await withTaskGroup(of: Void.self) { group in
       group.addTask { await process.run() }
-      defer { group.cancelAll() }
       let result = await self.connectAndServe(
         process: process,
         executable: executable,
@@ -59,10 +63,28 @@ extension PluginClient {
         socketDirectory: socketDirectory,
         group: &group
       )
-      // Whatever happened, the process is gone and reaped when the group ends.
+      if case .success(.detached) = result {
+        // Let go of, the plugin keeps running; it is still this process's child, reaped when
+        // it ends. Cancelling this task still kills it.
+        await group.waitForAll()
+      } else {
+        // Whatever happened, the process is gone and reaped when the group ends.
+        group.cancelAll()
+      }
       return result
     }
-    try outcome.get()
+    if case .detached = try outcome.get() {
+      // The plugin's socket lives in this directory, and outlives the host with it.
+      keepSocketDirectory = true
+    }
+  }
+
+  /// How a session that started ended.
+  enum SessionEnd {
+    /// The plugin was stopped, killed, or exited by itself.
+    case ended
+    /// The host let go of the plugin, which keeps running.
+    case detached
   }
 
   /// Everything between launch and reap; the process task runs beside it in `group`.
@@ -72,7 +94,7 @@ extension PluginClient {
     certificate: AutoMTLSCertificate?,
     socketDirectory: String,
     group: inout TaskGroup<Void>
-  ) async -> Result<Void, PluginError> {
+  ) async -> Result<SessionEnd, PluginError> {
     guard let pid = await process.launched.valueIgnoringCancellation() else {
       let status = await process.terminated.valueIgnoringCancellation()
       self.exited.fulfil(PluginExit(status: status, reason: .launchFailed))
@@ -101,7 +123,38 @@ extension PluginClient {
       return .failure(Self.withStandardErrorTail(error, of: process).about(path: executable, pid: pid))
     }
 
-    let plugins = self.configuration.versionedPlugins[line.appVersion] ?? PluginSet()
+    let info = PluginInfo(
+      pid: pid,
+      negotiatedVersion: line.appVersion,
+      protocol: line.protocol,
+      network: line.network,
+      address: line.address,
+      serverCertificate: line.serverCertificate
+    )
+    return await self.serve(
+      process,
+      info: info,
+      plugins: self.configuration.versionedPlugins[line.appVersion] ?? PluginSet(),
+      security: security,
+      path: executable,
+      socketDirectory: socketDirectory,
+      group: &group
+    )
+  }
+
+  /// The session with a running plugin, launched or reattached: connects to it, hands out
+  /// clients, and ends it when the host stops it, lets go of it, or it exits. The process's
+  /// own task runs beside it in `group`.
+  func serve(
+    _ process: some PluginProcessHandle,
+    info handshakeInfo: PluginInfo,
+    plugins: PluginSet,
+    security: ConnectionSecurity,
+    path: String?,
+    socketDirectory: String,
+    group: inout TaskGroup<Void>
+  ) async -> Result<SessionEnd, PluginError> {
+    let pid = handshakeInfo.pid
     let transport: PluginClientTransport
     var multiplexer: Multiplexer?
     // Multiplexed, gRPC dials a private socket whose connections become yamux streams.
@@ -112,13 +165,13 @@ extension PluginClient {
     }
     // Every step throws a PluginError, so each failure keeps the code its step gave it.
     do throws(PluginError) {
-      var (network, address) = (line.network, line.address)
+      var (network, address) = (handshakeInfo.network, handshakeInfo.address)
       if self.configuration.multiplexBroker {
         let mux = try Multiplexer(socketDirectory: socketDirectory, logger: self.logger)
         multiplexer = mux
         try await mux.connect(
-          network: line.network,
-          address: line.address,
+          network: handshakeInfo.network,
+          address: handshakeInfo.address,
           connectTimeout: self.configuration.startTimeout
         )
         let dial = try await mux.makeDialSocket()
@@ -135,8 +188,8 @@ extension PluginClient {
         onConnect: { [connections] in connections.increment() }
       )
     } catch {
-      await self.killAndReap(process)
-      return .failure(error.about(path: executable, pid: pid))
+      await self.abandonAfterFailedStart(process)
+      return .failure(error.about(path: path, pid: pid))
     }
     let grpcClient = GRPCClient(transport: PluginTransport(transport))
     group.addTask {
@@ -153,19 +206,12 @@ extension PluginClient {
       try await transport.establish()
     } catch {
       grpcClient.beginGracefulShutdown()
-      await self.killAndReap(process)
-      return .failure(error.about(path: executable, pid: pid))
+      await self.abandonAfterFailedStart(process)
+      return .failure(error.about(path: path, pid: pid))
     }
 
-    let info = PluginInfo(
-      pid: pid,
-      negotiatedVersion: line.appVersion,
-      protocol: line.protocol,
-      network: line.network,
-      address: line.address,
-      serverCertificate: line.serverCertificate,
-      multiplexed: multiplexer != nil
-    )
+    var info = handshakeInfo
+    info.multiplexed = multiplexer != nil
     self.logger.debug("using plugin", metadata: ["version": "\(info.negotiatedVersion)", "address": "\(info.address)"])
     let broker = GRPCBroker(
       socketDirectory: socketDirectory,
@@ -178,9 +224,10 @@ extension PluginClient {
     )
     self.started.fulfil(.success(Session(info: info, plugins: plugins, grpcClient: grpcClient, broker: broker)))
 
-    // The session: the broker and stdio streams stay open until the plugin is stopped or exits.
-    // Those streams ending (a plugin without a broker, a dropped connection) ends nothing.
-    await withTaskGroup(of: Void.self) { stdio in
+    // The session: the broker and stdio streams stay open until the plugin is stopped or exits,
+    // or the host lets go of it. Those streams ending (a plugin without a broker, a dropped
+    // connection) ends nothing.
+    let end = await withTaskGroup(of: Void.self) { stdio -> SessionEnd in
       // Stdio outlives the stop request: a plugin flushes what it still holds as it shuts
       // down, and the stream ends by itself once the plugin has gone.
       stdio.addTask { await self.drainStdio(grpcClient) }
@@ -188,6 +235,7 @@ extension PluginClient {
         session.addTask { await self.holdBrokerStream(grpcClient, broker: broker) }
         await withTaskGroup(of: Void.self) { race in
           race.addTask { _ = await self.stopRequested.wait() }
+          race.addTask { _ = await self.detachRequested.wait() }
           race.addTask { _ = await process.terminated.wait() }
           await race.next()
           race.cancelAll()
@@ -196,11 +244,23 @@ extension PluginClient {
       }
       // Brokered servers stop and dials fail before the plugin is asked to shut down.
       broker.close()
+      // A detach asked for before any stop lets go; a cancelled run, or a stop, stops.
+      if self.detachRequested.current != nil, self.stopRequested.current == nil, !Task.isCancelled,
+        process.terminated.current == nil
+      {
+        grpcClient.beginGracefulShutdown()
+        process.release()
+        stdio.cancelAll()
+        self.logger.debug("detached from the plugin, which keeps running")
+        self.exited.fulfil(PluginExit(status: nil, reason: .detached))
+        return .detached
+      }
       await self.stop(process, grpcClient: grpcClient)
       // The process is gone; whatever it sent is in the socket buffers and drains at once.
       stdio.addTask { try? await Task.sleep(for: Self.stdioDrainTime) }
       await stdio.next()
       stdio.cancelAll()
+      return .ended
     }
     // Multiplexed, the session's sockets and bridges close on the event loop; the host
     // returns only once they have (the deferred closes then have nothing left to do).
@@ -208,7 +268,7 @@ extension PluginClient {
     await multiplexer?.closeAndWait()
     // A plugin that vanished without removing its socket (killed, crashed) left it in its private
     // directory, which goes with it; a path the plugin merely named is never unlinked.
-    return .success(())
+    return .success(end)
   }
 
   /// The first stdout line, parsed and validated, raced against the start timeout and a stop
@@ -234,7 +294,7 @@ extension PluginClient {
   /// asked to shut down and killed if it lingers past the grace period (or at once, if this
   /// task was cancelled); one that already exited, reaped or not, is asked nothing and its
   /// exit is recorded as its own.
-  func stop(_ process: PluginProcess, grpcClient: GRPCClient<PluginTransport>) async {
+  func stop(_ process: some PluginProcessHandle, grpcClient: GRPCClient<PluginTransport>) async {
     let timeout = self.configuration.gracefulStopTimeout
     var exitDeadline = ContinuousClock.now + timeout
     if !Task.isCancelled && process.beginStop() {
@@ -278,7 +338,18 @@ extension PluginClient {
     }
   }
 
-  func killAndReap(_ process: PluginProcess) async {
+  /// A plugin this host launched and could not use is killed; one it reattached to is left as
+  /// it was: it may serve another host, and a failed reattach must never kill (go-plugin 1.0.1
+  /// killed the pid, by then perhaps another process's).
+  func abandonAfterFailedStart(_ process: some PluginProcessHandle) async {
+    if process is ReattachedProcess {
+      process.release()
+    } else {
+      await self.killAndReap(process)
+    }
+  }
+
+  func killAndReap(_ process: some PluginProcessHandle) async {
     process.kill()
     let status = await process.terminated.valueIgnoringCancellation()
     self.recordExit(of: process, status: status)
@@ -286,7 +357,7 @@ extension PluginClient {
 
   /// Records the exit with the reason the process's own bookkeeping gives: the host's doing
   /// only if the host acted before the process exited.
-  func recordExit(of process: PluginProcess, status: PluginExit.Status?) {
+  func recordExit(of process: some PluginProcessHandle, status: PluginExit.Status?) {
     let exit = PluginExit(status: status, reason: process.reason(for: status))
     guard self.exited.fulfil(exit) else { return }
     if exit.reason == .exitedUnexpectedly {
@@ -299,7 +370,7 @@ extension PluginClient {
   /// A start error with what the plugin last wrote to stderr: a plugin that refuses to start
   /// (a wrong cookie, say) explains itself there, and the reason belongs in the error. Only
   /// for a plugin that gave no handshake: one the host refused said nothing wrong.
-  static func withStandardErrorTail(_ error: PluginError, of process: PluginProcess) -> PluginError {
+  static func withStandardErrorTail(_ error: PluginError, of process: some PluginProcessHandle) -> PluginError {
     guard [.exitedBeforeHandshake, .malformedHandshake, .startTimeout].contains(error.code) else { return error }
     let lines = process.lastStandardErrorLines
     guard !lines.isEmpty else { return error }
@@ -322,7 +393,7 @@ extension PluginClient {
   /// just before the request cannot answer it, and its connection may not say so at once.
   func shutDown(
     _ grpcClient: GRPCClient<PluginTransport>,
-    process: PluginProcess,
+    process: some PluginProcessHandle,
     deadline: ContinuousClock.Instant
   ) async -> ShutdownOutcome {
     await withTaskGroup(of: ShutdownOutcome?.self) { group in

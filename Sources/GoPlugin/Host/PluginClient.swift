@@ -43,6 +43,7 @@ public final class PluginClient: Sendable {
   let phase = Mutex(Phase.idle)
   let started = OneShot<Result<Session, PluginError>>()
   let stopRequested = OneShot<Void>()
+  let detachRequested = OneShot<Void>()
   let exited = OneShot<PluginExit>()
   let finished = OneShot<Void>()
   let connections = ConnectionCounter()
@@ -58,6 +59,7 @@ public final class PluginClient: Sendable {
     self.configuration = configuration
     var logger = logger
     logger[metadataKey: "plugin"] = "\(configuration.command.executable.split(separator: "/").last ?? "")"
+    if let reattach = configuration.reattach { logger[metadataKey: "plugin"] = "\(reattach.address)" }
     self.logger = logger
   }
 
@@ -128,6 +130,8 @@ public final class PluginClient: Sendable {
   /// it is closed. Safe to call more than once and from several tasks at once.
   public func kill() async {
     self.stopRequested.fulfil(())
+    // Let go of by detach(), the plugin is no longer this client's to stop.
+    if self.exited.current?.reason == .detached { return }
     let wasIdle = self.phase.withLock { phase in
       guard case .idle = phase else { return false }
       phase = .finished
@@ -165,7 +169,7 @@ public final class PluginClient: Sendable {
   }
 
   func error(_ code: PluginError.Code, _ message: String, pid: Int32? = nil) -> PluginError {
-    PluginError(code: code, message: message, pluginPath: self.configuration.command.executable, pid: pid)
+    PluginError(code: code, message: message, pluginPath: self.pluginPath, pid: pid ?? self.configuration.reattach?.pid)
   }
 
   // MARK: - Running

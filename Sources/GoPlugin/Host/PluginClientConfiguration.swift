@@ -70,6 +70,36 @@ public struct PluginClientConfiguration: Sendable {
   /// A Go plugin's real stderr is its log, which becomes log records instead.
   public var syncStderr: PluginOutput = .discard
 
+  /// A running plugin to attach to instead of launching ``command``, which is then not used:
+  /// the client connects to its address (no launch, no handshake line, no version
+  /// negotiation), dispenses from ``versionedPlugins`` at the configuration's protocol version
+  /// (the handshake's when it has none), watches the process through a pidfd, and in the end
+  /// either stops it (``PluginClient/kill()``) or leaves it running (``PluginClient/detach()``).
+  ///
+  /// AutoMTLS, checksums and broker multiplexing cannot be combined with it.
+  public var reattach: PluginReattachConfiguration?
+  /// Whether a launched plugin may outlive this host: it is launched apart from the host's
+  /// lifetime (no parent-death signal, a process group of its own), so that
+  /// ``PluginClient/detach()`` can leave it running for another host to reattach to (a host
+  /// upgrade). Such a plugin is no longer stopped when the host dies.
+  public var keepsPluginRunning = false
+
+  /// A host that attaches to the running plugin `reattach` describes instead of launching one.
+  public init(reattachingTo reattach: PluginReattachConfiguration, handshake: HandshakeConfiguration, plugins: PluginSet) {
+    self.init(reattachingTo: reattach, handshake: handshake, versionedPlugins: [handshake.protocolVersion: plugins])
+  }
+
+  /// A host that attaches to a running plugin, with plugin sets per application protocol
+  /// version; the reattach configuration's version picks one.
+  public init(
+    reattachingTo reattach: PluginReattachConfiguration,
+    handshake: HandshakeConfiguration,
+    versionedPlugins: [Int: PluginSet]
+  ) {
+    self.init(command: PluginCommand(""), handshake: handshake, versionedPlugins: versionedPlugins)
+    self.reattach = reattach
+  }
+
   /// A host for plugins of one protocol version, the handshake's.
   public init(command: PluginCommand, handshake: HandshakeConfiguration, plugins: PluginSet) {
     self.init(command: command, handshake: handshake, versionedPlugins: [handshake.protocolVersion: plugins])
@@ -84,8 +114,16 @@ public struct PluginClientConfiguration: Sendable {
 
   func validate() throws(PluginError) {
     func invalid(_ message: String) -> PluginError { PluginError(code: .invalidConfiguration, message: message) }
-    if self.command.executable.isEmpty { throw invalid("the plugin command has no executable") }
-    if self.handshake.magicCookieKey.isEmpty || self.handshake.magicCookieValue.isEmpty {
+    if let reattach = self.reattach {
+      try self.validateReattach(reattach)
+    } else if self.command.executable.isEmpty {
+      throw invalid("the plugin command has no executable")
+    }
+    if self.keepsPluginRunning && self.multiplexBroker {
+      throw invalid("a plugin kept running for another host cannot multiplex: its one connection would be used up")
+    }
+    // A reattach has no launch, so no cookie to hand over.
+    if self.reattach == nil && (self.handshake.magicCookieKey.isEmpty || self.handshake.magicCookieValue.isEmpty) {
       throw invalid("the handshake needs a magic cookie key and value")
     }
     if self.versionedPlugins.isEmpty { throw invalid("no plugin versions to offer") }

@@ -24,9 +24,13 @@ public struct PluginExit: Sendable, Hashable, CustomStringConvertible {
     case launchFailed
     /// It never ran: the client was stopped before it launched the plugin.
     case notStarted
+    /// It still runs: the host let go of it with ``PluginClient/detach()``, for another host
+    /// to reattach to.
+    case detached
   }
 
-  /// The wait status, or `nil` if the process never ran.
+  /// The wait status, or `nil` if the process never ran, still runs (detached), or was not this
+  /// process's child (reattached).
   public var status: Status?
   /// Why it ended.
   public var reason: Reason
@@ -41,6 +45,9 @@ public struct PluginExit: Sendable, Hashable, CustomStringConvertible {
     switch self.status {
     case .exited(let code)?: "exited with status \(code) (\(self.reason))"
     case .signalled(let signal)?: "terminated by signal \(signal) (\(self.reason))"
+    case nil where self.reason == .detached: "still running, detached from this host"
+    // A reattached plugin is not this process's child: its parent learns the status.
+    case nil where [.stopped, .killed, .exitedUnexpectedly].contains(self.reason): "ended (\(self.reason))"
     case nil: "never ran (\(self.reason))"
     }
   }
