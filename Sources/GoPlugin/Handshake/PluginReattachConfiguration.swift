@@ -71,16 +71,43 @@ public struct PluginReattachConfiguration: Codable, Sendable, Hashable, CustomSt
     }
   }
 
-  /// The JSON form, on one line, with the keys in Terraform's order.
+  /// The JSON form, on one line, with the keys in the order Go writes Terraform's struct (a
+  /// `JSONEncoder` keeps no order).
   public var json: String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.withoutEscapingSlashes]
-    // Encoding strings, numbers and booleans cannot fail.
-    let data = (try? encoder.encode(self)) ?? Data()
-    return String(decoding: data, as: UTF8.self)
+    let fields = [
+      "\"Protocol\":\(Self.quoted(self.protocol.rawValue))",
+      "\"ProtocolVersion\":\(self.protocolVersion ?? 0)",
+      "\"Pid\":\(self.pid)",
+      "\"Test\":\(self.test)",
+      "\"Addr\":{\"Network\":\(Self.quoted(self.network.rawValue)),\"String\":\(Self.quoted(self.address))}",
+    ]
+    return "{" + fields.joined(separator: ",") + "}"
+  }
+
+  /// A JSON string literal.
+  private static func quoted(_ text: String) -> String {
+    var result = "\""
+    for scalar in text.unicodeScalars {
+      switch scalar {
+      case "\"": result += "\\\""
+      case "\\": result += "\\\\"
+      case "\n": result += "\\n"
+      case "\r": result += "\\r"
+      case "\t": result += "\\t"
+      case _ where scalar.value < 0x20:
+        let hex = String(scalar.value, radix: 16)
+        result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+      default: result.unicodeScalars.append(scalar)
+      }
+    }
+    return result + "\""
   }
 
   public var description: String { self.json }
+
+  /// The environment variable a plugin in debug mode tells a person to set, and that this
+  /// library's example hosts read a reattach configuration from.
+  public static let environmentKey = "PLUGIN_REATTACH"
 
   // MARK: - Codable
 

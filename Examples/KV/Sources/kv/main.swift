@@ -1,5 +1,7 @@
 // The KV example host: launches a KV plugin (the Swift one next to this executable unless
-// --plugin names another, in any language) and calls it.
+// --plugin names another, in any language) and calls it; or, with --reattach '<json>' (or
+// PLUGIN_REATTACH), attaches to a running one, such as `kv-plugin --debug`, and leaves it
+// running (`stop` stops it).
 import ArgumentParser
 import Foundation
 import GoPlugin
@@ -11,7 +13,7 @@ struct KVCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "kv",
     abstract: "Put and get values through a go-plugin KV plugin.",
-    subcommands: [Put.self, Get.self, Demo.self, Bench.self]
+    subcommands: [Put.self, Get.self, Demo.self, Bench.self, Stop.self]
   )
 
   @OptionGroup var options: PluginOptions
@@ -31,7 +33,29 @@ struct PluginOptions: ParsableArguments {
     help: "Carry brokered connections as yamux streams of the one connection (GRPCBrokerMultiplex).")
   var multiplex = false
 
+  @Option(
+    help: ArgumentHelp(
+      "Attach to the running plugin this reattach JSON describes instead of launching one, and leave it running.",
+      discussion: "Without it, the PLUGIN_REATTACH environment variable is read. kv-plugin --debug prints it."))
+  var reattach: String?
+
+  /// The plugin to attach to: --reattach, else PLUGIN_REATTACH.
+  var reattachConfiguration: PluginReattachConfiguration? {
+    get throws {
+      let environment = ProcessInfo.processInfo.environment[PluginReattachConfiguration.environmentKey]
+      guard let json = self.reattach ?? environment.flatMap({ $0.isEmpty ? nil : $0 }) else { return nil }
+      return try PluginReattachConfiguration(json: json)
+    }
+  }
+
   func validate() throws {
+    do {
+      if try self.reattachConfiguration != nil, self.plugin != nil {
+        throw ValidationError("--reattach attaches to a running plugin; --plugin launches one: give one of them")
+      }
+    } catch let error as PluginError {
+      throw ValidationError("--reattach: \(error.message)")
+    }
     if let plugin = self.plugin {
       // Refused here, a bad command line is a usage error rather than a failed run.
       do {
@@ -45,13 +69,26 @@ struct PluginOptions: ParsableArguments {
   func withKV<Result: Sendable>(_ body: (PluginClient, KVClient) async throws -> Result) async throws -> Result {
     var logger = Logger(label: "kv")
     logger.logLevel = self.verbose ? .debug : .warning
-    let command = try self.plugin.map { try PluginCommand(commandLine: $0) } ?? .besideThisProgram("kv-plugin")
-    var configuration = PluginClientConfiguration(command: command, handshake: .kv, plugins: ["kv": KVPlugin()])
+    let configuration = try self.configuration()
+    return try await withPluginClient(configuration, logger: logger) { client in
+      let result = try await body(client, try await client.dispense("kv", as: KVPlugin.self))
+      // A plugin this host did not launch is left running for the next one.
+      if configuration.reattach != nil { await client.detach() }
+      return result
+    }
+  }
+
+  func configuration() throws -> PluginClientConfiguration {
+    var configuration: PluginClientConfiguration
+    if let reattach = try self.reattachConfiguration {
+      configuration = PluginClientConfiguration(reattachingTo: reattach, handshake: .kv, plugins: ["kv": KVPlugin()])
+    } else {
+      let command = try self.plugin.map { try PluginCommand(commandLine: $0) } ?? .besideThisProgram("kv-plugin")
+      configuration = PluginClientConfiguration(command: command, handshake: .kv, plugins: ["kv": KVPlugin()])
+    }
     if self.autoMTLS { configuration.tls = .autoMTLS }
     configuration.multiplexBroker = self.multiplex
-    return try await withPluginClient(configuration, logger: logger) { client in
-      try await body(client, try await client.dispense("kv", as: KVPlugin.self))
-    }
+    return configuration
   }
 
 }
@@ -90,7 +127,11 @@ struct Demo: AsyncParsableCommand {
     try await self.kv.options.withKV { client, kv in
       stoppedClient = client
       let info = try await client.info
-      print("plugin:     \(client.configuration.command.executable) (pid \(info.pid))")
+      if let reattach = client.configuration.reattach {
+        print("plugin:     reattached to pid \(reattach.pid)")
+      } else {
+        print("plugin:     \(client.configuration.command.executable) (pid \(info.pid))")
+      }
       let security = info.serverCertificate == nil ? "plaintext" : "AutoMTLS"
       print(
         "handshake:  protocol \(info.protocol), version \(info.negotiatedVersion), \(info.network) \(info.address), \(security)"
@@ -99,7 +140,8 @@ struct Demo: AsyncParsableCommand {
       try await kv.put("greeting", value: Array("hello from swift-go-plugin".utf8))
       let value = try await kv.get("greeting")
       print("put/get:    greeting = \"\(String(decoding: value, as: UTF8.self))\"")
-      print("first call: \(Bench.milliseconds(clock.now - launchedAt)) ms after launch")
+      let started = client.configuration.reattach == nil ? "launch" : "reattaching"
+      print("first call: \(Bench.milliseconds(clock.now - launchedAt)) ms after \(started)")
       let chunks = (1...4).map { [UInt8](repeating: UInt8($0), count: 16 * 1024 * $0) }
       let count = try await kv.upload(chunks)
       print(
@@ -109,7 +151,34 @@ struct Demo: AsyncParsableCommand {
       print("health:     SERVING")
     }
     if let stoppedClient {
-      print("stopped:    \(await stoppedClient.exit)")
+      let exit = await stoppedClient.exit
+      print(exit.reason == .detached ? "detached:   \(exit)" : "stopped:    \(exit)")
+    }
+  }
+}
+
+struct Stop: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Stop the running plugin that --reattach (or PLUGIN_REATTACH) names.")
+  @ParentCommand var kv: KVCommand
+
+  func validate() throws {
+    guard try self.kv.options.reattachConfiguration != nil else {
+      throw ValidationError("stop needs --reattach '<json>' (or PLUGIN_REATTACH): the plugin to stop")
+    }
+  }
+
+  func run() async throws {
+    var logger = Logger(label: "kv")
+    logger.logLevel = self.kv.options.verbose ? .debug : .warning
+    var stopped: PluginClient?
+    // The end of the scope stops the plugin: Shutdown, then SIGKILL through its pidfd if it lingers.
+    try await withPluginClient(try self.kv.options.configuration(), logger: logger) { client in
+      stopped = client
+      _ = try await client.info
+    }
+    if let stopped {
+      print("stopped: \(await stopped.exit)")
     }
   }
 }
