@@ -200,7 +200,7 @@ let package = Package(
       name: "GoPluginTests",
       dependencies: [
         "GoPlugin", "GoPluginProtos", "GoPluginTesting", "KVInterface", "CounterInterface", "StreamingInterface",
-        "fixture-plugin", "kv-plugin", grpcCore, logging,
+        "fixture-plugin", "kv-plugin", "kv", grpcCore, logging,
         swiftProtobuf,
         .product(name: "NIOSSL", package: "swift-nio-ssl"),
         .product(name: "X509", package: "swift-certificates"),
@@ -234,7 +234,7 @@ let package = Package(
       name: "InteropTests",
       dependencies: [
         "GoPlugin", "GoPluginTesting", "KVInterface", "kv-plugin", "CounterInterface", "counter-plugin", "counter",
-        "StreamingInterface", "streaming-plugin", "stream-file",
+        "kv", "StreamingInterface", "streaming-plugin", "stream-file",
         grpcCore, logging, .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
