@@ -9,6 +9,57 @@ public struct RunningProgram: Sendable {
   public var pid: Int32
   /// The first line it wrote to standard output, without the newline.
   public var firstLine: String
+  let outputEnded: Latch<Void>
+
+  /// Waits until the program has exited: until its standard output is closed, which happens
+  /// when it exits, unless it closed it itself. The program is reaped only once the closure
+  /// given to ``ExternalProgram/withRunning(_:arguments:environment:_:)`` returns, and until
+  /// then it is a zombie, which `kill(pid, 0)` (and go-plugin 1.0.1's reattach, polling that)
+  /// still finds alive.
+  public func waitForExit() async {
+    _ = await self.outputEnded.wait()
+  }
+}
+
+/// A value set once and awaited by any number of tasks; a cancelled waiter gets `nil`.
+final class Latch<Value: Sendable>: Sendable {
+  private struct State {
+    var value: Value?
+    var waiters: [Int: CheckedContinuation<Value?, Never>] = [:]
+    var next = 0
+  }
+
+  private let state = Mutex(State())
+
+  func set(_ value: Value) {
+    let waiters = self.state.withLock { state -> [CheckedContinuation<Value?, Never>] in
+      guard state.value == nil else { return [] }
+      state.value = value
+      defer { state.waiters = [:] }
+      return Array(state.waiters.values)
+    }
+    for waiter in waiters { waiter.resume(returning: value) }
+  }
+
+  func wait() async -> Value? {
+    let id = self.state.withLock { state in
+      defer { state.next += 1 }
+      return state.next
+    }
+    return await withTaskCancellationHandler {
+      await withCheckedContinuation { (continuation: CheckedContinuation<Value?, Never>) in
+        let now: Value?? = self.state.withLock { state in
+          if let value = state.value { return .some(value) }
+          if Task.isCancelled { return .some(nil) }
+          state.waiters[id] = continuation
+          return .none
+        }
+        if let now { continuation.resume(returning: now) }
+      }
+    } onCancel: {
+      self.state.withLock { $0.waiters.removeValue(forKey: id) }?.resume(returning: nil)
+    }
+  }
 }
 
 extension ExternalProgram {
@@ -28,8 +79,7 @@ extension ExternalProgram {
   /// with it while the program runs. When `body` is done (returns or throws), a program that
   /// still runs gets SIGTERM; this returns once it has exited and been reaped.
   ///
-  /// Standard output after the first line is not read: the program must not write more than a
-  /// pipe holds (64 KiB on Linux). Standard error is collected.
+  /// Standard output after the first line is read and dropped; standard error is collected.
   ///
   /// ```swift
   /// let run = try await ExternalProgram.withRunning(plugin, arguments: ["--debug"]) { program in
@@ -72,19 +122,32 @@ extension ExternalProgram {
           // Whatever the body did, the program ends with this call.
           try? execution.send(signal: .terminate)
         }
-        var line: [UInt8] = []
-        var chunks = execution.standardOutput.makeAsyncIterator()
-        reading: while let chunk = try await chunks.next() {
-          for byte in chunk.withUnsafeBytes({ Array($0) }) {
-            if byte == UInt8(ascii: "\n") { break reading }
-            line.append(byte)
+        // Read to its end, which is when the program exits, so that it never blocks on a
+        // full stdout pipe either.
+        let firstLine = Latch<String?>()
+        let outputEnded = Latch<Void>()
+        group.addTask {
+          defer {
+            firstLine.set(nil)
+            outputEnded.set(())
+          }
+          var line: [UInt8] = []
+          var complete = false
+          for try await chunk in execution.standardOutput where !complete {
+            for byte in chunk.withUnsafeBytes({ Array($0) }) {
+              if byte == UInt8(ascii: "\n") {
+                complete = true
+                firstLine.set(String(decoding: line, as: UTF8.self))
+                break
+              }
+              line.append(byte)
+            }
           }
         }
-        guard !line.isEmpty else {
+        guard let line = await firstLine.wait() ?? nil else {
           throw ProgramError(message: "\(executable) wrote no line on standard output")
         }
-        let program = RunningProgram(
-          pid: execution.processIdentifier.value, firstLine: String(decoding: line, as: UTF8.self))
+        let program = RunningProgram(pid: execution.processIdentifier.value, firstLine: line, outputEnded: outputEnded)
         return try await body(program)
       }
     }
