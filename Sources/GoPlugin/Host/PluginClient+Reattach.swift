@@ -1,6 +1,7 @@
 import GoPluginPlatform
 import Logging
 import Synchronization
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -90,7 +91,8 @@ extension PluginClient {
         // any more (its pid was given to another process).
         process.release()
         await process.watch()
-        throw self.error(.processNotFound, "Reattachment process not found: no socket at \(reattach.address) (\(target))")
+        throw self.error(
+          .processNotFound, "Reattachment process not found: no socket at \(reattach.address) (\(target))")
       }
     }
     let versions = self.configuration.versionedPlugins

@@ -5,6 +5,7 @@ import Logging
 import NIOSSL
 import SwiftProtobuf
 import Synchronization
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else

@@ -15,7 +15,8 @@ extension PluginClientConfiguration {
     if reattach.protocol != .grpc || !self.allowedProtocols.contains(reattach.protocol) {
       throw PluginError(
         code: .unsupportedProtocol,
-        message: "cannot reattach to \(target): Unsupported plugin protocol \"\(reattach.protocol)\"", pid: reattach.pid)
+        message: "cannot reattach to \(target): Unsupported plugin protocol \"\(reattach.protocol)\"", pid: reattach.pid
+      )
     }
     if case .autoMTLS? = self.tls?.mode {
       // The plugin's certificate and the host's were made for the host that launched it and

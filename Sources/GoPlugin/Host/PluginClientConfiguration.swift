@@ -85,7 +85,9 @@ public struct PluginClientConfiguration: Sendable {
   public var keepsPluginRunning = false
 
   /// A host that attaches to the running plugin `reattach` describes instead of launching one.
-  public init(reattachingTo reattach: PluginReattachConfiguration, handshake: HandshakeConfiguration, plugins: PluginSet) {
+  public init(
+    reattachingTo reattach: PluginReattachConfiguration, handshake: HandshakeConfiguration, plugins: PluginSet
+  ) {
     self.init(reattachingTo: reattach, handshake: handshake, versionedPlugins: [handshake.protocolVersion: plugins])
   }
 

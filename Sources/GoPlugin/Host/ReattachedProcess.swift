@@ -46,7 +46,8 @@ final class ReattachedProcess: PluginProcessHandle {
       let code = errno
       process.close()
       throw PluginError(
-        code: .connectionFailed, message: "cannot watch process \(process.pid): pipe: \(String(cString: strerror(code)))",
+        code: .connectionFailed,
+        message: "cannot watch process \(process.pid): pipe: \(String(cString: strerror(code)))",
         pid: process.pid)
     }
     self.pid = process.pid

@@ -1,6 +1,7 @@
 import GoPluginPlatform
 import Logging
 import UnixSignals
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -36,10 +37,11 @@ extension PluginServer {
     _ configuration: PluginServeConfiguration,
     announce: (@Sendable (PluginReattachConfiguration) -> Void)? = nil
   ) async throws {
-    let announce = announce ?? { reattach in
-      POSIX.writeAll(reattach.json + "\n", to: 1)
-      POSIX.writeAll(Self.debugHint(reattach), to: 2)
-    }
+    let announce =
+      announce ?? { reattach in
+        POSIX.writeAll(reattach.json + "\n", to: 1)
+        POSIX.writeAll(Self.debugHint(reattach), to: 2)
+      }
     let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
     let environment = Self.debugEnvironment(configuration, ProcessInfo.processInfo.environment)
     try await withThrowingTaskGroup(of: Void.self) { group in
