@@ -70,6 +70,14 @@ extension PluginClient {
   /// serves the session until it is stopped, let go of, or the plugin exits.
   func reattachAndServe(_ reattach: PluginReattachConfiguration) async throws(PluginError) {
     let target = "process \(reattach.pid) at \(reattach.network) \(reattach.address)"
+    // Servers the host opens for the broker need a private place too; made first, so that
+    // nothing opened below is left behind if it cannot be.
+    let socketDirectory = try SocketDirectory.makePrivate(
+      in: SocketDirectory.hostBase(environment: ProcessInfo.processInfo.environment),
+      prefix: "plugin-dir",
+      group: self.configuration.unixSocketGroup
+    )
+    defer { SocketDirectory.removeTree(socketDirectory) }
     let descriptor: ProcessDescriptor
     do {
       descriptor = try ProcessDescriptor.open(pid: reattach.pid)
@@ -81,9 +89,16 @@ extension PluginClient {
         case .failed(let code): "pidfd_open: \(String(cString: strerror(code)))"
         }
       let code: PluginError.Code = if case .noSuchProcess = error { .processNotFound } else { .connectionFailed }
-      throw self.error(code, "Reattachment process not found: \(reason)")
+      throw self.error(code, "Reattachment process not found: \(reason) (\(target))")
     }
-    let process = try ReattachedProcess(descriptor)
+    let process: ReattachedProcess
+    do {
+      process = try ReattachedProcess(descriptor)
+    } catch {
+      var failure = error
+      failure.message += " (\(target))"
+      throw failure
+    }
     if reattach.network == .unix {
       var status = stat()
       if stat(reattach.address, &status) != 0 || (status.st_mode & S_IFMT) != S_IFSOCK {
@@ -113,13 +128,6 @@ extension PluginClient {
       await process.watch()
       throw error
     }
-    // Servers the host opens for the broker need a private place too.
-    let socketDirectory = try SocketDirectory.makePrivate(
-      in: SocketDirectory.hostBase(environment: ProcessInfo.processInfo.environment),
-      prefix: "plugin-dir",
-      group: self.configuration.unixSocketGroup
-    )
-    defer { SocketDirectory.removeTree(socketDirectory) }
     self.logger.debug("reattaching to plugin", metadata: ["pid": "\(reattach.pid)", "address": "\(reattach.address)"])
 
     let info = PluginInfo(

@@ -44,6 +44,8 @@ extension PluginClient {
     var keepSocketDirectory = false
     defer { if !keepSocketDirectory { SocketDirectory.removeTree(socketDirectory) } }
 
+    // With the orphans branch: `diesWithHost: !configuration.keepsPluginRunning`, so that a plugin
+    // kept for another host gets neither the parent-death signal nor the host's process group.
     let process = PluginProcess(
       executablePath: verified?.launchPath ?? executable,
       argumentZero: executable,
