@@ -69,7 +69,7 @@ extension PluginClient {
   /// Connects to a plugin that is already running, watches its process through a pidfd, and
   /// serves the session until it is stopped, let go of, or the plugin exits.
   func reattachAndServe(_ reattach: PluginReattachConfiguration) async throws(PluginError) {
-    let target = "process \(reattach.pid) at \(reattach.network) \(reattach.address)"
+    let target = "at \(reattach.network) \(reattach.address)"
     // Servers the host opens for the broker need a private place too; made first, so that
     // nothing opened below is left behind if it cannot be.
     let socketDirectory = try SocketDirectory.makePrivate(
@@ -107,7 +107,8 @@ extension PluginClient {
         process.release()
         await process.watch()
         throw self.error(
-          .processNotFound, "Reattachment process not found: no socket at \(reattach.address) (\(target))")
+          .processNotFound,
+          "Reattachment process not found: process \(reattach.pid) has no socket at \(reattach.address)")
       }
     }
     let versions = self.configuration.versionedPlugins
