@@ -32,6 +32,9 @@ public struct PluginError: Error, Sendable, Hashable, CustomStringConvertible {
       case listenFailed
       case connectionFailed
       case knockFailed
+      case unavailable
+      case exitedDuringCall
+      case restartLimitReached
     }
 
     private let wrapped: Wrapped
@@ -80,6 +83,15 @@ public struct PluginError: Error, Sendable, Hashable, CustomStringConvertible {
     public static let connectionFailed = Code(.connectionFailed)
     /// A multiplexed broker dial's knock was refused or not acknowledged in time.
     public static let knockFailed = Code(.knockFailed)
+    /// A supervised plugin is down (crashed, restarting, or given up on) and the call was not
+    /// sent; it may be made again once the plugin is ready.
+    public static let unavailable = Code(.unavailable)
+    /// The plugin process ended while the call was in flight; whether the plugin acted on it
+    /// is unknown, so it was not retried.
+    public static let exitedDuringCall = Code(.exitedDuringCall)
+    /// A supervisor restarted the plugin as often as its restart policy allows within its
+    /// window, and gave up.
+    public static let restartLimitReached = Code(.restartLimitReached)
 
     public var description: String { String(describing: self.wrapped) }
   }
