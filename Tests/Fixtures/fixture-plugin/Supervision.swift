@@ -23,7 +23,9 @@ final class CrashingKV: KV {
   private func count() {
     let call = self.calls.add(1, ordering: .relaxed).newValue
     if call % self.every == 0 {
-      FileHandle.standardError.write(Data("crashing at call \(call)\n".utf8))
+      // Through the log, which stays on the real stderr: what the process writes to fd 2 after
+      // the handshake is forwarded over GRPCStdio instead.
+      Logger(label: "fixture") { HCLogHandler(label: $0) }.error("crashing at call \(call)")
       exit(3)
     }
   }
