@@ -126,3 +126,54 @@ func serveInServiceGroup() async {
     exit(1)
   }
 }
+
+/// Host mode, for the closing measurements: supervises the plugin at `path` (which must crash
+/// every few KV calls: this fixture's `crash-every` mode, or the Go KV plugin with
+/// KV_CRASH_EVERY) with no restart delay, calls it until it has crashed `rounds` times, and
+/// prints the median time from sending the call that crashed it to the host knowing it exited
+/// (the call's exitedDuringCall error), and to the restarted plugin answering a call.
+func measureRestarts(rounds: Int, path: String, arguments: [String]) async {
+  var client = PluginClientConfiguration(
+    command: PluginCommand(executable: path, arguments: arguments), handshake: .kv, plugins: ["kv": KVPlugin()])
+  client.standardInput = .none
+  var configuration = PluginSupervisor.Configuration(client: client)
+  configuration.restart = .init(initialDelay: .zero, jitter: 0, maximumRestarts: rounds + 5)
+  configuration.healthCheck = nil
+  configuration.waitForReady = .seconds(30)
+  var logger = Logger(label: "measure")
+  logger.logLevel = .critical
+  let supervisor = PluginSupervisor(configuration: configuration, logger: logger)
+  var noticed: [Duration] = []
+  var answered: [Duration] = []
+  do {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await supervisor.run() }
+      let kv = try await supervisor.dispense("kv", as: KVPlugin.self)
+      var call = 0
+      while noticed.count < rounds {
+        call += 1
+        let sent = ContinuousClock.now
+        do {
+          try await kv.put("k\(call)", value: [1])
+        } catch let error as PluginError where error.code == .exitedDuringCall {
+          noticed.append(ContinuousClock.now - sent)
+          // Waits for the restarted plugin, then is answered by it.
+          try await kv.put("after\(call)", value: [1])
+          answered.append(ContinuousClock.now - sent)
+        }
+      }
+      supervisor.beginGracefulShutdown()
+      try await group.waitForAll()
+    }
+  } catch {
+    FileHandle.standardError.write(Data("measurement failed: \(error)\n".utf8))
+    exit(1)
+  }
+  func median(_ values: [Duration]) -> String {
+    let sorted = values.sorted()
+    let middle = sorted[sorted.count / 2]
+    return String(format: "%.1f ms", Double(middle.components.attoseconds) / 1e15 + Double(middle.components.seconds) * 1000)
+  }
+  print("\(path.split(separator: "/").last ?? ""): \(rounds) crashes, crash to noticed: median \(median(noticed)), "
+    + "crash to answering again: median \(median(answered))")
+}

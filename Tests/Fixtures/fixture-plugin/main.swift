@@ -228,6 +228,11 @@ case "draining":
 case "service-group":
   // Serves as one service of a ServiceGroup; see Supervision.swift.
   await serveInServiceGroup()
+case "measure-restarts":
+  // Host mode: measure-restarts ROUNDS PLUGIN-PATH [PLUGIN-ARGS...]; see Supervision.swift.
+  await measureRestarts(
+    rounds: Int(arguments.dropFirst().first ?? "") ?? 20,
+    path: arguments.dropFirst(2).first ?? CommandLine.arguments[0], arguments: Array(arguments.dropFirst(3)))
 case "host-cycles":
   // Host mode: launches this same executable as a plugin through every kind of ending, and
   // reports what is left afterwards, so a test can assert that nothing leaks.
