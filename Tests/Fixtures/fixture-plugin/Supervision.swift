@@ -134,7 +134,7 @@ func serveInServiceGroup() async {
 /// (the call's exitedDuringCall error), and to the restarted plugin answering a call.
 func measureRestarts(rounds: Int, path: String, arguments: [String]) async {
   var client = PluginClientConfiguration(
-    command: PluginCommand(executable: path, arguments: arguments), handshake: .kv, plugins: ["kv": KVPlugin()])
+    command: PluginCommand(path, arguments: arguments), handshake: .kv, plugins: ["kv": KVPlugin()])
   client.standardInput = .none
   var configuration = PluginSupervisor.Configuration(client: client)
   configuration.restart = .init(initialDelay: .zero, jitter: 0, maximumRestarts: rounds + 5)
