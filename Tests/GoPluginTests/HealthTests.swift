@@ -87,7 +87,8 @@ struct HealthTests {
       group.addTask { try await client.run() }
       _ = try await client.info
       group.addTask {
-        try await client.monitorHealth(PluginHealthCheck(interval: .milliseconds(20), timeout: .seconds(5), failureThreshold: 1))
+        try await client.monitorHealth(
+          PluginHealthCheck(interval: .milliseconds(20), timeout: .seconds(5), failureThreshold: 1))
       }
       await client.kill()
       // Throws if the monitor took the stop for sickness.

@@ -164,7 +164,9 @@ struct SupervisorTests {
     }
     let kinds = log.all.map(\.kind)
     #expect(
-      Array(kinds.prefix(7)) == ["starting", "ready", "unhealthy", "exited(stopped)", "restarting", "starting", "ready"])
+      Array(kinds.prefix(7)) == [
+        "starting", "ready", "unhealthy", "exited(stopped)", "restarting", "starting", "ready",
+      ])
     if case .unhealthy(let error) = log.all[2] {
       #expect(error.code == .unhealthy)
     } else {
@@ -254,7 +256,9 @@ struct SupervisorTests {
     )
     let group = ServiceGroup(
       configuration: ServiceGroupConfiguration(
-        services: [.init(service: client), .init(service: groupedPlugin), .init(service: supervisor), .init(service: server)],
+        services: [
+          .init(service: client), .init(service: groupedPlugin), .init(service: supervisor), .init(service: server),
+        ],
         logger: Logger(label: "test")
       )
     )

@@ -5,6 +5,7 @@ import Logging
 import NIOSSL
 import SwiftProtobuf
 import Synchronization
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -179,7 +180,8 @@ extension PluginClient {
     )
     let transportForCalls = PluginTransport(transport)
     self.started.fulfil(
-      .success(Session(info: info, plugins: plugins, grpcClient: grpcClient, broker: broker, transport: transportForCalls)))
+      .success(
+        Session(info: info, plugins: plugins, grpcClient: grpcClient, broker: broker, transport: transportForCalls)))
 
     // The session: the broker and stdio streams stay open until the plugin is stopped or exits.
     // Those streams ending (a plugin without a broker, a dropped connection) ends nothing.

@@ -46,7 +46,8 @@ final class CrashingKV: KV {
 
 /// Serves a KV that crashes the process on every `every`-th call.
 func serveCrashing(every: Int) async {
-  await PluginServer.serve(PluginServeConfiguration(handshake: .kv, plugins: ["kv": KVPlugin(serving: CrashingKV(every: max(every, 1)))]))
+  await PluginServer.serve(
+    PluginServeConfiguration(handshake: .kv, plugins: ["kv": KVPlugin(serving: CrashingKV(every: max(every, 1)))]))
 }
 
 /// A memory KV where a put of the key "not-serving" switches the plugin as a whole to
@@ -172,8 +173,10 @@ func measureRestarts(rounds: Int, path: String, arguments: [String]) async {
   func median(_ values: [Duration]) -> String {
     let sorted = values.sorted()
     let middle = sorted[sorted.count / 2]
-    return String(format: "%.1f ms", Double(middle.components.attoseconds) / 1e15 + Double(middle.components.seconds) * 1000)
+    return String(
+      format: "%.1f ms", Double(middle.components.attoseconds) / 1e15 + Double(middle.components.seconds) * 1000)
   }
-  print("\(path.split(separator: "/").last ?? ""): \(rounds) crashes, crash to noticed: median \(median(noticed)), "
-    + "crash to answering again: median \(median(answered))")
+  print(
+    "\(path.split(separator: "/").last ?? ""): \(rounds) crashes, crash to noticed: median \(median(noticed)), "
+      + "crash to answering again: median \(median(answered))")
 }
