@@ -23,11 +23,15 @@ type store struct {
 	crashEvery, calls int
 }
 
+// realStderr is the process's stderr, which go-plugin's Serve swaps for a pipe
+// that it forwards over GRPCStdio and that a crash loses.
+var realStderr = os.Stderr
+
 // count exits the process on every crashEvery-th call; s.mu is held.
 func (s *store) count() {
 	s.calls++
 	if s.crashEvery > 0 && s.calls%s.crashEvery == 0 {
-		os.Stderr.WriteString("crashing at call " + strconv.Itoa(s.calls) + "\n")
+		realStderr.WriteString("crashing at call " + strconv.Itoa(s.calls) + "\n")
 		os.Exit(3)
 	}
 }
