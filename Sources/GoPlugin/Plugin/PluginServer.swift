@@ -80,7 +80,6 @@ public enum PluginServer {
     let services = try Self.services(
       plugins, version: version, broker: broker, signals: signals, logger: configuration.logger,
       health: configuration.health)
-    configuration.health.register(services: Self.serviceNames(services.dropFirst(4)))
 
     // Opened last, once nothing else can fail, so that gRPC always takes over the descriptor.
     let listenerKind: SocketListener.Kind =
@@ -177,7 +176,8 @@ public enum PluginServer {
     return (version, plugins)
   }
 
-  /// go-plugin's core services, then each plugin's own, in the order of their names.
+  /// go-plugin's core services, then each plugin's own, in the order of their names; the
+  /// plugin's own start SERVING in `health`.
   private static func services(
     _ plugins: PluginSet,
     version: Int,
@@ -186,17 +186,19 @@ public enum PluginServer {
     logger: Logger,
     health: PluginHealth
   ) throws -> [any RegistrableRPCService] {
-    var services: [any RegistrableRPCService] = [
+    let services: [any RegistrableRPCService] = [
       HealthService(stopping: signals.stopping, health: health),
       ControllerService(shutdownRequested: signals.shutdownRequested),
       BrokerService(stopping: signals.stopping, broker: broker),
       StdioService(stopping: signals.stopping, capture: signals.stdioCapture),
     ]
+    var own: [any RegistrableRPCService] = []
     for (name, plugin) in plugins.plugins.sorted(by: { $0.key < $1.key }) {
       let context = PluginServiceContext(name: name, negotiatedVersion: version, logger: logger, broker: broker)
-      services += try plugin.services(context: context)
+      own += try plugin.services(context: context)
     }
-    return services
+    health.register(services: Self.serviceNames(own))
+    return services + own
   }
 
   /// Serves until the host asks the plugin to shut down or the server stops by itself, then
