@@ -180,7 +180,10 @@ let package = Package(
     // A plugin whose misbehaviours the tests ask for by name.
     .executableTarget(
       name: "fixture-plugin",
-      dependencies: ["GoPlugin", "KVInterface", grpcCore, logging, .product(name: "NIOSSL", package: "swift-nio-ssl")],
+      dependencies: [
+        "GoPlugin", "KVInterface", grpcCore, logging, .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
       path: "Tests/Fixtures/fixture-plugin",
       swiftSettings: strictSettings
     ),
@@ -210,6 +213,7 @@ let package = Package(
         .product(name: "NIOEmbedded", package: "swift-nio"),
         .product(name: "SystemPackage", package: "swift-system"),
         .product(name: "NIOHPACK", package: "swift-nio-http2"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ],
       swiftSettings: strictSettings
     ),

@@ -33,6 +33,9 @@ public struct PluginError: Error, Sendable, Hashable, CustomStringConvertible {
       case connectionFailed
       case knockFailed
       case processNotFound
+      case unavailable
+      case exitedDuringCall
+      case restartLimitReached
     }
 
     private let wrapped: Wrapped
@@ -84,6 +87,15 @@ public struct PluginError: Error, Sendable, Hashable, CustomStringConvertible {
     /// A reattach found no running plugin: the process has exited (or never existed), or
     /// nothing listens at its address (go-plugin's "Reattachment process not found").
     public static let processNotFound = Code(.processNotFound)
+    /// A supervised plugin is down (crashed, restarting, or given up on) and the call was not
+    /// sent; it may be made again once the plugin is ready.
+    public static let unavailable = Code(.unavailable)
+    /// The plugin process ended while the call was in flight; whether the plugin acted on it
+    /// is unknown, so it was not retried.
+    public static let exitedDuringCall = Code(.exitedDuringCall)
+    /// A supervisor restarted the plugin as often as its restart policy allows within its
+    /// window, and gave up.
+    public static let restartLimitReached = Code(.restartLimitReached)
 
     public var description: String { String(describing: self.wrapped) }
   }

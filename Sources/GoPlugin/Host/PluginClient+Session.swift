@@ -56,6 +56,7 @@ extension PluginClient {
       logLineLimit: configuration.logLineLimit,
       logger: self.logger
     )
+    self.launchedProcess.withLock { $0 = process }
 
     let outcome: Result<SessionEnd, PluginError> = await withTaskGroup(of: Void.self) { group in
       group.addTask { await process.run() }
@@ -225,7 +226,10 @@ extension PluginClient {
       setupTimeout: self.configuration.startTimeout,
       logger: self.logger
     )
-    self.started.fulfil(.success(Session(info: info, plugins: plugins, grpcClient: grpcClient, broker: broker)))
+    let transportForCalls = PluginTransport(transport)
+    self.started.fulfil(
+      .success(
+        Session(info: info, plugins: plugins, grpcClient: grpcClient, broker: broker, transport: transportForCalls)))
 
     // The session: the broker and stdio streams stay open until the plugin is stopped or exits,
     // or the host lets go of it. Those streams ending (a plugin without a broker, a dropped

@@ -4,6 +4,7 @@ import GoPluginPlatform
 import GoPluginProtos
 public import Logging
 import NIOSSL
+import ServiceLifecycle
 import SwiftProtobuf
 import Synchronization
 
@@ -38,6 +39,8 @@ public final class PluginClient: Sendable {
     var plugins: PluginSet
     var grpcClient: GRPCClient<PluginTransport>
     var broker: GRPCBroker
+    /// The connection's transport, which a supervisor's calls are routed to.
+    var transport: PluginTransport
   }
 
   let phase = Mutex(Phase.idle)
@@ -47,6 +50,8 @@ public final class PluginClient: Sendable {
   let exited = OneShot<PluginExit>()
   let finished = OneShot<Void>()
   let connections = ConnectionCounter()
+  /// The process of the current run, kept for what it last wrote to stderr.
+  let launchedProcess = Mutex<PluginProcess?>(nil)
 
   /// How many connections the client has opened to the plugin; one for the plugin's lifetime
   /// unless the connection broke.
@@ -157,6 +162,12 @@ public final class PluginClient: Sendable {
   /// Whether the plugin process has ended.
   public var hasExited: Bool { self.exited.current != nil }
 
+  /// The plugin's last lines on stderr (at most 10 lines and 4 KiB), oldest first: after a
+  /// crash, usually what the plugin said about it (a Go panic, a Swift fatal error).
+  public var lastStandardErrorLines: [String] {
+    self.launchedProcess.withLock { $0?.lastStandardErrorLines } ?? []
+  }
+
   func session() async throws(PluginError) -> Session {
     guard let outcome = await self.started.wait() else {
       throw self.error(.notRunning, "cancelled while waiting for the plugin to start")
@@ -196,8 +207,19 @@ public final class PluginClient: Sendable {
       self.phase.withLock { $0 = .finished }
       self.finished.fulfil(())
     }
-    do {
-      try await self.launchAndServe()
+    do throws(PluginError) {
+      // In a ServiceGroup, a graceful shutdown stops the plugin as kill() does.
+      let outcome = await withGracefulShutdownHandler { () async -> PluginError? in
+        do throws(PluginError) {
+          try await self.launchAndServe()
+          return nil
+        } catch {
+          return error
+        }
+      } onGracefulShutdown: {
+        self.stopRequested.fulfil(())
+      }
+      if let outcome { throw outcome }
     } catch {
       self.started.fulfil(.failure(error))
       // Failures before launch leave no process to report on.

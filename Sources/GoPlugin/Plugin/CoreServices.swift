@@ -20,50 +20,68 @@ func waitUntilStoppingOrCancelled(_ stopping: OneShot<Void>, context: ServerCont
   }
 }
 
-/// `grpc.health.v1.Health`: the plugin as a whole (`"plugin"`, and the server as `""`) is
-/// SERVING for as long as it runs. Hosts use `Check`; `Watch` and `List` are there because
-/// grpc-go's stock health server, which Go plugins use, has them.
+/// `grpc.health.v1.Health`: answers from the plugin's ``PluginHealth``, which its own code sets;
+/// the plugin as a whole (`"plugin"`, and the server as `""`) is SERVING unless the plugin said
+/// otherwise, and everything is NOT_SERVING once the plugin begins to stop. Hosts use `Check`;
+/// `Watch` and `List` are there because grpc-go's stock health server, which Go plugins use,
+/// has them.
 struct HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
   let stopping: OneShot<Void>
-
-  private static let known: Set<String> = ["", PluginEnvironment.healthServiceName]
+  let health: PluginHealth
 
   func check(
     request: Grpc_Health_V1_HealthCheckRequest,
     context: ServerContext
   ) async throws -> Grpc_Health_V1_HealthCheckResponse {
-    guard Self.known.contains(request.service) else {
+    guard let status = self.status(of: request.service) else {
       throw RPCError(code: .notFound, message: "unknown service \(request.service)")
     }
-    return .with { $0.status = self.status }
+    return .with { $0.status = status }
   }
 
   func list(
     request: Grpc_Health_V1_HealthListRequest,
     context: ServerContext
   ) async throws -> Grpc_Health_V1_HealthListResponse {
-    let status = Grpc_Health_V1_HealthCheckResponse.with { $0.status = self.status }
-    return .with { response in
-      for name in Self.known { response.statuses[name] = status }
+    .with { response in
+      for name in self.health.knownServices {
+        if let status = self.status(of: name) { response.statuses[name] = .with { $0.status = status } }
+      }
     }
   }
 
+  /// Sends the status now and again whenever it changes, until the plugin stops or the host
+  /// goes away.
   func watch(
     request: Grpc_Health_V1_HealthCheckRequest,
     response: RPCWriter<Grpc_Health_V1_HealthCheckResponse>,
     context: ServerContext
   ) async throws {
-    let status: Grpc_Health_V1_HealthCheckResponse.ServingStatus =
-      Self.known.contains(request.service) ? self.status : .serviceUnknown
-    try await response.write(.with { $0.status = status })
-    await waitUntilStoppingOrCancelled(self.stopping, context: context)
-    if Self.known.contains(request.service) {
+    let changes = self.health.changes()
+    let first = self.status(of: request.service) ?? .serviceUnknown
+    try await response.write(.with { $0.status = first })
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask {
+        var last = first
+        for await _ in changes {
+          let status = self.status(of: request.service) ?? .serviceUnknown
+          guard status != last else { continue }
+          last = status
+          try await response.write(.with { $0.status = status })
+        }
+      }
+      group.addTask { await waitUntilStoppingOrCancelled(self.stopping, context: context) }
+      _ = try await group.next()
+      group.cancelAll()
+    }
+    if self.health.status(ofService: request.service) != nil {
       try? await response.write(.with { $0.status = .notServing })
     }
   }
 
-  private var status: Grpc_Health_V1_HealthCheckResponse.ServingStatus {
-    self.stopping.current == nil ? .serving : .notServing
+  private func status(of service: String) -> Grpc_Health_V1_HealthCheckResponse.ServingStatus? {
+    guard let status = self.health.status(ofService: service) else { return nil }
+    return self.stopping.current == nil && status == .serving ? .serving : .notServing
   }
 }
 

@@ -48,7 +48,7 @@ package final class InProcessPluginPair: Sendable {
       broker: self.pluginBroker
     )
     let core: [any RegistrableRPCService] = [
-      HealthService(stopping: self.stopping),
+      HealthService(stopping: self.stopping, health: PluginHealth()),
       ControllerService(shutdownRequested: self.shutdownRequested),
       BrokerService(stopping: self.stopping, broker: self.pluginBroker),
       StdioService(stopping: self.stopping, capture: self.stdioCapture),

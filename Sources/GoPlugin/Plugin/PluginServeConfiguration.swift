@@ -35,6 +35,9 @@ public struct PluginServeConfiguration: Sendable {
   /// keeps writing to the real stderr either way. Applies to ``PluginServer/serve(_:)`` only:
   /// an in-process ``PluginServer/run(_:environment:onListening:)`` leaves the streams alone.
   public var forwardStandardStreams = true
+  /// The serving status the health service reports; keep a reference to change it while the
+  /// plugin runs (see ``PluginHealth``).
+  public var health = PluginHealth()
 
   /// Serves `plugins` at the handshake's protocol version.
   public init(handshake: HandshakeConfiguration, plugins: PluginSet, logger: Logger? = nil) {

@@ -3,6 +3,7 @@ import GRPCCore
 import GoPluginProtos
 import Logging
 import NIOSSL
+import ServiceLifecycle
 
 /// The plugin side: serve plugins to the host that launched this process.
 public enum PluginServer {
@@ -77,7 +78,8 @@ public enum PluginServer {
     let signals = Signals()
     defer { signals.stdioCapture.fulfil(nil) }
     let services = try Self.services(
-      plugins, version: version, broker: broker, signals: signals, logger: configuration.logger)
+      plugins, version: version, broker: broker, signals: signals, logger: configuration.logger,
+      health: configuration.health)
 
     // Opened last, once nothing else can fail, so that gRPC always takes over the descriptor.
     let listenerKind: SocketListener.Kind =
@@ -174,25 +176,29 @@ public enum PluginServer {
     return (version, plugins)
   }
 
-  /// go-plugin's core services, then each plugin's own, in the order of their names.
+  /// go-plugin's core services, then each plugin's own, in the order of their names; the
+  /// plugin's own start SERVING in `health`.
   private static func services(
     _ plugins: PluginSet,
     version: Int,
     broker: GRPCBroker,
     signals: Signals,
-    logger: Logger
+    logger: Logger,
+    health: PluginHealth
   ) throws -> [any RegistrableRPCService] {
-    var services: [any RegistrableRPCService] = [
-      HealthService(stopping: signals.stopping),
+    let services: [any RegistrableRPCService] = [
+      HealthService(stopping: signals.stopping, health: health),
       ControllerService(shutdownRequested: signals.shutdownRequested),
       BrokerService(stopping: signals.stopping, broker: broker),
       StdioService(stopping: signals.stopping, capture: signals.stdioCapture),
     ]
+    var own: [any RegistrableRPCService] = []
     for (name, plugin) in plugins.plugins.sorted(by: { $0.key < $1.key }) {
       let context = PluginServiceContext(name: name, negotiatedVersion: version, logger: logger, broker: broker)
-      services += try plugin.services(context: context)
+      own += try plugin.services(context: context)
     }
-    return services
+    health.register(services: Self.serviceNames(own))
+    return services + own
   }
 
   /// Serves until the host asks the plugin to shut down or the server stops by itself, then
@@ -214,9 +220,14 @@ public enum PluginServer {
       capture = try await whenListening()
       signals.stdioCapture.fulfil(capture)
 
-      // Either the host asked to shut down, or the server stopped by itself; either way the
+      // Either the host asked to shut down, the server stopped by itself, or (served as one
+      // service of a ServiceGroup) the process is shutting down gracefully; in each case the
       // waiter for a shutdown request has nothing left to wait for.
-      try await group.next()
+      try await withGracefulShutdownHandler {
+        try await group.next()
+      } onGracefulShutdown: {
+        signals.shutdownRequested.fulfil(())
+      }
       signals.shutdownRequested.fulfil(())
       signals.stopping.fulfil(())
       // What the plugin wrote last still reaches the host: the stdio call ends once drained.
@@ -234,6 +245,13 @@ public enum PluginServer {
       }
       group.cancelAll()
     }
+  }
+
+  /// The gRPC services a plugin registers, by their fully qualified names.
+  private static func serviceNames(_ services: some Sequence<any RegistrableRPCService>) -> Set<String> {
+    var router = RPCRouter<PluginServerTransport>()
+    for service in services { service.registerMethods(with: &router) }
+    return Set(router.methods.map(\.service.fullyQualifiedService))
   }
 
   /// Where a plugin's sockets go: the configured directory, else the host's

@@ -219,6 +219,20 @@ case "log":
 
       """.utf8))
   await serve()
+case "crash-every":
+  // Crashes (exit status 3) on every N-th KV call; see Supervision.swift.
+  await serveCrashing(every: Int(arguments.dropFirst().first ?? "") ?? 10)
+case "draining":
+  // Sets itself NOT_SERVING on request or after a delay; see Supervision.swift.
+  await serveDraining()
+case "service-group":
+  // Serves as one service of a ServiceGroup; see Supervision.swift.
+  await serveInServiceGroup()
+case "measure-restarts":
+  // Host mode: measure-restarts ROUNDS PLUGIN-PATH [PLUGIN-ARGS...]; see Supervision.swift.
+  await measureRestarts(
+    rounds: Int(arguments.dropFirst().first ?? "") ?? 20,
+    path: arguments.dropFirst(2).first ?? CommandLine.arguments[0], arguments: Array(arguments.dropFirst(3)))
 case "host-cycles":
   // Host mode: launches this same executable as a plugin through every kind of ending, and
   // reports what is left afterwards, so a test can assert that nothing leaks.

@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"strconv"
 	"sync"
 
 	"interop/kvshared"
@@ -17,18 +18,36 @@ import (
 type store struct {
 	mu sync.Mutex
 	m  map[string][]byte
+	// crashEvery, from KV_CRASH_EVERY, makes every crashEvery-th Get or Put exit
+	// the process with status 3 (for the supervision measurements); 0 never does.
+	crashEvery, calls int
+}
+
+// realStderr is the process's stderr, which go-plugin's Serve swaps for a pipe
+// that it forwards over GRPCStdio and that a crash loses.
+var realStderr = os.Stderr
+
+// count exits the process on every crashEvery-th call; s.mu is held.
+func (s *store) count() {
+	s.calls++
+	if s.crashEvery > 0 && s.calls%s.crashEvery == 0 {
+		realStderr.WriteString("crashing at call " + strconv.Itoa(s.calls) + "\n")
+		os.Exit(3)
+	}
 }
 
 // Get returns an empty value for a missing key rather than an error.
 func (s *store) Get(_ context.Context, req *kvproto.GetRequest) (*kvproto.GetResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.count()
 	return &kvproto.GetResponse{Value: s.m[req.Key]}, nil
 }
 
 func (s *store) Put(_ context.Context, req *kvproto.PutRequest) (*kvproto.Empty, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.count()
 	s.m[req.Key] = req.Value
 	return &kvproto.Empty{}, nil
 }
@@ -52,5 +71,6 @@ func (s *store) Upload(stream kvproto.KV_UploadServer) error {
 func main() {
 	logger := peer.PluginLogger("go-kv-plugin")
 	logger.Info("kv plugin starting", "pid", os.Getpid())
-	peer.Serve(kvshared.Plugins(&store{m: map[string][]byte{}}), logger)
+	crashEvery, _ := strconv.Atoi(os.Getenv("KV_CRASH_EVERY"))
+	peer.Serve(kvshared.Plugins(&store{m: map[string][]byte{}, crashEvery: crashEvery}), logger)
 }
