@@ -58,6 +58,9 @@ let package = Package(
   targets: [
     // The C library under one name, so that no file repeats the platform switch.
     .target(name: "GoPluginPlatform", swiftSettings: strictSettings),
+    // fork and exec for plugin processes, with what the child must do in between (a
+    // parent-death signal, a process group of its own).
+    .target(name: "GoPluginSpawn"),
     // Generated from Protos/plugin, Protos/grpc/health and Protos/grpc/reflection by
     // dev/generate-protos.sh; never edited.
     .target(
@@ -69,6 +72,7 @@ let package = Package(
       name: "GoPlugin",
       dependencies: [
         "GoPluginPlatform",
+        "GoPluginSpawn",
         "GoPluginProtos",
         grpcCore,
         grpcProtobuf,
@@ -196,6 +200,13 @@ let package = Package(
       path: "Tests/Fixtures/fuzz-plugin",
       swiftSettings: strictSettings
     ),
+    // A host that launches the plugins it is given and waits: the no-orphans tests kill it.
+    .executableTarget(
+      name: "orphan-host",
+      dependencies: ["GoPlugin", "KVInterface", logging],
+      path: "Tests/Fixtures/orphan-host",
+      swiftSettings: strictSettings
+    ),
     .testTarget(
       name: "GoPluginTests",
       dependencies: [
@@ -234,7 +245,7 @@ let package = Package(
       name: "InteropTests",
       dependencies: [
         "GoPlugin", "GoPluginTesting", "KVInterface", "kv-plugin", "CounterInterface", "counter-plugin", "counter",
-        "StreamingInterface", "streaming-plugin", "stream-file",
+        "StreamingInterface", "streaming-plugin", "stream-file", "orphan-host",
         grpcCore, logging, .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
