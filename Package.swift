@@ -87,7 +87,6 @@ let package = Package(
         .product(name: "X509", package: "swift-certificates"),
         .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "SwiftASN1", package: "swift-asn1"),
-        .product(name: "Subprocess", package: "swift-subprocess"),
         .product(name: "SystemPackage", package: "swift-system"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -211,7 +210,7 @@ let package = Package(
       name: "GoPluginTests",
       dependencies: [
         "GoPlugin", "GoPluginProtos", "GoPluginTesting", "KVInterface", "CounterInterface", "StreamingInterface",
-        "fixture-plugin", "kv-plugin", grpcCore, logging,
+        "fixture-plugin", "kv-plugin", "orphan-host", "GoPluginSpawn", grpcCore, logging,
         swiftProtobuf,
         .product(name: "NIOSSL", package: "swift-nio-ssl"),
         .product(name: "X509", package: "swift-certificates"),
@@ -245,8 +244,9 @@ let package = Package(
       name: "InteropTests",
       dependencies: [
         "GoPlugin", "GoPluginTesting", "KVInterface", "kv-plugin", "CounterInterface", "counter-plugin", "counter",
-        "StreamingInterface", "streaming-plugin", "stream-file", "orphan-host",
+        "StreamingInterface", "streaming-plugin", "stream-file", "orphan-host", "GoPluginSpawn",
         grpcCore, logging, .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "Subprocess", package: "swift-subprocess"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ],

@@ -2,41 +2,61 @@ import Foundation
 import GoPlugin
 import KVInterface
 import Logging
+import Synchronization
 
 // A host for the no-orphans tests: launches a KV plugin for each command line it is given, prints
 // `pid <index> <pid>` as each one starts and `exit <index> <how it ended>` as each one ends, and
-// otherwise waits, until a test kills it or signals it. It stops its plugins gracefully on SIGTERM
-// and SIGINT, as a host using withPluginHostSignalHandling does.
+// otherwise waits until a test kills it or signals it. It stops its plugins gracefully on SIGTERM
+// and SIGINT, through withPluginHostSignalHandling.
+//
+// With `--stop-all` first, it calls PluginClient.stopAll() once every plugin has started, prints
+// `stopped all, still running: <count>`, and ends when its clients have.
 
 func say(_ text: String) {
   FileHandle.standardOutput.write(Data((text + "\n").utf8))
 }
 
-let commandLines = Array(CommandLine.arguments.dropFirst())
+let arguments = Array(CommandLine.arguments.dropFirst())
+let stopAllWhenStarted = arguments.first == "--stop-all"
+let commandLines = stopAllWhenStarted ? Array(arguments.dropFirst()) : arguments
+
+/// The clients that have started, for `--stop-all`.
+let started = Mutex<[PluginClient]>([])
+
+func host(_ commandLine: String, index: Int) async {
+  do {
+    var configuration = PluginClientConfiguration(
+      command: try PluginCommand(commandLine: commandLine), handshake: .kv, plugins: ["kv": KVPlugin()])
+    configuration.standardInput = .none
+    // Generous: the test machine is shared, and a Go or Python plugin may be slow to stop.
+    configuration.gracefulStopTimeout = .seconds(10)
+    var logger = Logger(label: "orphan-host")
+    logger.logLevel = .warning
+    let client = PluginClient(configuration: configuration, logger: logger)
+    try await withThrowingTaskGroup(of: Void.self) { running in
+      running.addTask { try await client.run() }
+      say("pid \(index) \(try await client.info.pid)")
+      let all = started.withLock { clients in
+        clients.append(client)
+        return clients.count == commandLines.count
+      }
+      if stopAllWhenStarted && all {
+        await PluginClient.stopAll()
+        let left = started.withLock { clients in clients.filter { !$0.hasExited }.count }
+        say("stopped all, still running: \(left)")
+      }
+      try await running.waitForAll()
+    }
+    say("exit \(index) \(await client.exit)")
+  } catch {
+    say("failed \(index) \(error)")
+  }
+}
 
 await withPluginHostSignalHandling {
   await withTaskGroup(of: Void.self) { group in
     for (index, commandLine) in commandLines.enumerated() {
-      group.addTask {
-        do {
-          var configuration = PluginClientConfiguration(
-            command: try PluginCommand(commandLine: commandLine), handshake: .kv, plugins: ["kv": KVPlugin()])
-          configuration.standardInput = .none
-          // Generous: the test machine is shared, and a Go or Python plugin may start slowly.
-          configuration.gracefulStopTimeout = .seconds(10)
-          var logger = Logger(label: "orphan-host")
-          logger.logLevel = .warning
-          let client = PluginClient(configuration: configuration, logger: logger)
-          try await withThrowingTaskGroup(of: Void.self) { running in
-            running.addTask { try await client.run() }
-            say("pid \(index) \(try await client.info.pid)")
-            try await running.waitForAll()
-          }
-          say("exit \(index) \(await client.exit)")
-        } catch {
-          say("failed \(index) \(error)")
-        }
-      }
+      group.addTask { await host(commandLine, index: index) }
     }
   }
 }
