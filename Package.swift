@@ -247,6 +247,7 @@ let package = Package(
         "StreamingInterface", "streaming-plugin", "stream-file", "orphan-host", "GoPluginSpawn",
         grpcCore, logging, .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "Subprocess", package: "swift-subprocess"),
+        .product(name: "SystemPackage", package: "swift-system"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ],
