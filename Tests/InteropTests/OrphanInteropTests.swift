@@ -50,7 +50,9 @@ struct OrphanInteropTests {
       while !started(), let chunk = try await chunks.next() {
         lines += chunk.withUnsafeBytes { splitter.feed($0) }.map { String(decoding: $0.bytes, as: UTF8.self) }
       }
-      let pids = lines.filter { $0.hasPrefix("pid ") }.compactMap { $0.split(separator: " ").last.flatMap { Int32($0) } }
+      let pids = lines.filter { $0.hasPrefix("pid ") }.compactMap {
+        $0.split(separator: " ").last.flatMap { Int32($0) }
+      }
       // Watched from before the end, so that no pid reused afterwards can be mistaken for a plugin.
       let watch = ProcessWatch(pids)
       end(execution.processIdentifier.value)

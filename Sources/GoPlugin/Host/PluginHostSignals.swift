@@ -36,17 +36,21 @@ public import UnixSignals
 /// - Parameters:
 ///   - signals: the signals that stop the host; they are handled from before `body` starts.
 ///   - body: the host's work. If it returns before a signal arrives, its result is returned
-///     and the signals get their previous handling back.
+///     and the signals get their previous handling back (a signal source made for one of them
+///     later in the process, a `ServiceGroup`'s say, then no longer receives it: use this once,
+///     around the entry point).
 /// - Returns: what `body` returns, if no signal came first; when one does, this does not return.
 public func withPluginHostSignalHandling<Result: Sendable, Failure: Error>(
   stoppingPluginsOn signals: [UnixSignal] = [.sigterm, .sigint],
   _ body: @escaping @Sendable () async throws(Failure) -> Result
 ) async throws(Failure) -> Result {
+  let previous = PluginHostSignals.Dispositions(of: signals)
   // Awaited before body starts, so that a signal sent as soon as the host is up is not missed.
   let trapped = await UnixSignalsSequence(trapping: signals)
   let first = OneShot<UnixSignal>()
 
-  let outcome = await withTaskGroup(of: HostOutcome<Result, Failure>?.self) { watching -> HostOutcome<Result, Failure>? in
+  let outcome = await withTaskGroup(of: HostOutcome<Result, Failure>?.self) {
+    watching -> HostOutcome<Result, Failure>? in
     watching.addTask {
       for await signal in trapped {
         // Asked again while the plugins are being stopped: the host has waited long enough.
@@ -54,7 +58,8 @@ public func withPluginHostSignalHandling<Result: Sendable, Failure: Error>(
       }
       return nil
     }
-    let outcome = await withTaskGroup(of: HostOutcome<Result, Failure>?.self) { running -> HostOutcome<Result, Failure>? in
+    let outcome = await withTaskGroup(of: HostOutcome<Result, Failure>?.self) {
+      running -> HostOutcome<Result, Failure>? in
       running.addTask {
         do throws(Failure) {
           return .finished(.success(try await body()))
@@ -93,6 +98,7 @@ public func withPluginHostSignalHandling<Result: Sendable, Failure: Error>(
 
   switch outcome {
   case .finished(let result)?:
+    previous.restore()
     return try result.get()
   case .signalled(let signal)?:
     PluginHostSignals.endProcess(by: signal)
@@ -109,6 +115,27 @@ private enum HostOutcome<Result: Sendable, Failure: Error>: Sendable {
 }
 
 enum PluginHostSignals {
+  /// How signals were handled before the helper trapped them. libdispatch, under
+  /// UnixSignalsSequence, leaves its own handler installed when its signal sources are gone,
+  /// and that handler swallows the signal: a program going on after the helper could no longer
+  /// be interrupted. Restoring the previous disposition means, on the other hand, that a later
+  /// signal source for the same signal in this process no longer gets it (libdispatch does not
+  /// install its handler twice), which fails safe: the signal then does what it did before.
+  struct Dispositions {
+    private var saved: [(signal: Int32, action: sigaction)] = []
+
+    init(of signals: [UnixSignal]) {
+      for signal in signals {
+        var action = sigaction()
+        if sigaction(signal.rawValue, nil, &action) == 0 { self.saved.append((signal.rawValue, action)) }
+      }
+    }
+
+    func restore() {
+      for var saved in self.saved { sigaction(saved.signal, &saved.action, nil) }
+    }
+  }
+
   /// Ends the process as `signal`'s default action would, so that its parent sees the signal.
   static func endProcess(by trapped: UnixSignal) -> Never {
     let number = trapped.rawValue

@@ -76,7 +76,8 @@ struct ChildProcess: Sendable {
     }
     guard status == 0 else {
       return .failure(
-        SpawnError(step: result.failed_step, errno: Errno(rawValue: result.error), workingDirectory: launch.workingDirectory)
+        SpawnError(
+          step: result.failed_step, errno: Errno(rawValue: result.error), workingDirectory: launch.workingDirectory)
       )
     }
     return .success(
@@ -230,7 +231,9 @@ struct ChildProcess: Sendable {
     }
 
     /// One read from a ready pipe: a chunk, or the end of the stream.
-    fileprivate mutating func read(_ descriptor: Int32, into buffer: UnsafeMutableRawBufferPointer, _ handle: (Output) -> Void) {
+    fileprivate mutating func read(
+      _ descriptor: Int32, into buffer: UnsafeMutableRawBufferPointer, _ handle: (Output) -> Void
+    ) {
       let count = GoPluginPlatform.read(descriptor, buffer.baseAddress, buffer.count)
       if count < 0 && (errno == EINTR || errno == EAGAIN) { return }
       let chunk = UnsafeRawBufferPointer(rebasing: buffer[..<max(count, 0)])

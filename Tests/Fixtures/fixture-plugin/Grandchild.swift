@@ -10,7 +10,7 @@ import Glibc
 func startGrandchild(pidFile: String) {
   var pid: pid_t = 0
   let arguments: [UnsafeMutablePointer<CChar>?] = [strdup("sleep"), strdup("1000"), nil]
-  defer { arguments.forEach { free($0) } }
+  defer { for argument in arguments { free(argument) } }
   guard posix_spawn(&pid, "/bin/sleep", nil, nil, arguments, environ) == 0 else {
     FileHandle.standardError.write(Data("could not start sleep\n".utf8))
     exit(5)
