@@ -150,6 +150,14 @@ struct OrphanTests {
     #expect(lines.contains("exit 0 exited with status 0 (stopped)"))
     #expect(lines.contains("exit 1 exited with status 0 (stopped)"))
   }
+
+  @Test("once the host's work has returned, SIGTERM and SIGINT do what they did before")
+  func signalsRestored() async throws {
+    // libdispatch's handler, left behind by the signal sequence, would swallow them.
+    let run = try await ExternalProgram.run(try BuildProducts.path("orphan-host"), arguments: ["--signal-self-after"])
+    #expect(run.status == 128 + SIGTERM, "\(run.outputText)")
+    #expect(!run.outputText.contains("still running"))
+  }
 }
 
 /// A task executor with one thread at a time, whose thread a test can end while tasks that

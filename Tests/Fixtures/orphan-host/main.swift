@@ -11,6 +11,10 @@ import Synchronization
 //
 // With `--stop-all` first, it calls PluginClient.stopAll() once every plugin has started, prints
 // `stopped all, still running: <count>`, and ends when its clients have.
+//
+// With `--signal-self-after` first, it sends itself SIGTERM once withPluginHostSignalHandling has
+// returned, which must end it as SIGTERM did before (status 143), and prints `still running` if
+// it does not.
 
 func say(_ text: String) {
   FileHandle.standardOutput.write(Data((text + "\n").utf8))
@@ -18,7 +22,8 @@ func say(_ text: String) {
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 let stopAllWhenStarted = arguments.first == "--stop-all"
-let commandLines = stopAllWhenStarted ? Array(arguments.dropFirst()) : arguments
+let signalSelfAfter = arguments.first == "--signal-self-after"
+let commandLines = stopAllWhenStarted || signalSelfAfter ? Array(arguments.dropFirst()) : arguments
 
 /// The clients that have started, for `--stop-all`.
 let started = Mutex<[PluginClient]>([])
@@ -59,4 +64,12 @@ await withPluginHostSignalHandling {
       group.addTask { await host(commandLine, index: index) }
     }
   }
+}
+
+if signalSelfAfter {
+  // To the process, as a signal from outside comes: this thread may be one that blocks it.
+  kill(getpid(), SIGTERM)
+  // Delivered to another thread, it may take a moment; a swallowed one never ends the process.
+  for _ in 0..<50 { usleep(100_000) }
+  say("still running")
 }
