@@ -58,6 +58,9 @@ let package = Package(
   targets: [
     // The C library under one name, so that no file repeats the platform switch.
     .target(name: "GoPluginPlatform", swiftSettings: strictSettings),
+    // fork and exec for plugin processes, with what the child must do in between (a
+    // parent-death signal, a process group of its own).
+    .target(name: "GoPluginSpawn"),
     // Generated from Protos/plugin, Protos/grpc/health and Protos/grpc/reflection by
     // dev/generate-protos.sh; never edited.
     .target(
@@ -69,6 +72,7 @@ let package = Package(
       name: "GoPlugin",
       dependencies: [
         "GoPluginPlatform",
+        "GoPluginSpawn",
         "GoPluginProtos",
         grpcCore,
         grpcProtobuf,
@@ -83,7 +87,6 @@ let package = Package(
         .product(name: "X509", package: "swift-certificates"),
         .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "SwiftASN1", package: "swift-asn1"),
-        .product(name: "Subprocess", package: "swift-subprocess"),
         .product(name: "SystemPackage", package: "swift-system"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -199,11 +202,18 @@ let package = Package(
       path: "Tests/Fixtures/fuzz-plugin",
       swiftSettings: strictSettings
     ),
+    // A host that launches the plugins it is given and waits: the no-orphans tests kill it.
+    .executableTarget(
+      name: "orphan-host",
+      dependencies: ["GoPlugin", "KVInterface", logging],
+      path: "Tests/Fixtures/orphan-host",
+      swiftSettings: strictSettings
+    ),
     .testTarget(
       name: "GoPluginTests",
       dependencies: [
         "GoPlugin", "GoPluginProtos", "GoPluginTesting", "KVInterface", "CounterInterface", "StreamingInterface",
-        "fixture-plugin", "kv-plugin", "kv", grpcCore, logging,
+        "fixture-plugin", "kv-plugin", "kv", "orphan-host", "GoPluginSpawn", grpcCore, logging,
         swiftProtobuf,
         .product(name: "NIOSSL", package: "swift-nio-ssl"),
         .product(name: "X509", package: "swift-certificates"),
@@ -238,8 +248,10 @@ let package = Package(
       name: "InteropTests",
       dependencies: [
         "GoPlugin", "GoPluginTesting", "KVInterface", "kv-plugin", "CounterInterface", "counter-plugin", "counter",
-        "kv", "StreamingInterface", "streaming-plugin", "stream-file",
+        "kv", "StreamingInterface", "streaming-plugin", "stream-file", "orphan-host", "GoPluginSpawn",
         grpcCore, logging, .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "Subprocess", package: "swift-subprocess"),
+        .product(name: "SystemPackage", package: "swift-system"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ],

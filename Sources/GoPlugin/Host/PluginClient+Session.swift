@@ -44,8 +44,7 @@ extension PluginClient {
     var keepSocketDirectory = false
     defer { if !keepSocketDirectory { SocketDirectory.removeTree(socketDirectory) } }
 
-    // With the orphans branch: `diesWithHost: !configuration.keepsPluginRunning`, so that a plugin
-    // kept for another host gets neither the parent-death signal nor the host's process group.
+    // A plugin kept for another host must not get the parent-death signal.
     let process = PluginProcess(
       executablePath: verified?.launchPath ?? executable,
       argumentZero: executable,
@@ -54,7 +53,8 @@ extension PluginClient {
       workingDirectory: configuration.command.workingDirectory,
       standardInput: configuration.standardInput,
       logLineLimit: configuration.logLineLimit,
-      logger: self.logger
+      logger: self.logger,
+      diesWithHost: !configuration.keepsPluginRunning
     )
     self.launchedProcess.withLock { $0 = process }
 

@@ -203,6 +203,9 @@ public final class PluginClient: Sendable {
       throw self.error(
         .invalidConfiguration, "a PluginClient runs its plugin once; make a new client to launch it again")
     }
+    // Registered while it runs, for PluginClient.stopAll().
+    LivePluginClients.insert(self)
+    defer { LivePluginClients.remove(self) }
     defer {
       self.phase.withLock { $0 = .finished }
       self.finished.fulfil(())

@@ -1,8 +1,6 @@
 import GoPluginPlatform
 import Logging
-import Subprocess
 import Synchronization
-import SystemPackage
 
 /// How a plugin process ended.
 public struct PluginExit: Sendable, Hashable, CustomStringConvertible {
@@ -55,6 +53,14 @@ public struct PluginExit: Sendable, Hashable, CustomStringConvertible {
 
 /// One plugin child process, alive for the duration of ``run()``: it spawns the process, hands
 /// out the first stdout line, drains stdout, logs stderr and records the exit.
+///
+/// The process is forked from a thread of its own, which follows it (its output, its exit) and
+/// ends when it has been reaped. On Linux the child gets SIGKILL when that thread ends
+/// (`PR_SET_PDEATHSIG`): so when the host dies, even by SIGKILL, and never while the plugin is
+/// healthy, as it would if the fork came from one of Swift concurrency's threads, which end
+/// when they have been idle for a while. The child leads a process group of its own: a
+/// terminal's Ctrl-C reaches the host only (which then stops its plugins), and whatever the
+/// plugin started is killed with it when it ends.
 final class PluginProcess: Sendable {
   enum FirstLine: Sendable {
     case line(String)
@@ -69,6 +75,7 @@ final class PluginProcess: Sendable {
   private let environment: [String: String]
   private let workingDirectory: String?
   private let standardInput: PluginClientConfiguration.StandardInput
+  private let diesWithHost: Bool
   private let logger: Logger
 
   /// The first stdout line; fulfilled once, however the stream ends.
@@ -87,7 +94,8 @@ final class PluginProcess: Sendable {
 
   private enum Life {
     case starting
-    case running(Signaller)
+    /// Launched and not reaped yet: its pid and group are still its own, and can be signalled.
+    case running(ChildProcess)
     /// Reaped, or never launched.
     case ended
   }
@@ -95,23 +103,23 @@ final class PluginProcess: Sendable {
   /// The exit bookkeeping, behind one lock: whether the process still runs, and what the host
   /// has done to end it. The host's acts are recorded under the same lock that checks whether
   /// the process has already exited, so an exit is put down to the host only when the host
-  /// acted first.
+  /// acted first; and the process is reaped under it, so no signal can reach a reused pid.
   private struct State {
     var life = Life.starting
     var ending = Ending.none
-  }
-
-  private struct Signaller: Sendable {
-    var descriptor: Int32
-    /// Whether the process has exited; it may not have been reaped yet.
-    var hasExited: @Sendable () -> Bool
-    var send: @Sendable (Signal) -> Void
   }
 
   private let state = Mutex(State())
   private let logLineLimit: Int
   private let standardErrorTail = Mutex(OutputTail(lines: 10, bytes: 4096))
 
+  /// How long, after the exit, what is left in the pipes is read: a process that escaped the
+  /// plugin's group may hold them open indefinitely.
+  static let drainTime = Duration.milliseconds(250)
+
+  /// - Parameter diesWithHost: whether the process gets SIGKILL when the host dies; `false`
+  ///   for a plugin started to be detached and reattached to later. It leads a process group
+  ///   of its own either way.
   init(
     executablePath: String,
     argumentZero: String,
@@ -120,7 +128,8 @@ final class PluginProcess: Sendable {
     workingDirectory: String?,
     standardInput: PluginClientConfiguration.StandardInput,
     logLineLimit: Int,
-    logger: Logger
+    logger: Logger,
+    diesWithHost: Bool = true
   ) {
     self.logLineLimit = logLineLimit
     self.executablePath = executablePath
@@ -129,19 +138,21 @@ final class PluginProcess: Sendable {
     self.environment = environment
     self.workingDirectory = workingDirectory
     self.standardInput = standardInput
+    self.diesWithHost = diesWithHost
     self.logger = logger
   }
 
-  /// Sends SIGKILL, if the process has not exited yet, and records that the host killed it.
+  /// Sends SIGKILL to the process and its group, if it has not exited yet, and records that the
+  /// host killed it. Callable from any task or thread.
   func kill() {
     self.state.withLock { state in
       switch state.life {
       case .starting:
         state.ending = .killed
-      case .running(let signaller):
-        guard !signaller.hasExited() else { return }
+      case .running(let child):
+        guard !child.hasExited() else { return }
         state.ending = .killed
-        signaller.send(.kill)
+        child.send(SIGKILL, toGroup: true)
       case .ended:
         break
       }
@@ -152,7 +163,7 @@ final class PluginProcess: Sendable {
   /// already (or is being killed): there is nobody left to ask, and its exit stays its own.
   func beginStop() -> Bool {
     self.state.withLock { state in
-      guard case .running(let signaller) = state.life, !signaller.hasExited(), state.ending != .killed else {
+      guard case .running(let child) = state.life, !child.hasExited(), state.ending != .killed else {
         return false
       }
       state.ending = .askedToStop
@@ -180,190 +191,85 @@ final class PluginProcess: Sendable {
   }
 
   /// Runs the process to its end. Never throws: every outcome is reported through
-  /// ``firstLine``, ``launched`` and ``terminated``.
+  /// ``firstLine``, ``launched`` and ``terminated``. Cancelling it kills the process.
   func run() async {
-    let environment = Environment.custom(
-      Dictionary(uniqueKeysWithValues: self.environment.map { (Environment.Key(rawValue: $0.key)!, $0.value) })
+    await withTaskCancellationHandler {
+      // The thread that forks the child must live exactly as long as the child: this one.
+      await DedicatedThread.run { self.launchAndFollow() }
+    } onCancel: {
+      self.kill()
+    }
+  }
+
+  /// On the process's own thread: launches it, follows it to its end and reaps it.
+  private func launchAndFollow() {
+    let launch = ChildProcess.Launch(
+      path: self.executablePath,
+      // The plugin sees its own name as argv[0], even when launched through a descriptor.
+      arguments: [self.argumentZero] + self.arguments,
+      environment: self.environment,
+      workingDirectory: self.workingDirectory,
+      standardInput: self.standardInputDescriptor,
+      newProcessGroup: true,
+      diesWithParent: self.diesWithHost
     )
-    var options = PlatformOptions()
-    // If this task is cancelled, the process must not outlive it.
-    options.teardownSequence = []
-    do {
-      let result = try await withTaskCancellationHandler {
-        try await self.spawn(environment: environment, options: options)
-      } onCancel: {
-        // Subprocess kills the process when this task is cancelled; the host asked for that.
-        self.kill()
-      }
-      self.disarm()
-      let status: PluginExit.Status =
-        switch result {
-        case .exited(let code): .exited(code)
-        case .signaled(let signal): .signalled(signal)
-        }
-      self.firstLine.fulfil(.closed)
-      self.launched.fulfil(nil)
-      self.terminated.fulfil(status)
-    } catch {
-      self.disarm()
-      self.firstLine.fulfil(.launchFailed(error))
+    let child: ChildProcess
+    switch ChildProcess.spawn(launch) {
+    case .success(let spawned):
+      child = spawned
+    case .failure(let error):
+      self.state.withLock { $0.life = .ended }
+      self.firstLine.fulfil(.launchFailed(error.cause))
       self.launched.fulfil(nil)
       self.terminated.fulfil(nil)
+      return
     }
-  }
-
-  private func spawn(environment: Environment, options: PlatformOptions) async throws -> TerminationStatus {
-    try await Subprocess.run(
-      .path(FilePath(self.executablePath)),
-      // The plugin sees its own name as argv[0], even when launched through a descriptor.
-      arguments: Arguments(executablePathOverride: self.argumentZero, remainingValues: self.arguments),
-      environment: environment,
-      workingDirectory: self.workingDirectory.map { FilePath($0) },
-      platformOptions: options,
-      input: self.input,
-      output: .sequence,
-      error: .sequence
-    ) { execution in
-      let pid = execution.processIdentifier.value
-      self.arm(execution)
-      self.launched.fulfil(pid)
-      var pidLogger = self.logger
-      pidLogger[metadataKey: "pid"] = "\(pid)"
-      let stderrLogger = pidLogger
-      await withTaskGroup(of: Void.self) { group in
-        group.addTask { await self.readStandardOutput(execution.standardOutput) }
-        group.addTask { await self.logStandardError(execution.standardError, to: stderrLogger) }
-      }
-    }.terminationStatus
-  }
-
-  /// Makes ``kill()`` and ``beginStop()`` work for this execution.
-  ///
-  /// Subprocess reaps the child and closes its pidfd before `run` returns, and a pidfd number
-  /// closed there can be reused by the next plugin's launch; a late kill through it would hit
-  /// the wrong process. So the signaller keeps a pidfd of its own, open until it is disarmed,
-  /// and signals only while that pidfd says the process has not exited (so not been reaped,
-  /// so its pid cannot have been reused). The same pidfd tells an exit that has happened but
-  /// has not been reaped yet.
-  private func arm<I, O, E>(_ execution: Execution<I, O, E>) {
-    var signaller = Signaller(
-      descriptor: -1,
-      hasExited: { false },
-      send: { signal in try? execution.send(signal: signal) }
-    )
-    #if os(Linux)
-    let pid = execution.processIdentifier.value
-    let descriptor = execution.processIdentifier.processDescriptor
-    let ownDescriptor = descriptor >= 0 ? fcntl(descriptor, F_DUPFD_CLOEXEC, 0) : -1
-    if ownDescriptor >= 0 {
-      signaller = Signaller(
-        descriptor: ownDescriptor,
-        hasExited: {
-          var exited = pollfd(fd: ownDescriptor, events: Int16(POLLIN), revents: 0)
-          return poll(&exited, 1, 0) != 0
-        },
-        send: { signal in _ = Glibc.kill(pid, signal.rawValue) }
-      )
-    }
-    #endif
     self.state.withLock { state in
-      state.life = .running(signaller)
+      state.life = .running(child)
       // Killed while it was being launched (its task cancelled): it goes now.
-      if state.ending == .killed { signaller.send(.kill) }
+      if state.ending == .killed { child.send(SIGKILL, toGroup: true) }
     }
+    self.launched.fulfil(child.pid)
+
+    var pidLogger = self.logger
+    pidLogger[metadataKey: "pid"] = "\(child.pid)"
+    var output = PluginProcessOutput(
+      firstLine: self.firstLine,
+      logLineLimit: self.logLineLimit,
+      logger: pidLogger,
+      keepStandardErrorLine: { line in self.standardErrorTail.withLock { $0.append(line) } }
+    )
+    var streams = child.streams
+    child.follow(&streams) { output.handle($0) }
+    // The plugin has exited; what it started in its group goes with it (its leader is a zombie
+    // until reaped below, so the group cannot be anyone else's).
+    child.send(SIGKILL, toGroup: true)
+    child.drain(&streams, for: Self.drainTime) { output.handle($0) }
+
+    let termination = self.state.withLock { state in
+      defer { state.life = .ended }
+      return child.reap()
+    }
+    child.close()
+    // nil only if something else in the host reaped it (a waitpid(-1)), and took the status.
+    let status: PluginExit.Status? =
+      switch termination {
+      case .exited(let code)?: .exited(code)
+      case .signalled(let signal)?: .signalled(signal)
+      case nil: nil
+      }
+    self.firstLine.fulfil(.closed)
+    self.terminated.fulfil(status)
   }
 
-  private func disarm() {
-    self.state.withLock { state in
-      if case .running(let signaller) = state.life, signaller.descriptor >= 0 { close(signaller.descriptor) }
-      state.life = .ended
-    }
-  }
-
-  private var input: FileDescriptorInput {
+  private var standardInputDescriptor: Int32 {
     // A host without a standard input (closed fd 0, as under some CI runners) cannot pass it on.
     if self.standardInput == .inherit, fcntl(0, F_GETFD) != -1 {
-      return .currentStandardInput
+      return 0
     }
-    return .fileDescriptor(Self.devNull, closeAfterSpawningProcess: false)
+    return Self.devNull
   }
 
-  private static let devNull: FileDescriptor = {
-    // Opened once and kept: every plugin that takes no input shares it.
-    (try? FileDescriptor.open("/dev/null", .readOnly, options: .closeOnExec)) ?? .standardInput
-  }()
-
-  /// The first line is the handshake; everything after it is read and dropped, as go-plugin
-  /// does, so that a plugin printing to stdout never blocks on a full pipe.
-  private func readStandardOutput(_ output: SubprocessOutputSequence) async {
-    var splitter = LineSplitter(maximumLineLength: 64 * 1024)
-    // The sequence can be iterated once: the handshake and the drain share one iterator.
-    var chunks = output.makeAsyncIterator()
-    do {
-      while let chunk = try await chunks.next() {
-        if let first = chunk.withUnsafeBytes({ splitter.feed($0) }).first {
-          self.firstLine.fulfil(.line(String(decoding: first.bytes, as: UTF8.self)))
-          while try await chunks.next() != nil {}
-          return
-        }
-      }
-      // Like Go's scanner, a last line without a newline still counts at end of stream.
-      if let rest = splitter.finish() {
-        self.firstLine.fulfil(.line(String(decoding: rest.bytes, as: UTF8.self)))
-      } else {
-        self.firstLine.fulfil(.closed)
-      }
-    } catch {
-      self.firstLine.fulfil(.closed)
-      self.logger.debug("error reading plugin stdout", metadata: ["error": "\(error)"])
-    }
-  }
-
-  /// Logs each stderr line as a record, and keeps the last few for a start error. A line
-  /// longer than the limit is logged in pieces, at debug (or error, after a panic), each with
-  /// `partial: true`, as go-plugin logs the pieces of a line past its buffer.
-  private func logStandardError(_ output: SubprocessOutputSequence, to logger: Logger) async {
-    var splitter = LineSplitter(maximumLineLength: self.logLineLimit)
-    var parser = PluginLogParser()
-    func emit(_ line: LineSplitter.Line) {
-      var record = line.isPiece ? parser.parsePiece(line.bytes) : parser.parse(line.bytes)
-      // Who logged it is the host's to say; a plugin's fields of the same names do not override.
-      record.metadata["plugin"] = nil
-      record.metadata["pid"] = nil
-      if line.isPiece { record.metadata["partial"] = "true" }
-      logger.log(level: record.level, "\(record.message)", metadata: record.metadata)
-      self.standardErrorTail.withLock { $0.append(line.bytes) }
-    }
-    do {
-      for try await chunk in output {
-        for line in chunk.withUnsafeBytes({ splitter.feed($0) }) { emit(line) }
-      }
-    } catch {
-      logger.debug("error reading plugin stderr", metadata: ["error": "\(error)"])
-    }
-    if let rest = splitter.finish() { emit(rest) }
-  }
-}
-
-/// The last lines of an output, bounded in count and bytes.
-struct OutputTail: Sendable {
-  private(set) var contents: [String] = []
-  private var byteCount = 0
-  let lines: Int
-  let bytes: Int
-
-  init(lines: Int, bytes: Int) {
-    self.lines = lines
-    self.bytes = bytes
-  }
-
-  mutating func append(_ line: [UInt8]) {
-    // A long line keeps its end: that is where a message usually says what went wrong.
-    let text = String(decoding: line.suffix(self.bytes), as: UTF8.self)
-    self.contents.append(text)
-    self.byteCount += text.utf8.count
-    while self.contents.count > self.lines || (self.byteCount > self.bytes && self.contents.count > 1) {
-      self.byteCount -= self.contents.removeFirst().utf8.count
-    }
-  }
+  /// Opened once and kept: every plugin that takes no input shares it.
+  private static let devNull: Int32 = open("/dev/null", O_RDONLY | O_CLOEXEC)
 }

@@ -1,12 +1,11 @@
 import GoPluginPlatform
+import GoPluginSpawn
 
 /// A Linux pidfd: a descriptor that stays bound to one process, whether or not it is this
 /// process's child. It tells when that process exits, and signals sent through it can never
 /// reach another process that was given the same pid later (go-plugin #320 killed such one).
-///
-/// The C library declares `pidfd_open` and `pidfd_send_signal` in a header the Swift module
-/// does not include, and `syscall` is variadic, which Swift cannot call; so both are looked up
-/// by name (glibc 2.36 and later, musl 1.2.4 and later export them).
+/// Both calls go through GoPluginSpawn's wrappers of the system calls, which work whatever
+/// the C library exports.
 struct ProcessDescriptor: Sendable {
   enum OpenError: Error, Sendable {
     /// No process has that pid.
@@ -23,8 +22,7 @@ struct ProcessDescriptor: Sendable {
   static func open(pid: Int32) throws(OpenError) -> ProcessDescriptor {
     #if os(Linux)
     guard pid > 0 else { throw .noSuchProcess }
-    guard let open = Functions.open else { throw .unsupported }
-    let descriptor = open(pid, 0)
+    let descriptor = goplugin_pidfd_open(pid)
     guard descriptor >= 0 else {
       switch errno {
       case ESRCH: throw .noSuchProcess
@@ -49,8 +47,7 @@ struct ProcessDescriptor: Sendable {
   @discardableResult
   func send(signal: Int32) -> Bool {
     #if os(Linux)
-    guard let send = Functions.sendSignal else { return false }
-    return send(self.descriptor, signal, nil, 0) == 0
+    return goplugin_pidfd_send_signal(self.descriptor, signal) == 0
     #else
     return false
     #endif
@@ -59,20 +56,4 @@ struct ProcessDescriptor: Sendable {
   func close() {
     _ = GoPluginPlatform.close(self.descriptor)
   }
-
-  #if os(Linux)
-  private enum Functions {
-    typealias Open = @convention(c) (pid_t, UInt32) -> Int32
-    typealias SendSignal = @convention(c) (Int32, Int32, UnsafeMutableRawPointer?, UInt32) -> Int32
-
-    static let open: Open? = Self.symbol("pidfd_open")
-    static let sendSignal: SendSignal? = Self.symbol("pidfd_send_signal")
-
-    private static func symbol<Function>(_ name: String) -> Function? {
-      // RTLD_DEFAULT: the C library is already loaded.
-      guard let address = dlsym(UnsafeMutableRawPointer(bitPattern: 0), name) else { return nil }
-      return unsafeBitCast(address, to: Function.self)
-    }
-  }
-  #endif
 }

@@ -233,6 +233,11 @@ case "measure-restarts":
   await measureRestarts(
     rounds: Int(arguments.dropFirst().first ?? "") ?? 20,
     path: arguments.dropFirst(2).first ?? CommandLine.arguments[0], arguments: Array(arguments.dropFirst(3)))
+case "grandchild":
+  // Starts a child of its own (see Grandchild.swift), then serves: its host must not leave
+  // that child behind when the plugin stops or crashes.
+  startGrandchild(pidFile: arguments.dropFirst().first ?? "grandchild.pid")
+  await serve()
 case "host-cycles":
   // Host mode: launches this same executable as a plugin through every kind of ending, and
   // reports what is left afterwards, so a test can assert that nothing leaks.

@@ -73,6 +73,21 @@ struct CounterCommand: AsyncParsableCommand {
 
 }
 
+// Ctrl-C or SIGTERM stops the plugin gracefully, then ends the host by that signal. The command
+// runs inside the handling, so that the error of a call the stop cut short is not reported.
+extension CounterCommand {
+  static func main() async {
+    do {
+      try await withPluginHostSignalHandling {
+        var command = try parseAsRoot()
+        if var command = command as? any AsyncParsableCommand { try await command.run() } else { try command.run() }
+      }
+    } catch {
+      exit(withError: error)
+    }
+  }
+}
+
 /// Adds, and remembers what it was asked.
 final class CountingAddHelper: AddHelper {
   private let state = Mutex<(calls: Int, last: String)>((0, ""))

@@ -1,0 +1,74 @@
+// Launching a plugin process: fork and exec with the few things that must happen in the child
+// between the two, which no Swift process library offers on Linux (a parent-death signal, a
+// process group of its own), and the pidfd calls glibc may not wrap.
+#ifndef GOPLUGIN_SPAWN_H
+#define GOPLUGIN_SPAWN_H
+
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// What to launch, and how.
+typedef struct goplugin_spawn_request {
+  /// The program to execute.
+  const char *_Nonnull path;
+  /// argv, argv[0] included, terminated by NULL.
+  char *_Nullable const *_Nonnull arguments;
+  /// The whole environment, "NAME=value" strings terminated by NULL.
+  char *_Nullable const *_Nonnull environment;
+  /// The child's working directory; NULL for the parent's.
+  const char *_Nullable working_directory;
+  /// The descriptor that becomes the child's standard input.
+  int standard_input;
+  /// Non-zero: the child leads a process group of its own, so that a signal to the group
+  /// reaches whatever it starts, and a terminal's Ctrl-C, sent to the host's group, does not.
+  int new_process_group;
+  /// Non-zero: the child gets SIGKILL when the thread that called goplugin_spawn ends (Linux's
+  /// PR_SET_PDEATHSIG; ignored elsewhere).
+  int dies_with_parent;
+} goplugin_spawn_request;
+
+/// The step of a launch that failed.
+typedef enum goplugin_spawn_step {
+  GOPLUGIN_SPAWN_OK = 0,
+  GOPLUGIN_SPAWN_PIPE,
+  GOPLUGIN_SPAWN_FORK,
+  GOPLUGIN_SPAWN_PROCESS_GROUP,
+  GOPLUGIN_SPAWN_PARENT_DEATH_SIGNAL,
+  GOPLUGIN_SPAWN_STANDARD_STREAMS,
+  GOPLUGIN_SPAWN_WORKING_DIRECTORY,
+  GOPLUGIN_SPAWN_EXEC,
+} goplugin_spawn_step;
+
+/// What a launch gave.
+typedef struct goplugin_spawn_result {
+  /// The child's pid, or 0 if the launch failed (a child that failed after the fork has been
+  /// reaped already).
+  pid_t pid;
+  /// A pidfd for the child, or -1 where the kernel has none.
+  int process_descriptor;
+  /// Read ends of the child's stdout and stderr pipes (close-on-exec), or -1.
+  int standard_output;
+  int standard_error;
+  /// Where the launch failed, and errno there.
+  goplugin_spawn_step failed_step;
+  int error;
+} goplugin_spawn_result;
+
+/// Forks and execs the request's program. In the child, only async-signal-safe calls happen
+/// between the fork and the exec. Returns 0, or -1 with `failed_step` and `error` set.
+int goplugin_spawn(const goplugin_spawn_request *_Nonnull request, goplugin_spawn_result *_Nonnull result);
+
+/// pidfd_open(2): -1 with errno ENOSYS on kernels before 5.3.
+int goplugin_pidfd_open(pid_t pid);
+
+/// pidfd_send_signal(2): -1 with errno ENOSYS on kernels before 5.1.
+int goplugin_pidfd_send_signal(int process_descriptor, int signal);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,244 @@
+#define _GNU_SOURCE
+#include "GoPluginSpawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+
+#if defined(NSIG)
+#define GOPLUGIN_SIGNAL_LIMIT NSIG
+#else
+#define GOPLUGIN_SIGNAL_LIMIT 65
+#endif
+
+int goplugin_pidfd_open(pid_t pid) {
+#if defined(__linux__) && defined(SYS_pidfd_open)
+  return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+  (void)pid;
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
+int goplugin_pidfd_send_signal(int process_descriptor, int signal) {
+#if defined(__linux__) && defined(SYS_pidfd_send_signal)
+  return (int)syscall(SYS_pidfd_send_signal, process_descriptor, signal, NULL, 0);
+#else
+  (void)process_descriptor;
+  (void)signal;
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
+/// What the child writes to the error pipe when a step fails: the step, then errno.
+typedef struct child_failure {
+  int32_t step;
+  int32_t error;
+} child_failure;
+
+/// In the child: reports a failed step to the parent and ends. Async-signal-safe.
+static void child_fail(int report, goplugin_spawn_step step) {
+  child_failure failure = {(int32_t)step, (int32_t)errno};
+  ssize_t written;
+  do {
+    written = write(report, &failure, sizeof failure);
+  } while (written < 0 && errno == EINTR);
+  _exit(127);
+}
+
+/// In the child: closes the descriptors from `first` to `last`, both included.
+static void child_close_range(unsigned int first, unsigned int last, unsigned int limit) {
+  if (first > last) return;
+#if defined(__linux__) && defined(SYS_close_range)
+  if (syscall(SYS_close_range, first, last, 0) == 0) return;
+#endif
+  // Kernels before 5.9: one by one, up to the descriptor limit the parent looked up.
+  for (unsigned int descriptor = first; descriptor <= last && descriptor < limit; descriptor++) {
+    close((int)descriptor);
+  }
+}
+
+/// In the child: from the fork to the exec. Every call here is async-signal-safe, because the
+/// parent has other threads, whose locks (malloc's among them) the child inherits held.
+static void child_run(
+  const goplugin_spawn_request *request,
+  pid_t parent,
+  int sources[3],
+  int report,
+  unsigned int descriptor_limit
+) {
+#ifndef __linux__
+  (void)parent;
+#endif
+  // Handlers make no sense after exec, and ignored signals stay ignored through it: a host that
+  // ignores SIGPIPE or SIGINT (or traps SIGTERM for its own shutdown) must not pass that on.
+  struct sigaction action = {0};
+  action.sa_handler = SIG_DFL;
+  sigemptyset(&action.sa_mask);
+  for (int signal = 1; signal < GOPLUGIN_SIGNAL_LIMIT; signal++) {
+    if (signal == SIGKILL || signal == SIGSTOP) continue;
+    // The C library's own real-time signals refuse a change: nothing to reset there.
+    (void)sigaction(signal, &action, NULL);
+  }
+  sigset_t empty;
+  sigemptyset(&empty);
+  sigprocmask(SIG_SETMASK, &empty, NULL);
+
+  if (request->new_process_group && setpgid(0, 0) != 0) child_fail(report, GOPLUGIN_SPAWN_PROCESS_GROUP);
+
+#ifdef __linux__
+  if (request->dies_with_parent) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) child_fail(report, GOPLUGIN_SPAWN_PARENT_DEATH_SIGNAL);
+    // The parent may have died between the fork and the prctl, which then never fires: the
+    // child has been adopted by then, and goes now.
+    if (getppid() != parent) _exit(127);
+  }
+#endif
+
+  // A source below 3 that is not its own target would be overwritten by another stream's dup2
+  // (a host whose stdout is closed gets pipe descriptors from 0 up): move it out of the way.
+  for (int target = 0; target < 3; target++) {
+    if (sources[target] < 3 && sources[target] != target) {
+      sources[target] = fcntl(sources[target], F_DUPFD, 3);
+      if (sources[target] < 0) child_fail(report, GOPLUGIN_SPAWN_STANDARD_STREAMS);
+    }
+  }
+  for (int target = 0; target < 3; target++) {
+    if (sources[target] == target) {
+      // dup2 onto itself leaves close-on-exec set: clear it instead.
+      if (fcntl(target, F_SETFD, 0) != 0) child_fail(report, GOPLUGIN_SPAWN_STANDARD_STREAMS);
+    } else if (dup2(sources[target], target) < 0) {
+      child_fail(report, GOPLUGIN_SPAWN_STANDARD_STREAMS);
+    }
+  }
+
+  if (request->working_directory != NULL && chdir(request->working_directory) != 0) {
+    child_fail(report, GOPLUGIN_SPAWN_WORKING_DIRECTORY);
+  }
+
+  // Nothing of the host's but the three streams reaches the plugin. The error pipe is
+  // close-on-exec already, and stays open until the exec so that a failure can be reported.
+  // A launch by descriptor (checksum verification) names the host's own /proc/<pid>/fd entry,
+  // which the host keeps open: the child needs no copy of it.
+  child_close_range(3, (unsigned int)report - 1, descriptor_limit);
+  child_close_range((unsigned int)report + 1, UINT_MAX, descriptor_limit);
+
+  execve(request->path, request->arguments, request->environment);
+  child_fail(report, GOPLUGIN_SPAWN_EXEC);
+}
+
+static void close_if_open(int descriptor) {
+  if (descriptor >= 0) close(descriptor);
+}
+
+static int make_pipe(int ends[2]) {
+#ifdef __linux__
+  return pipe2(ends, O_CLOEXEC);
+#else
+  if (pipe(ends) != 0) return -1;
+  fcntl(ends[0], F_SETFD, FD_CLOEXEC);
+  fcntl(ends[1], F_SETFD, FD_CLOEXEC);
+  return 0;
+#endif
+}
+
+int goplugin_spawn(const goplugin_spawn_request *request, goplugin_spawn_result *result) {
+  result->pid = 0;
+  result->process_descriptor = -1;
+  result->standard_output = -1;
+  result->standard_error = -1;
+  result->failed_step = GOPLUGIN_SPAWN_OK;
+  result->error = 0;
+
+  int output[2] = {-1, -1};
+  int error[2] = {-1, -1};
+  int report[2] = {-1, -1};
+  if (make_pipe(output) != 0 || make_pipe(error) != 0 || make_pipe(report) != 0) {
+    result->failed_step = GOPLUGIN_SPAWN_PIPE;
+    result->error = errno;
+    close_if_open(output[0]);
+    close_if_open(output[1]);
+    close_if_open(error[0]);
+    close_if_open(error[1]);
+    close_if_open(report[0]);
+    close_if_open(report[1]);
+    return -1;
+  }
+  // The error pipe's write end must not collide with the three standard descriptors the child
+  // sets up (a host with closed standard descriptors gets pipes from 0 up).
+  if (report[1] < 3) {
+    int moved = fcntl(report[1], F_DUPFD_CLOEXEC, 3);
+    close(report[1]);
+    report[1] = moved;
+  }
+  struct rlimit limit = {0};
+  unsigned int descriptor_limit =
+    getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < 65536 ? (unsigned int)limit.rlim_cur : 65536;
+  int sources[3] = {request->standard_input, output[1], error[1]};
+  pid_t parent = getpid();
+
+  // No handler of the host's may run in the child before the child resets them all.
+  sigset_t all, previous;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &previous);
+  pid_t pid = report[1] < 0 ? -1 : fork();
+  int fork_error = errno;
+  if (pid == 0) {
+    close(report[0]);
+    child_run(request, parent, sources, report[1], descriptor_limit);
+  }
+  pthread_sigmask(SIG_SETMASK, &previous, NULL);
+
+  close(output[1]);
+  close(error[1]);
+  close_if_open(report[1]);
+  if (pid < 0) {
+    result->failed_step = GOPLUGIN_SPAWN_FORK;
+    result->error = fork_error;
+    close(output[0]);
+    close(error[0]);
+    close(report[0]);
+    return -1;
+  }
+
+  // The error pipe closes at the exec (close-on-exec), or carries the failed step first.
+  child_failure failure = {0, 0};
+  size_t received = 0;
+  while (received < sizeof failure) {
+    ssize_t count = read(report[0], (char *)&failure + received, sizeof failure - received);
+    if (count < 0 && errno == EINTR) continue;
+    if (count <= 0) break;
+    received += (size_t)count;
+  }
+  close(report[0]);
+  if (received > 0) {
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    close(output[0]);
+    close(error[0]);
+    result->failed_step = received == sizeof failure ? (goplugin_spawn_step)failure.step : GOPLUGIN_SPAWN_EXEC;
+    result->error = received == sizeof failure ? failure.error : EIO;
+    return -1;
+  }
+
+  result->pid = pid;
+  // The child is ours and not reaped, so its pid cannot have been reused yet.
+  result->process_descriptor = goplugin_pidfd_open(pid);
+  result->standard_output = output[0];
+  result->standard_error = error[0];
+  return 0;
+}
