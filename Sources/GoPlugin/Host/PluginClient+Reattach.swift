@@ -57,12 +57,11 @@ extension PluginClient {
   /// Returns once the client has let go; a client that was not running, or whose plugin
   /// already exited or was stopped, has nothing to let go of and returns at once.
   public func detach() async {
-    guard self.phase.withLock({ $0 == .running }) else { return }
-    self.detachRequested.fulfil(())
-    guard case .success? = await self.started.wait() else { return }
-    _ = await self.exited.valueIgnoringCancellation()
+    guard self.transition(.detach) else { return }
+    guard case .success? = await self.wait(until: .startOutcome)?.start else { return }
+    _ = await self.waitIgnoringCancellation(until: .exited)
     if self.configuration.reattach != nil {
-      await self.finished.valueIgnoringCancellation()
+      _ = await self.waitIgnoringCancellation(until: .finished)
     }
   }
 

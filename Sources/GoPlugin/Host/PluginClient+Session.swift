@@ -56,7 +56,7 @@ extension PluginClient {
       logger: self.logger,
       diesWithHost: !configuration.keepsPluginRunning
     )
-    self.launchedProcess.withLock { $0 = process }
+    self.transition(.launched(process))
 
     let outcome: Result<SessionEnd, PluginError> = await withTaskGroup(of: Void.self) { group in
       group.addTask { await process.run() }
@@ -101,7 +101,7 @@ extension PluginClient {
   ) async -> Result<SessionEnd, PluginError> {
     guard let pid = await process.launched.valueIgnoringCancellation() else {
       let status = await process.terminated.valueIgnoringCancellation()
-      self.exited.fulfil(PluginExit(status: status, reason: .launchFailed))
+      self.transition(.exited(PluginExit(status: status, reason: .launchFailed)))
       if case .launchFailed(let reason)? = process.firstLine.current {
         var failure = self.error(.launchFailed, "could not launch \(executable): \(reason)")
         failure.cause = reason
@@ -227,8 +227,8 @@ extension PluginClient {
       logger: self.logger
     )
     let transportForCalls = PluginTransport(transport)
-    self.started.fulfil(
-      .success(
+    self.transition(
+      .started(
         Session(info: info, plugins: plugins, grpcClient: grpcClient, broker: broker, transport: transportForCalls)))
 
     // The session: the broker and stdio streams stay open until the plugin is stopped or exits,
@@ -241,8 +241,7 @@ extension PluginClient {
       await withTaskGroup(of: Void.self) { session in
         session.addTask { await self.holdBrokerStream(grpcClient, broker: broker) }
         await withTaskGroup(of: Void.self) { race in
-          race.addTask { _ = await self.stopRequested.wait() }
-          race.addTask { _ = await self.detachRequested.wait() }
+          race.addTask { _ = await self.wait(until: .stopOrDetachRequested) }
           race.addTask { _ = await process.terminated.wait() }
           await race.next()
           race.cancelAll()
@@ -252,14 +251,12 @@ extension PluginClient {
       // Brokered servers stop and dials fail before the plugin is asked to shut down.
       broker.close()
       // A detach asked for before any stop lets go; a cancelled run, or a stop, stops.
-      if self.detachRequested.current != nil, self.stopRequested.current == nil, !Task.isCancelled,
-        process.terminated.current == nil
-      {
+      if self.phase.detachRequested, !Task.isCancelled, process.terminated.current == nil {
         grpcClient.beginGracefulShutdown()
         process.release()
         stdio.cancelAll()
         self.logger.debug("detached from the plugin, which keeps running")
-        self.exited.fulfil(PluginExit(status: nil, reason: .detached))
+        self.transition(.exited(PluginExit(status: nil, reason: .detached)))
         return .detached
       }
       await self.stop(process, grpcClient: grpcClient)
@@ -289,7 +286,7 @@ extension PluginClient {
       case .closed?, .launchFailed?:
         return try HandshakeLine.parse(nil, expecting: self.expectations)
       case nil:
-        if self.stopRequested.current != nil || Task.isCancelled {
+        if self.phase.stopRequested || Task.isCancelled {
           throw PluginError(code: .notRunning, message: "the plugin was stopped before it finished starting")
         }
         throw PluginError(code: .startTimeout, message: "timeout while waiting for plugin to start")
@@ -336,7 +333,7 @@ extension PluginClient {
     await withTaskGroup(of: PluginProcess.FirstLine?.self) { group in
       group.addTask { await process.firstLine.wait(timeout: timeout) }
       group.addTask {
-        _ = await self.stopRequested.wait()
+        _ = await self.wait(until: .stopRequested)
         return nil
       }
       let first = await group.next() ?? nil
@@ -366,7 +363,7 @@ extension PluginClient {
   /// only if the host acted before the process exited.
   func recordExit(of process: some PluginProcessHandle, status: PluginExit.Status?) {
     let exit = PluginExit(status: status, reason: process.reason(for: status))
-    guard self.exited.fulfil(exit) else { return }
+    guard self.transition(.exited(exit)) else { return }
     if exit.reason == .exitedUnexpectedly {
       self.logger.info("plugin process exited", metadata: ["exit": "\(exit)"])
     } else {

@@ -28,12 +28,6 @@ public final class PluginClient: Sendable {
   public let configuration: PluginClientConfiguration
   let logger: Logger
 
-  enum Phase {
-    case idle
-    case running
-    case finished
-  }
-
   struct Session: Sendable {
     var info: PluginInfo
     var plugins: PluginSet
@@ -43,15 +37,9 @@ public final class PluginClient: Sendable {
     var transport: PluginTransport
   }
 
-  let phase = Mutex(Phase.idle)
-  let started = OneShot<Result<Session, PluginError>>()
-  let stopRequested = OneShot<Void>()
-  let detachRequested = OneShot<Void>()
-  let exited = OneShot<PluginExit>()
-  let finished = OneShot<Void>()
+  /// The client's lifecycle (see ``Phase``), the launched process and the tasks waiting on them.
+  let state = Mutex(LifecycleState())
   let connections = ConnectionCounter()
-  /// The process of the current run, kept for what it last wrote to stderr.
-  let launchedProcess = Mutex<PluginProcess?>(nil)
 
   /// How many connections the client has opened to the plugin; one for the plugin's lifetime
   /// unless the connection broke.
@@ -134,46 +122,35 @@ public final class PluginClient: Sendable {
   /// answering. Returns once the process has been reaped and everything the client opened for
   /// it is closed. Safe to call more than once and from several tasks at once.
   public func kill() async {
-    self.stopRequested.fulfil(())
+    self.transition(.stop)
     // Let go of by detach(), the plugin is no longer this client's to stop.
-    if self.exited.current?.reason == .detached { return }
-    let wasIdle = self.phase.withLock { phase in
-      guard case .idle = phase else { return false }
-      phase = .finished
-      return true
-    }
-    if wasIdle {
-      self.started.fulfil(.failure(self.error(.notRunning, "the plugin was stopped before it was started")))
-      self.exited.fulfil(PluginExit(status: nil, reason: .notStarted))
-      self.finished.fulfil(())
-    }
+    if self.phase.exit?.reason == .detached { return }
     // Even a cancelled caller returns only once the plugin is gone, as documented.
-    await self.finished.valueIgnoringCancellation()
+    _ = await self.waitIgnoringCancellation(until: .finished)
   }
 
   /// How the plugin process ended; waits for it to end.
   public var exit: PluginExit {
     get async {
-      if let exit = await self.exited.wait() { return exit }
-      return PluginExit(status: nil, reason: .killed)
+      await self.wait(until: .exited)?.exit ?? PluginExit(status: nil, reason: .killed)
     }
   }
 
   /// Whether the plugin process has ended.
-  public var hasExited: Bool { self.exited.current != nil }
+  public var hasExited: Bool { self.phase.exit != nil }
 
   /// The plugin's last lines on stderr (at most 10 lines and 4 KiB), oldest first: after a
   /// crash, usually what the plugin said about it (a Go panic, a Swift fatal error).
   public var lastStandardErrorLines: [String] {
-    self.launchedProcess.withLock { $0?.lastStandardErrorLines } ?? []
+    self.state.withLock { $0.process }?.lastStandardErrorLines ?? []
   }
 
   func session() async throws(PluginError) -> Session {
-    guard let outcome = await self.started.wait() else {
+    guard let start = await self.wait(until: .startOutcome)?.start else {
       throw self.error(.notRunning, "cancelled while waiting for the plugin to start")
     }
-    let session = try outcome.get()
-    if self.exited.current != nil {
+    let session = try start.get()
+    if self.hasExited {
       throw self.error(.notRunning, "the plugin is no longer running", pid: session.info.pid)
     }
     return session
@@ -191,13 +168,8 @@ public final class PluginClient: Sendable {
   /// - Throws: ``PluginError`` if the plugin could not be started; once it has started, `run`
   ///   returns normally however it ends (see ``exit``).
   public func run() async throws(PluginError) {
-    let firstRun = self.phase.withLock { phase in
-      guard case .idle = phase else { return false }
-      phase = .running
-      return true
-    }
-    guard firstRun else {
-      if self.exited.current?.reason == .notStarted {
+    guard self.transition(.run) else {
+      if self.phase.exit?.reason == .notStarted {
         throw self.error(.notRunning, "the plugin was stopped before it was started")
       }
       throw self.error(
@@ -206,10 +178,7 @@ public final class PluginClient: Sendable {
     // Registered while it runs, for PluginClient.stopAll().
     LivePluginClients.insert(self)
     defer { LivePluginClients.remove(self) }
-    defer {
-      self.phase.withLock { $0 = .finished }
-      self.finished.fulfil(())
-    }
+    defer { self.transition(.finish) }
     do throws(PluginError) {
       // In a ServiceGroup, a graceful shutdown stops the plugin as kill() does.
       let outcome = await withGracefulShutdownHandler { () async -> PluginError? in
@@ -220,13 +189,12 @@ public final class PluginClient: Sendable {
           return error
         }
       } onGracefulShutdown: {
-        self.stopRequested.fulfil(())
+        self.transition(.stop)
       }
       if let outcome { throw outcome }
     } catch {
-      self.started.fulfil(.failure(error))
-      // Failures before launch leave no process to report on.
-      self.exited.fulfil(PluginExit(status: nil, reason: .launchFailed))
+      // Failures before launch leave no process to report on: their exit is a failed launch.
+      self.transition(.startFailed(error))
       throw error
     }
   }

@@ -78,6 +78,6 @@ extension PluginClient {
 
   /// Started, not stopped or asked to stop.
   private var isRunning: Bool {
-    !self.hasExited && self.stopRequested.current == nil
+    !self.hasExited && !self.phase.stopRequested
   }
 }

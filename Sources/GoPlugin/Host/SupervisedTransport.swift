@@ -65,7 +65,7 @@ struct SupervisedTransport: ClientTransport {
     }
     // A call that failed as its plugin died fails with the plugin's exit, whatever the
     // connection said about it.
-    if failure.isSet, !Task.isCancelled, let exit = await route.client.exited.wait(timeout: Self.exitSettleTime) {
+    if failure.isSet, !Task.isCancelled, let exit = await route.client.exit(within: Self.exitSettleTime) {
       throw PluginError(
         code: .exitedDuringCall,
         message: "the plugin exited during the call to \(descriptor): \(exit)",
