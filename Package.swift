@@ -96,7 +96,7 @@ let package = Package(
     .target(
       name: "GoPluginTesting",
       dependencies: [
-        "GoPlugin", grpcCore, logging,
+        "GoPlugin", "GoPluginPlatform", "GoPluginSpawn", grpcCore, logging,
         .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
         .product(name: "Subprocess", package: "swift-subprocess"),
         .product(name: "SystemPackage", package: "swift-system"),

@@ -6,11 +6,11 @@ import GoPluginPlatform
 /// of them (for a process, a descriptor) stalls everything else. Some waits also have to run on
 /// a thread that lives exactly as long as they do: Linux's parent-death signal follows the
 /// thread that forked a child, not its process.
-enum DedicatedThread {
+package enum DedicatedThread {
   /// Runs `body` on a new thread and returns its result. The thread ends when `body` returns;
   /// cancelling the caller does not interrupt `body`, so `body` must end by itself (a wake-up
   /// descriptor, a process exit).
-  static func run<Result: Sendable>(
+  package static func run<Result: Sendable>(
     _ body: @escaping @Sendable () -> Result
   ) async -> Result {
     await withCheckedContinuation { (continuation: CheckedContinuation<Result, Never>) in
