@@ -22,6 +22,7 @@ struct OrphanInteropTests {
     var status: TerminationStatus
     var plugins: [Int32]
     var stillRunning: [Int32]
+    var host: Int32 = 0
   }
 
   /// Starts orphan-host with the three plugins, in a process group of its own as a shell would
@@ -60,7 +61,9 @@ struct OrphanInteropTests {
       while let chunk = try await chunks.next() {
         lines += chunk.withUnsafeBytes { splitter.feed($0) }.map { String(decoding: $0.bytes, as: UTF8.self) }
       }
-      return HostRun(lines: lines, status: .exited(0), plugins: pids, stillRunning: stillRunning)
+      return HostRun(
+        lines: lines, status: .exited(0), plugins: pids, stillRunning: stillRunning,
+        host: execution.processIdentifier.value)
     }
     var run = result.closureResult
     run.status = result.terminationStatus
@@ -73,6 +76,16 @@ struct OrphanInteropTests {
     let run = try await self.runHost(limit: .seconds(1)) { host in kill(host, SIGKILL) }
     #expect(run.status == .signaled(SIGKILL))
     #expect(run.stillRunning == [], "\(run.lines)")
+
+    // The killed host could not remove its plugins' directories (the Go plugin's socket is
+    // still in its own); the next host to launch a plugin removes them.
+    let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+    func left() throws -> [String] {
+      try FileManager.default.contentsOfDirectory(atPath: base).filter { $0.hasPrefix("plugin-dir-\(run.host)-") }
+    }
+    #expect(try left().count == 3)
+    _ = try await self.runHost(limit: .seconds(30)) { host in kill(host, SIGTERM) }
+    #expect(try left() == [])
   }
 
   @Test("a host sent SIGTERM stops its plugins gracefully, then ends by the signal")

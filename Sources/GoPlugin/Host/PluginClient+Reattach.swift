@@ -71,9 +71,9 @@ extension PluginClient {
     let target = "at \(reattach.network) \(reattach.address)"
     // Servers the host opens for the broker need a private place too; made first, so that
     // nothing opened below is left behind if it cannot be.
-    let socketDirectory = try SocketDirectory.makePrivate(
+    let socketDirectory = try SocketDirectory.makeForPlugin(
       in: SocketDirectory.hostBase(environment: ProcessInfo.processInfo.environment),
-      prefix: "plugin-dir",
+      keptForReattach: false,
       group: self.configuration.unixSocketGroup
     )
     defer { SocketDirectory.removeTree(socketDirectory) }

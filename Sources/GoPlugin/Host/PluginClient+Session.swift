@@ -36,9 +36,9 @@ extension PluginClient {
         throw failure
       }
     }
-    let socketDirectory = try SocketDirectory.makePrivate(
+    let socketDirectory = try SocketDirectory.makeForPlugin(
       in: SocketDirectory.hostBase(environment: ProcessInfo.processInfo.environment),
-      prefix: "plugin-dir",
+      keptForReattach: configuration.keepsPluginRunning,
       group: configuration.unixSocketGroup
     )
     var keepSocketDirectory = false

@@ -1,4 +1,5 @@
 import GoPluginPlatform
+import Synchronization
 import SystemPackage
 
 /// Where plugin sockets live, and the private directories made for them.
@@ -19,6 +20,54 @@ enum SocketDirectory {
   /// plugins.
   static func hostBase(environment: [String: String]) -> String {
     Self.nonEmpty(environment["TMPDIR"]) ?? "/tmp"
+  }
+
+  /// The first part of the name of a directory a host makes for a plugin it launches; the
+  /// host's pid follows, so that a later host can tell the directories of a host that died.
+  static let hostPrefix = "plugin-dir"
+
+  /// Makes the private directory of one plugin a host launches (or reattaches to), named after
+  /// this process. The first call in a process first removes, from `base`, the directories of
+  /// this user's hosts that died without removing theirs: a host killed with SIGKILL takes its
+  /// plugins with it but cannot clean up after them, and a Go plugin killed so leaves its
+  /// socket. A plugin kept for another host (``PluginClientConfiguration/keepsPluginRunning``)
+  /// gets a directory without a pid, which no later host removes.
+  static func makeForPlugin(in base: String, keptForReattach: Bool, group: String?) throws(PluginError) -> String {
+    if !keptForReattach {
+      let first = Self.sweptBases.withLock { $0.insert(base).inserted }
+      if first { Self.removeAbandoned(in: base) }
+    }
+    let prefix = keptForReattach ? "plugin-kept" : "\(Self.hostPrefix)-\(getpid())"
+    return try Self.makePrivate(in: base, prefix: prefix, group: group)
+  }
+
+  private static let sweptBases = Mutex<Set<String>>([])
+
+  /// Removes the `plugin-dir-<pid>-…` directories in `base` that belong to this user and to a
+  /// process that no longer exists. A pid that was given to another process since keeps its
+  /// directory until that process ends too; nothing else is touched.
+  static func removeAbandoned(in base: String) {
+    var abandoned: [String] = []
+    if let directory = opendir(base) {
+      defer { closedir(directory) }
+      let own = getpid()
+      while let entry = readdir(directory) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+          String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
+        guard name.hasPrefix(Self.hostPrefix + "-") else { continue }
+        let rest = name.dropFirst(Self.hostPrefix.count + 1)
+        guard let dash = rest.firstIndex(of: "-"), let pid = Int32(rest[..<dash]), pid > 0, pid != own else { continue }
+        guard kill(pid, 0) != 0, errno == ESRCH else { continue }
+        abandoned.append("\(base)/\(name)")
+      }
+    }
+    let user = geteuid()
+    for path in abandoned {
+      var status = stat()
+      guard lstat(path, &status) == 0, status.st_mode & S_IFMT == S_IFDIR, status.st_uid == user else { continue }
+      Self.removeTree(path)
+    }
   }
 
   /// Makes a new directory in `base` that only this user (and `group`, when given) can enter.
