@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -290,4 +291,14 @@ int goplugin_spawn(const goplugin_spawn_request *request, goplugin_spawn_result 
   result->standard_output = output[0];
   result->standard_error = error[0];
   return 0;
+}
+
+bool goplugin_is_own_directory(const char *path) {
+  struct stat status;
+  return lstat(path, &status) == 0 && S_ISDIR(status.st_mode) && status.st_uid == geteuid();
+}
+
+bool goplugin_is_socket(const char *path) {
+  struct stat status;
+  return stat(path, &status) == 0 && S_ISSOCK(status.st_mode);
 }

@@ -1,4 +1,5 @@
 import GoPluginPlatform
+import GoPluginSpawn
 import Logging
 import Synchronization
 
@@ -99,8 +100,7 @@ extension PluginClient {
       throw failure
     }
     if reattach.network == .unix {
-      var status = stat()
-      if stat(reattach.address, &status) != 0 || (status.st_mode & S_IFMT) != S_IFSOCK {
+      if !goplugin_is_socket(reattach.address) {
         // The process is there but not its socket: it is not serving, or it is not the plugin
         // any more (its pid was given to another process).
         process.release()

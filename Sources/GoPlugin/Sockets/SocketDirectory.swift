@@ -1,4 +1,5 @@
 import GoPluginPlatform
+import GoPluginSpawn
 import Synchronization
 import SystemPackage
 
@@ -62,10 +63,7 @@ enum SocketDirectory {
         abandoned.append("\(base)/\(name)")
       }
     }
-    let user = geteuid()
-    for path in abandoned {
-      var status = stat()
-      guard lstat(path, &status) == 0, status.st_mode & S_IFMT == S_IFDIR, status.st_uid == user else { continue }
+    for path in abandoned where goplugin_is_own_directory(path) {
       Self.removeTree(path)
     }
   }

@@ -4,6 +4,7 @@
 #ifndef GOPLUGIN_SPAWN_H
 #define GOPLUGIN_SPAWN_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 #ifdef __cplusplus
@@ -66,6 +67,15 @@ int goplugin_pidfd_open(pid_t pid);
 
 /// pidfd_send_signal(2): -1 with errno ENOSYS on kernels before 5.1.
 int goplugin_pidfd_send_signal(int process_descriptor, int signal);
+
+/// Whether `path` is a directory (not a link to one) owned by this process's effective user:
+/// lstat(2), kept in C because Swift resolves `struct stat` ambiguously under
+/// MemberImportVisibility when Foundation is in the build.
+bool goplugin_is_own_directory(const char *_Nonnull path);
+
+/// Whether `path` names a socket (stat(2), following links), for the same reason.
+bool goplugin_is_socket(const char *_Nonnull path);
+
 
 #ifdef __cplusplus
 }
