@@ -78,12 +78,12 @@ struct OrphanInteropTests {
     #expect(run.stillRunning == [], "\(run.lines)")
 
     // The killed host could not remove its plugins' directories (the Go plugin's socket is
-    // still in its own); the next host to launch a plugin removes them.
+    // still in its own); the next host to launch a plugin removes them. Other tests' hosts,
+    // running beside this one, may be that next host: the directories are not counted here.
     let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
     func left() throws -> [String] {
       try FileManager.default.contentsOfDirectory(atPath: base).filter { $0.hasPrefix("plugin-dir-\(run.host)-") }
     }
-    #expect(try left().count == 3)
     _ = try await self.runHost(limit: .seconds(30)) { host in kill(host, SIGTERM) }
     #expect(try left() == [])
   }
