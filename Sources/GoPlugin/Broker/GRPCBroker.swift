@@ -32,8 +32,8 @@ public final class GRPCBroker: Sendable {
     var nextDialer = 0
     var closed = false
     var streamAttached = false
-    /// Multiplexed mode: where each ID's server listens, for the knocks that announce a stream.
-    var knockTargets: [UInt32: String] = [:]
+    /// Multiplexed mode: each ID's server, for the knocks that announce a stream to it.
+    var knockTargets: [UInt32: StreamAcceptor] = [:]
     /// Knocks that came before their ID was served, answered once it is (for five seconds).
     var earlyKnocks: [UInt32: ContinuousClock.Instant] = [:]
   }
@@ -92,29 +92,32 @@ public final class GRPCBroker: Sendable {
       throw PluginError(code: .invalidConfiguration, message: "cannot serve a brokered connection: \(unsupported)")
     }
     guard !self.isClosed else { throw Self.closedError }
-    // Multiplexed, the server listens privately and streams reach it after a knock.
-    let listener =
-      if let multiplexer {
-        try SocketListener.open(.unix(directory: multiplexer.socketDirectory), environment: [:])
-      } else {
-        try SocketListener.open(.unix(directory: self.socketDirectory), environment: self.environment)
-      }
-    defer { listener.removeSocketFile() }
-    let transport = Transports.server(
-      listener: listener, maxReceiveMessageSize: self.maxMessageSize, tls: self.security.server)
+    // Multiplexed, the server listens on no socket: streams are handed to it after a knock.
+    let transport: PluginServerTransport
+    var listener: SocketListener?
+    if let multiplexer {
+      transport = multiplexer.serverTransport(maxReceiveMessageSize: self.maxMessageSize, tls: self.security.server)
+    } else {
+      let opened = try SocketListener.open(.unix(directory: self.socketDirectory), environment: self.environment)
+      listener = opened
+      transport = Transports.server(
+        listener: opened, maxReceiveMessageSize: self.maxMessageSize, tls: self.security.server)
+    }
+    defer { listener?.removeSocketFile() }
     let server = GRPCServer(transport: transport, services: services)
 
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await server.serve() }
       try await transport.waitUntilListening()
       if let multiplexer = self.multiplexer {
+        let acceptor: StreamAcceptor = { channel in try transport.serve(channel) }
         let knocked = self.state.withLock { state in
-          state.knockTargets[id] = listener.address
+          state.knockTargets[id] = acceptor
           guard let knocked = state.earlyKnocks.removeValue(forKey: id) else { return false }
           return ContinuousClock.now - knocked < Self.rendezvousTimeout
         }
-        if knocked { self.acknowledgeKnock(id, routingTo: listener.address, multiplexer: multiplexer) }
-      } else {
+        if knocked { self.acknowledgeKnock(id, routingTo: acceptor, multiplexer: multiplexer) }
+      } else if let listener {
         self.send(
           .with {
             $0.serviceID = id
@@ -164,7 +167,8 @@ public final class GRPCBroker: Sendable {
   }
 
   /// The knock exchange of multiplexed brokers (spec §3.7): announce the dial, wait for the
-  /// acceptor to route the next stream to `id`, then open that stream.
+  /// acceptor to route the next stream to `id`, then open that stream, on which the gRPC
+  /// connection runs.
   private func withMultiplexedClient<Result: Sendable>(
     for id: UInt32,
     timeout: Duration,
@@ -174,10 +178,9 @@ public final class GRPCBroker: Sendable {
     await self.dialGate.acquire()
     let release = OnceAction { [dialGate] in dialGate.release() }
     defer { release.run() }
-    let dial: Multiplexer.DialSocket
     do {
       try await self.knock(id, timeout: timeout)
-      dial = try await multiplexer.makeDialSocket()
+      try await multiplexer.waitUntilEstablished()
     } catch {
       throw PluginError(
         code: error.code,
@@ -185,20 +188,19 @@ public final class GRPCBroker: Sendable {
         cause: error
       )
     }
-    defer { dial.close() }
-    let transport = try Transports.client(
-      network: .unix,
-      address: dial.path,
+    let streamOpened = OneShot<Void>()
+    let transport = multiplexer.clientTransport(
       maxMessageSize: self.maxMessageSize,
       tls: self.security.client,
       serverHostname: self.security.serverHostname,
       peerName: "the brokered server \(id)",
-      setupTimeout: self.setupTimeout
+      setupTimeout: self.setupTimeout,
+      onConnect: { streamOpened.fulfil(()) }
     )
     return try await withThrowingTaskGroup(of: Void.self) { group in
       // The next dial may knock once this one's stream exists.
       group.addTask {
-        _ = await dial.firstStreamOpened.wait(timeout: Self.rendezvousTimeout)
+        _ = await streamOpened.wait(timeout: Self.rendezvousTimeout)
         release.run()
       }
       defer { group.cancelAll() }
@@ -241,7 +243,7 @@ public final class GRPCBroker: Sendable {
   /// once with "no listener for id"; a dialler here that gets that answer fails with it.
   private func answerKnock(_ id: UInt32, multiplexer: Multiplexer) {
     let now = ContinuousClock.now
-    let target: String? = self.state.withLock { state in
+    let target: StreamAcceptor? = self.state.withLock { state in
       if let target = state.knockTargets[id] { return target }
       state.earlyKnocks = state.earlyKnocks.filter { now - $0.value < Self.rendezvousTimeout }
       state.earlyKnocks[id] = now
@@ -254,7 +256,7 @@ public final class GRPCBroker: Sendable {
     }
   }
 
-  private func acknowledgeKnock(_ id: UInt32, routingTo target: String, multiplexer: Multiplexer) {
+  private func acknowledgeKnock(_ id: UInt32, routingTo target: @escaping StreamAcceptor, multiplexer: Multiplexer) {
     multiplexer.routeNextInboundStream(to: target)
     self.send(
       .with {

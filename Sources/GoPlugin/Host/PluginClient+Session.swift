@@ -161,36 +161,37 @@ extension PluginClient {
     let pid = handshakeInfo.pid
     let transport: PluginClientTransport
     var multiplexer: Multiplexer?
-    // Multiplexed, gRPC dials a private socket whose connections become yamux streams.
-    var mainDial: Multiplexer.DialSocket?
-    defer {
-      mainDial?.close()
-      multiplexer?.close()
-    }
+    defer { multiplexer?.close() }
     // Every step throws a PluginError, so each failure keeps the code its step gave it.
     do throws(PluginError) {
-      var (network, address) = (handshakeInfo.network, handshakeInfo.address)
       if self.configuration.multiplexBroker {
-        let mux = try Multiplexer(socketDirectory: socketDirectory, logger: self.logger)
+        // Multiplexed, the gRPC connection is the session's first stream.
+        let mux = Multiplexer(logger: self.logger)
         multiplexer = mux
         try await mux.connect(
           network: handshakeInfo.network,
           address: handshakeInfo.address,
           connectTimeout: self.configuration.startTimeout
         )
-        let dial = try await mux.makeDialSocket()
-        mainDial = dial
-        (network, address) = (.unix, dial.path)
+        transport = mux.clientTransport(
+          maxMessageSize: self.configuration.maxMessageSize,
+          tls: security.client,
+          serverHostname: security.serverHostname,
+          peerName: "the plugin",
+          setupTimeout: self.configuration.startTimeout,
+          onConnect: { [connections] in connections.increment() }
+        )
+      } else {
+        transport = try Transports.client(
+          network: handshakeInfo.network,
+          address: handshakeInfo.address,
+          maxMessageSize: self.configuration.maxMessageSize,
+          tls: security.client,
+          serverHostname: security.serverHostname,
+          setupTimeout: self.configuration.startTimeout,
+          onConnect: { [connections] in connections.increment() }
+        )
       }
-      transport = try Transports.client(
-        network: network,
-        address: address,
-        maxMessageSize: self.configuration.maxMessageSize,
-        tls: security.client,
-        serverHostname: security.serverHostname,
-        setupTimeout: self.configuration.startTimeout,
-        onConnect: { [connections] in connections.increment() }
-      )
     } catch {
       await self.abandonAfterFailedStart(process)
       return .failure(error.about(path: path, pid: pid))
@@ -266,9 +267,8 @@ extension PluginClient {
       stdio.cancelAll()
       return .ended
     }
-    // Multiplexed, the session's sockets and bridges close on the event loop; the host
-    // returns only once they have (the deferred closes then have nothing left to do).
-    mainDial?.close()
+    // Multiplexed, the session's connection and stream channels close on the event loop; the
+    // host returns only once they have (the deferred close then has nothing left to do).
     await multiplexer?.closeAndWait()
     // A plugin that vanished without removing its socket (killed, crashed) left it in its private
     // directory, which goes with it; a path the plugin merely named is never unlinked.

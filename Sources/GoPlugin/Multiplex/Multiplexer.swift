@@ -1,32 +1,22 @@
-import GoPluginPlatform
 import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
 
+/// Sets up the channel of a yamux stream the peer opened — a server transport's pipeline —
+/// synchronously on the session's event loop, before the channel is active.
+typealias StreamAcceptor = @Sendable (any Channel) throws -> Void
+
 /// Every gRPC connection between a host and its plugin — the main one and each brokered one —
 /// as a stream of one yamux session over one socket, as go-plugin ≥ 1.6 does when the host
 /// asks for multiplexing (spec §3.7, §5).
 ///
-/// gRPC itself keeps talking to unix sockets: connections this side opens go to a private
-/// "dial" socket whose every accepted connection becomes a new yamux stream, and streams the
-/// peer opens are connected to the private socket of the server they are meant for — the
-/// brokered server whose knock came last, or otherwise (on the plugin) the main server.
-/// The private sockets live in a directory only this user can enter.
+/// Each connection runs directly on its stream: a ``YamuxStreamChannel`` carries the gRPC
+/// transport's pipeline, so a call crosses one socket and no bridge. Streams this side opens
+/// come from ``clientTransport(maxMessageSize:tls:serverHostname:peerName:setupTimeout:onConnect:)``;
+/// streams the peer opens go to the server they are meant for — the brokered server whose
+/// knock came first, or otherwise (on the plugin) the main server.
 final class Multiplexer: Sendable {
-  /// A private socket whose every connection becomes a new stream to the peer.
-  struct DialSocket: Sendable {
-    let path: String
-    fileprivate let channel: any Channel
-    /// Fulfilled when the first connection has been turned into a stream.
-    let firstStreamOpened: OneShot<Void>
-
-    func close() {
-      self.channel.close(promise: nil)
-      unlink(self.path)
-    }
-  }
-
   private struct Session: Sendable {
     let channel: any Channel
     let handler: NIOLoopBound<YamuxSession>
@@ -35,19 +25,19 @@ final class Multiplexer: Sendable {
   private struct State {
     var session: Session?
     /// Where the next streams the peer opens go, oldest knock first.
-    var knocked: [String] = []
+    var knocked: [StreamAcceptor] = []
     var acceptor: (any Channel)?
     var closed = false
     /// Where streams go that no knock announced; only the plugin has one, its main server.
-    var mainRoute: String?
+    var mainRoute: StreamAcceptor?
     /// Every channel this multiplexer opened that has not closed yet, so that closing can wait
-    /// until their descriptors are gone.
+    /// until they are gone.
     var channels: [ObjectIdentifier: any Channel] = [:]
   }
 
-  /// Where the private sockets are made.
-  let socketDirectory: String
-  private let ownsDirectory: Bool
+  /// The session's connection, its streams and the transports running on them all live on
+  /// this one loop, so no hop separates a call from the socket.
+  let eventLoop: any EventLoop
   private let configuration: YamuxSession.Configuration
   private let logger: Logger
   private let state = Mutex(State())
@@ -57,23 +47,14 @@ final class Multiplexer: Sendable {
   /// How long the plugin's brokered dials wait for the host to connect at all.
   static let establishTimeout: Duration = .seconds(5)
 
-  /// - Parameter socketDirectory: an existing private directory; `nil` makes one in `base`,
-  ///   removed again by ``close()``.
   init(
-    socketDirectory: String?,
-    base: String = "/tmp",
     configuration: YamuxSession.Configuration = YamuxSession.Configuration(),
-    logger: Logger
-  ) throws(PluginError) {
+    logger: Logger,
+    eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
+  ) {
     self.configuration = configuration
     self.logger = logger
-    if let socketDirectory {
-      self.socketDirectory = socketDirectory
-      self.ownsDirectory = false
-    } else {
-      self.socketDirectory = try SocketDirectory.makePrivate(in: base, prefix: "plugin-mux")
-      self.ownsDirectory = true
-    }
+    self.eventLoop = eventLoop
   }
 
   // MARK: - Establishing the session
@@ -86,7 +67,7 @@ final class Multiplexer: Sendable {
     address: String,
     connectTimeout: Duration = Transports.setupTimeout
   ) async throws(PluginError) {
-    let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+    let bootstrap = ClientBootstrap(group: self.eventLoop)
       .connectTimeout(TimeAmount(connectTimeout))
       .channelInitializer { [self] channel in
         channel.eventLoop.makeCompletedFuture { try self.install(on: channel, role: .client) }
@@ -113,7 +94,7 @@ final class Multiplexer: Sendable {
   /// The plugin's side: the first connection to `listener` becomes the yamux server session;
   /// later ones are turned away, as go-plugin never accepts them.
   func accept(on listener: SocketListener) async throws(PluginError) {
-    let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+    let bootstrap = ServerBootstrap(group: self.eventLoop)
       .childChannelInitializer { [self] channel in
         channel.eventLoop.makeCompletedFuture {
           let first = self.state.withLock { $0.session == nil && !$0.closed }
@@ -145,14 +126,13 @@ final class Multiplexer: Sendable {
 
   private func install(on channel: any Channel, role: YamuxSession.Role) throws {
     let handler = YamuxSession(role: role, configuration: self.configuration, logger: self.logger)
-    let eventLoop = channel.eventLoop
-    handler.onInboundStream = { [self] stream in self.route(stream, eventLoop: eventLoop) }
+    handler.onInboundStream = { [self] stream in self.route(stream) }
     try channel.pipeline.syncOperations.addHandlers(
       ByteToMessageHandler(YamuxFrameDecoder(maxPayload: self.configuration.maxStreamWindow)),
       handler
     )
     self.track(channel)
-    let session = Session(channel: channel, handler: NIOLoopBound(handler, eventLoop: eventLoop))
+    let session = Session(channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
     let closed = self.state.withLock { state in
       state.session = session
       return state.closed
@@ -166,77 +146,114 @@ final class Multiplexer: Sendable {
     }
   }
 
-  // MARK: - Streams
-
-  /// Sends streams the peer opens without a knock to the server listening at `path`: the
-  /// plugin's main gRPC server.
-  func setMainRoute(_ path: String) {
-    self.state.withLock { $0.mainRoute = path }
-  }
-
-  /// Sends the next stream the peer opens to the server listening at `path`; called before
-  /// acknowledging a knock, so the stream cannot arrive first.
-  func routeNextInboundStream(to path: String) {
-    self.state.withLock { $0.knocked.append(path) }
-  }
-
-  private func route(_ stream: YamuxStream, eventLoop: any EventLoop) {
-    let target: String? = self.state.withLock { state in
-      state.knocked.isEmpty ? state.mainRoute : state.knocked.removeFirst()
-    }
-    guard let target else {
-      self.logger.warning("refusing a yamux stream nobody knocked for", metadata: ["stream": "\(stream.id)"])
-      stream.reset()
-      return
-    }
-    let bridge = NIOLoopBound(YamuxBridge(stream: stream), eventLoop: eventLoop)
-    let boundStream = NIOLoopBound(stream, eventLoop: eventLoop)
-    ClientBootstrap(group: eventLoop)
-      .channelInitializer { [self] channel in
-        self.track(channel)
-        return channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(bridge.value) }
-      }
-      .connect(unixDomainSocketPath: target)
-      .whenFailure { [logger] error in
-        logger.debug("could not hand a yamux stream on", metadata: ["target": "\(target)", "error": "\(error)"])
-        boundStream.value.reset()
-      }
-  }
-
-  /// A private socket for gRPC clients of this side: each connection to it opens a stream.
-  func makeDialSocket() async throws(PluginError) -> DialSocket {
+  /// Returns once the session is up: the plugin's brokered dials may come before the host has
+  /// connected.
+  ///
+  /// - Throws: ``PluginError`` with ``PluginError/Code/connectionFailed`` if it is not up within
+  ///   ``establishTimeout`` or has ended.
+  func waitUntilEstablished() async throws(PluginError) {
     guard await self.established.wait(timeout: Self.establishTimeout) == true,
-      let session = self.state.withLock({ $0.closed ? nil : $0.session })
+      self.state.withLock({ !$0.closed && $0.session != nil })
     else {
       throw PluginError(
         code: .connectionFailed,
         message: "error establishing yamux session: timed out waiting for connection to be established")
     }
-    let listener = try SocketListener.open(.unix(directory: self.socketDirectory), environment: [:])
-    let opened = OneShot<Void>()
-    let eventLoop = session.channel.eventLoop
-    let bootstrap = ServerBootstrap(group: eventLoop)
-      .childChannelInitializer { child in
-        child.eventLoop.makeCompletedFuture {
-          self.track(child)
-          let stream = try session.handler.value.openStream()
-          try child.pipeline.syncOperations.addHandler(YamuxBridge(stream: stream))
-          opened.fulfil(())
-        }
-      }
-    do {
-      let channel = try await bootstrap.withBoundSocket(listener.descriptor).get()
-      self.track(channel)
-      return DialSocket(path: listener.address, channel: channel, firstStreamOpened: opened)
-    } catch {
-      listener.removeSocketFile()
-      throw PluginError(
-        code: .listenFailed,
-        message: "could not open a socket for multiplexed dialling: \(error)",
-        cause: error
-      )
+  }
+
+  // MARK: - Streams
+
+  /// Sends streams the peer opens without a knock to `acceptor`: the plugin's main gRPC server.
+  func setMainRoute(_ acceptor: @escaping StreamAcceptor) {
+    self.state.withLock { $0.mainRoute = acceptor }
+  }
+
+  /// Sends the next stream the peer opens to `acceptor`; called before acknowledging a knock,
+  /// so the stream cannot arrive first.
+  func routeNextInboundStream(to acceptor: @escaping StreamAcceptor) {
+    self.state.withLock { $0.knocked.append(acceptor) }
+  }
+
+  /// Opens a stream to the peer as a channel that `initializer` sets up; the future holds it
+  /// active, or the reason there is none (the session ended, or the peer sent a go-away).
+  func openStream(initializer: @escaping StreamAcceptor) -> EventLoopFuture<any Channel> {
+    guard let session = self.state.withLock({ $0.closed ? nil : $0.session }) else {
+      return self.eventLoop.makeFailedFuture(
+        PluginError(code: .connectionFailed, message: "the multiplexed connection is closed"))
+    }
+    return session.channel.eventLoop.submit { () throws -> any Channel in
+      let stream = try session.handler.value.openStream()
+      return try self.start(stream, parent: session.channel, initializer: initializer)
     }
   }
+
+  private func route(_ stream: YamuxStream) {
+    let (acceptor, parent) = self.state.withLock { state -> (StreamAcceptor?, (any Channel)?) in
+      let acceptor = state.knocked.isEmpty ? state.mainRoute : state.knocked.removeFirst()
+      return (acceptor, state.session?.channel)
+    }
+    guard let acceptor, let parent else {
+      self.logger.warning("refusing a yamux stream nobody knocked for", metadata: ["stream": "\(stream.id)"])
+      stream.reset()
+      return
+    }
+    do {
+      _ = try self.start(stream, parent: parent, initializer: acceptor)
+    } catch {
+      self.logger.debug("could not serve a yamux stream", metadata: ["stream": "\(stream.id)", "error": "\(error)"])
+    }
+  }
+
+  /// A channel for `stream`, set up by `initializer` and then activated; a stream whose
+  /// pipeline cannot be set up is reset.
+  private func start(
+    _ stream: YamuxStream,
+    parent: any Channel,
+    initializer: StreamAcceptor
+  ) throws -> YamuxStreamChannel {
+    let channel = YamuxStreamChannel(stream: stream, parent: parent)
+    self.track(channel)
+    do {
+      try initializer(channel)
+    } catch {
+      channel.abandon()
+      throw error
+    }
+    channel.activate()
+    return channel
+  }
+
+  // MARK: - Transports on streams
+
+  /// A gRPC client whose connection is a new stream of this session, opened on first use.
+  func clientTransport(
+    maxMessageSize: Int,
+    tls: ConnectionTLS?,
+    serverHostname: String?,
+    peerName: String,
+    setupTimeout: Duration,
+    onConnect: @escaping @Sendable () -> Void = {}
+  ) -> PluginClientTransport {
+    PluginClientTransport(
+      target: .channel(open: { [self] initializer in self.openStream(initializer: initializer) }, peer: "yamux"),
+      maxMessageSize: maxMessageSize,
+      tls: tls,
+      serverHostname: serverHostname,
+      peerName: peerName,
+      setupTimeout: setupTimeout,
+      onConnect: onConnect,
+      eventLoop: self.eventLoop
+    )
+  }
+
+  /// A gRPC server for the streams routed to it with ``setMainRoute(_:)`` or
+  /// ``routeNextInboundStream(to:)`` (pass its ``PluginServerTransport/serve(_:)``).
+  func serverTransport(maxReceiveMessageSize: Int, tls: ConnectionTLS?) -> PluginServerTransport {
+    PluginServerTransport(
+      handedConnectionsOn: self.eventLoop, maxReceiveMessageSize: maxReceiveMessageSize, tls: tls)
+  }
+
+  // MARK: - Closing
 
   /// Keeps `channel` until it closes; one opened after ``close()`` is closed at once.
   private func track(_ channel: any Channel) {
@@ -251,13 +268,12 @@ final class Multiplexer: Sendable {
     if closed { channel.close(promise: nil) }
   }
 
-  /// ``close()``, and then waits until every connection, listener and bridge the multiplexer
-  /// opened has closed: a host that returns from stopping a plugin holds none of them.
+  /// ``close()``, and then waits until the connection, the listener and every stream channel
+  /// the multiplexer opened has closed: a host that returns from stopping a plugin holds none.
   func closeAndWait() async {
     self.close()
     // A channel leaves the list in a close-future callback registered before any waiter's, so
-    // each round sees only channels opened while the last one was closing: bridges whose
-    // streams the session's end reset. A few rounds empty it.
+    // each round sees only channels opened while the last one was closing. A few rounds empty it.
     for _ in 0..<8 {
       let open = self.state.withLock { Array($0.channels.values) }
       guard !open.isEmpty else { return }
@@ -268,17 +284,16 @@ final class Multiplexer: Sendable {
     }
   }
 
-  /// Ends the session and the acceptor, and removes the private directory if it made it.
+  /// Ends the session, and with it every stream, and the acceptor.
   func close() {
     let (session, acceptor) = self.state.withLock { state in
       state.closed = true
+      state.knocked = []
+      state.mainRoute = nil
       return (state.session, state.acceptor)
     }
     self.established.fulfil(false)
     session?.channel.close(promise: nil)
     acceptor?.close(promise: nil)
-    if self.ownsDirectory {
-      SocketDirectory.removeTree(self.socketDirectory)
-    }
   }
 }

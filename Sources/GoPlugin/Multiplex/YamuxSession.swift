@@ -44,8 +44,11 @@ final class YamuxStream {
     self.receiveWindow = receiveWindow
   }
 
-  /// False once enough is queued that the caller should stop producing until told otherwise.
-  var isWritable: Bool { self.pendingBytes < YamuxSession.pendingHighWater }
+  /// False once enough is queued that the caller should stop producing until told otherwise,
+  /// or while the connection under the session is not taking more. A stream that ended is not.
+  var isWritable: Bool {
+    !self.terminated && self.pendingBytes < YamuxSession.pendingHighWater && self.session.isConnectionWritable
+  }
 
   /// Queues bytes for the peer; they go out as the peer's window allows.
   func write(_ data: ByteBuffer) {
@@ -171,6 +174,15 @@ final class YamuxSession: ChannelInboundHandler, RemovableChannelHandler {
     self.tearDown()
     context.fireChannelInactive()
   }
+
+  /// Every stream's writability follows the connection's, so that a peer slow to read holds
+  /// back the producers rather than the session's outbound buffer growing.
+  func channelWritabilityChanged(context: ChannelHandlerContext) {
+    for stream in Array(self.streams.values) { self.noteWritability(stream) }
+    context.fireChannelWritabilityChanged()
+  }
+
+  fileprivate var isConnectionWritable: Bool { self.context?.channel.isWritable ?? true }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     self.inRead = true
@@ -326,14 +338,17 @@ final class YamuxSession: ChannelInboundHandler, RemovableChannelHandler {
       self.send(.windowUpdate(stream.id, delta: 0, flags: .fin))
     }
     self.flushIfNeeded()
-    if stream.isWritable != stream.wasWritable {
-      stream.wasWritable = stream.isWritable
-      stream.delegate?.streamWritabilityChanged(stream)
-    }
+    self.noteWritability(stream)
     if stream.finSent, stream.finReceived {
       self.remove(stream)
       stream.delegate = nil
     }
+  }
+
+  private func noteWritability(_ stream: YamuxStream) {
+    guard !stream.terminated, stream.isWritable != stream.wasWritable else { return }
+    stream.wasWritable = stream.isWritable
+    stream.delegate?.streamWritabilityChanged(stream)
   }
 
   fileprivate func maybeSendWindowUpdate(_ stream: YamuxStream) {

@@ -59,10 +59,7 @@ public enum PluginServer {
     // when the value is a true boolean; this one answers what it does.
     let multiplexRequest = environment[PluginEnvironment.multiplexGRPC] ?? ""
     let multiplexer: Multiplexer? =
-      HandshakeLine.parseGoBool(multiplexRequest) == true
-      ? try Multiplexer(
-        socketDirectory: nil, base: Self.socketBase(configuration, environment), logger: configuration.logger)
-      : nil
+      HandshakeLine.parseGoBool(multiplexRequest) == true ? Multiplexer(logger: configuration.logger) : nil
     defer { multiplexer?.close() }
     let broker = GRPCBroker(
       socketDirectory: nil,
@@ -89,17 +86,16 @@ public enum PluginServer {
       }
     let listener = try SocketListener.open(listenerKind, environment: environment)
     defer { listener.removeSocketFile() }
-    // Multiplexed, gRPC serves on a private socket and the announced one carries yamux.
-    let serverListener =
-      if let multiplexer {
-        try SocketListener.open(.unix(directory: multiplexer.socketDirectory), environment: [:])
-      } else {
-        listener
-      }
-    defer { serverListener.removeSocketFile() }
-    multiplexer?.setMainRoute(serverListener.address)
-    let transport = Transports.server(
-      listener: serverListener, maxReceiveMessageSize: configuration.maxReceiveMessageSize, tls: tls)
+    // Multiplexed, the announced socket carries yamux, and gRPC serves the streams the host
+    // opens without a knock, on no socket of its own.
+    let transport: PluginServerTransport
+    if let multiplexer {
+      transport = multiplexer.serverTransport(maxReceiveMessageSize: configuration.maxReceiveMessageSize, tls: tls)
+      multiplexer.setMainRoute { channel in try transport.serve(channel) }
+    } else {
+      transport = Transports.server(
+        listener: listener, maxReceiveMessageSize: configuration.maxReceiveMessageSize, tls: tls)
+    }
     let line = HandshakeLine(
       appVersion: version,
       network: listener.network,
@@ -252,12 +248,5 @@ public enum PluginServer {
     var router = RPCRouter<PluginServerTransport>()
     for service in services { service.registerMethods(with: &router) }
     return Set(router.methods.map(\.service.fullyQualifiedService))
-  }
-
-  /// Where a plugin's sockets go: the configured directory, else the host's
-  /// `PLUGIN_UNIX_SOCKET_DIR`, `TMPDIR` or `/tmp`.
-  private static func socketBase(_ configuration: PluginServeConfiguration, _ environment: [String: String]) -> String {
-    if case .unixSocket(let directory?) = configuration.listener { return directory }
-    return SocketDirectory.base(environment: environment)
   }
 }

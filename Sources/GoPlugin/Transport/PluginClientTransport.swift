@@ -20,6 +20,13 @@ public final class PluginClientTransport: ClientTransport, Sendable {
   enum Target: Sendable {
     case unix(path: String)
     case tcp(host: String, port: Int)
+    /// A connection someone else opens, such as a yamux stream: `open` makes the channel, runs
+    /// the transport's initializer on it (on its event loop, before it is active) and
+    /// activates it. `peer` names it in errors.
+    case channel(
+      open: @Sendable (_ initializer: @escaping @Sendable (any Channel) throws -> Void) -> EventLoopFuture<any Channel>,
+      peer: String
+    )
   }
 
   private enum Connection {
@@ -184,6 +191,7 @@ public final class PluginClientTransport: ClientTransport, Sendable {
     switch self.target {
     case .unix(let path): "unix:\(path)"
     case .tcp(let host, let port): "\(host):\(port)"
+    case .channel(_, let peer): peer
     }
   }
 
@@ -247,6 +255,7 @@ public final class PluginClientTransport: ClientTransport, Sendable {
       switch self.target {
       case .unix(let path): bootstrap.connect(unixDomainSocketPath: path)
       case .tcp(let host, let port): bootstrap.connect(host: host, port: port)
+      case .channel(let open, _): open { channel in try self.configure(channel) }
       }
     let dial = self.dialsInFlight.withLock { dials in
       defer { dials.next += 1 }

@@ -41,6 +41,30 @@ final class PluginServerTransport: ServerTransport, Sendable {
     self.eventLoop = eventLoop
   }
 
+  /// A transport that serves the connections handed to it with ``serve(_:)``, such as yamux
+  /// streams, and listens on no socket. `eventLoop` must be theirs.
+  convenience init(handedConnectionsOn eventLoop: any EventLoop, maxReceiveMessageSize: Int, tls: ConnectionTLS?) {
+    self.init(listeningDescriptor: -1, maxReceiveMessageSize: maxReceiveMessageSize, tls: tls, eventLoop: eventLoop)
+  }
+
+  /// Serves gRPC on `channel`, a connection made elsewhere: called on the transport's event
+  /// loop before the channel is active. Once shutting down, the channel is closed instead.
+  func serve(_ channel: any Channel) throws {
+    try self.configure(channel)
+  }
+
+  /// Binds the listening socket; none for a transport of handed connections.
+  private func bindListeningSocket() async throws -> (any Channel)? {
+    guard self.descriptor >= 0 else { return nil }
+    return try await ServerBootstrap(group: self.eventLoop)
+      .serverChannelOption(.backlog, value: 256)
+      .childChannelInitializer { channel in
+        channel.eventLoop.makeCompletedFuture { try self.configure(channel) }
+      }
+      .withBoundSocket(self.descriptor)
+      .get()
+  }
+
   /// Returns once connections are being accepted, so a handshake never announces a socket
   /// nobody answers yet.
   func waitUntilListening() async throws {
@@ -53,15 +77,9 @@ final class PluginServerTransport: ServerTransport, Sendable {
   ) async throws {
     let (accepted, continuation) = AsyncStream.makeStream(of: Accepted.self)
     self.state.withLock { $0.accepting = continuation }
-    let serverChannel: any Channel
+    let serverChannel: (any Channel)?
     do {
-      serverChannel = try await ServerBootstrap(group: self.eventLoop)
-        .serverChannelOption(.backlog, value: 256)
-        .childChannelInitializer { channel in
-          channel.eventLoop.makeCompletedFuture { try self.configure(channel) }
-        }
-        .withBoundSocket(self.descriptor)
-        .get()
+      serverChannel = try await self.bindListeningSocket()
     } catch {
       _ = self.listening.fulfil(.failure(error))
       throw error
@@ -70,7 +88,7 @@ final class PluginServerTransport: ServerTransport, Sendable {
       state.serverChannel = serverChannel
       return state.shuttingDown
     }
-    if shutDownAlready { serverChannel.close(promise: nil) }
+    if shutDownAlready { serverChannel?.close(promise: nil) }
     _ = self.listening.fulfil(.success(()))
 
     await withTaskCancellationHandler {
@@ -82,7 +100,7 @@ final class PluginServerTransport: ServerTransport, Sendable {
     } onCancel: {
       self.stop(gracefully: false)
     }
-    try? await serverChannel.closeFuture.get()
+    try? await serverChannel?.closeFuture.get()
   }
 
   func beginGracefulShutdown() {
