@@ -150,6 +150,51 @@ struct BrokerTests {
     }
   }
 
+  @Test("multiplexed, a session with brokered connections both ways has one socket file and one connection")
+  func multiplexedSocketsOnly() async throws {
+    let client = PluginClient(configuration: try Self.configuration(false, multiplexed: true))
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await client.run() }
+      let info = try await client.info
+      let kv = try await client.dispense("kv", as: KVPlugin.self)
+      let broker = try await client.broker
+      // The plugin serves 61 for as long as it runs; the host serves 1; both are dialled.
+      group.addTask { _ = try? await kv.get("broker-serve:61:from the plugin") }
+      let id = broker.nextID()
+      let store = try await Self.store("from the host")
+      group.addTask { try await broker.acceptAndServe(id: id, services: [KVService(store: store)]) }
+      #expect(try await kv.get("broker-get:\(id):brokered") == Array("from the host".utf8))
+      try await broker.withClient(for: 61, timeout: .seconds(30)) { grpc throws in
+        let value = try await KVClient(grpcClient: grpc).get("brokered")
+        #expect(value == Array("from the plugin".utf8))
+        // While the brokered connection is up: the host's directory for the plugin holds the
+        // plugin's socket and nothing else (no private sockets on either side), and the plugin
+        // process holds two sockets, that listener and the host's one connection.
+        let directory = (info.address as NSString).deletingLastPathComponent
+        #expect(Self.socketFiles(under: directory) == [info.address])
+        #expect(Self.socketDescriptors(of: info.pid) == 2)
+      }
+      await client.kill()
+      group.cancelAll()
+    }
+  }
+
+  /// Every unix socket file in `directory` and below.
+  static func socketFiles(under directory: String) -> [String] {
+    let files = FileManager.default.enumerator(atPath: directory)?.allObjects as? [String] ?? []
+    return files.map { (directory as NSString).appendingPathComponent($0) }.filter { path in
+      (try? FileManager.default.attributesOfItem(atPath: path)[.type] as? FileAttributeType) == .typeSocket
+    }.sorted()
+  }
+
+  /// How many of a process's descriptors are sockets.
+  static func socketDescriptors(of pid: Int32) -> Int {
+    let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+    return fds.filter { fd in
+      (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)"))?.hasPrefix("socket:") == true
+    }.count
+  }
+
   @Test("brokered servers end when the plugin goes away", arguments: [false, true])
   func teardown(multiplexed: Bool) async throws {
     let client = PluginClient(configuration: try Self.configuration(false, multiplexed: multiplexed))
