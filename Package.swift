@@ -68,11 +68,28 @@ let package = Package(
       dependencies: [grpcCore, grpcProtobuf, swiftProtobuf],
       swiftSettings: strictSettings
     ),
+    // The gRPC transport of plugin connections (HTTP/2 on NIO), below everything that knows
+    // about plugins: GoPlugin re-exports its public types.
+    .target(
+      name: "GoPluginTransport",
+      dependencies: [
+        "GoPluginPlatform",
+        grpcCore,
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOTLS", package: "swift-nio"),
+        .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+        .product(name: "NIOHPACK", package: "swift-nio-http2"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
+      ],
+      swiftSettings: strictSettings
+    ),
     .target(
       name: "GoPlugin",
       dependencies: [
         "GoPluginPlatform",
         "GoPluginSpawn",
+        "GoPluginTransport",
         "GoPluginProtos",
         grpcCore,
         grpcProtobuf,
@@ -213,7 +230,7 @@ let package = Package(
       name: "GoPluginTests",
       dependencies: [
         "GoPlugin", "GoPluginProtos", "GoPluginTesting", "KVInterface", "CounterInterface", "StreamingInterface",
-        "fixture-plugin", "kv-plugin", "kv", "orphan-host", "GoPluginSpawn", grpcCore, logging,
+        "fixture-plugin", "kv-plugin", "kv", "orphan-host", "GoPluginSpawn", "GoPluginTransport", grpcCore, logging,
         swiftProtobuf,
         .product(name: "NIOSSL", package: "swift-nio-ssl"),
         .product(name: "X509", package: "swift-certificates"),
@@ -224,6 +241,18 @@ let package = Package(
         .product(name: "SystemPackage", package: "swift-system"),
         .product(name: "NIOHPACK", package: "swift-nio-http2"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: strictSettings
+    ),
+    // The transport alone, on EmbeddedChannel: HTTP/2 frames in, frames out, no sockets.
+    .testTarget(
+      name: "GoPluginTransportTests",
+      dependencies: [
+        "GoPluginTransport", grpcCore,
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOEmbedded", package: "swift-nio"),
+        .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+        .product(name: "NIOHPACK", package: "swift-nio-http2"),
       ],
       swiftSettings: strictSettings
     ),

@@ -11,6 +11,7 @@ import Testing
 import X509
 
 @testable import GoPlugin
+@testable import GoPluginTransport
 
 /// Runs `body`, and records a hang if it has not finished after `seconds`: what these tests
 /// guard against is a call or a start that never returns, which must show as a failure with a

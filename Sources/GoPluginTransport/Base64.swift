@@ -1,6 +1,6 @@
 /// Standard-alphabet base64 without padding, as go-plugin writes certificates in the handshake
 /// (Go's `RawStdEncoding`). Foundation refuses unpadded input, hence this small codec.
-enum Base64 {
+package enum Base64 {
   private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
   private static let reverse: [Int8] = {
     var table = [Int8](repeating: -1, count: 256)
@@ -8,7 +8,7 @@ enum Base64 {
     return table
   }()
 
-  static func encodeUnpadded(_ bytes: [UInt8]) -> String {
+  package static func encodeUnpadded(_ bytes: [UInt8]) -> String {
     var out: [UInt8] = []
     out.reserveCapacity((bytes.count * 4 + 2) / 3)
     var index = 0
@@ -32,7 +32,7 @@ enum Base64 {
 
   /// Decodes unpadded standard base64; `nil` for any other character (padding included, as Go
   /// rejects it) or an impossible length.
-  static func decodeUnpadded(_ text: String) -> [UInt8]? {
+  package static func decodeUnpadded(_ text: String) -> [UInt8]? {
     let input = Array(text.utf8)
     guard input.count % 4 != 1 else { return nil }
     var out: [UInt8] = []

@@ -2,7 +2,7 @@ import Synchronization
 
 /// A value that is set once and awaited by any number of tasks: the start result, the exit of a
 /// process, a shutdown request. Waiters that are cancelled stop waiting; the value stays.
-final class OneShot<Value: Sendable>: Sendable {
+package final class OneShot<Value: Sendable>: Sendable {
   private struct State {
     var value: Value?
     var waiters: [Int: CheckedContinuation<Value?, Never>] = [:]
@@ -11,12 +11,12 @@ final class OneShot<Value: Sendable>: Sendable {
 
   private let state = Mutex(State())
 
-  init() {}
+  package init() {}
 
   /// Sets the value and wakes every waiter; later calls are ignored. Returns whether this call
   /// set it.
   @discardableResult
-  func fulfil(_ value: Value) -> Bool {
+  package func fulfil(_ value: Value) -> Bool {
     let waiters: [CheckedContinuation<Value?, Never>]? = self.state.withLock { state in
       guard state.value == nil else { return nil }
       state.value = value
@@ -28,10 +28,10 @@ final class OneShot<Value: Sendable>: Sendable {
     return true
   }
 
-  var current: Value? { self.state.withLock { $0.value } }
+  package var current: Value? { self.state.withLock { $0.value } }
 
   /// Waits for the value; `nil` only if the waiting task was cancelled first.
-  func wait() async -> Value? {
+  package func wait() async -> Value? {
     let id = self.state.withLock { state -> Int in
       defer { state.nextWaiter += 1 }
       return state.nextWaiter
@@ -54,7 +54,7 @@ final class OneShot<Value: Sendable>: Sendable {
 
   /// Waits for the value even if the waiting task is cancelled: for teardown, which must see
   /// the end of what it stops (a process reaped, a run finished) before it returns.
-  func valueIgnoringCancellation() async -> Value {
+  package func valueIgnoringCancellation() async -> Value {
     await withCheckedContinuation { (continuation: CheckedContinuation<Value?, Never>) in
       let immediate: Value? = self.state.withLock { state in
         if let value = state.value { return value }
@@ -67,7 +67,7 @@ final class OneShot<Value: Sendable>: Sendable {
   }
 
   /// Waits for the value for at most `timeout`; `nil` if it did not come in time.
-  func wait(timeout: Duration) async -> Value? {
+  package func wait(timeout: Duration) async -> Value? {
     if let value = self.current { return value }
     return await withTaskGroup(of: Value?.self) { group in
       group.addTask { await self.wait() }

@@ -1,5 +1,5 @@
-import GRPCCore
-import NIOCore
+package import GRPCCore
+package import NIOCore
 import NIOHPACK
 import NIOHTTP2
 import NIOPosix
@@ -12,8 +12,8 @@ import Synchronization
 /// A plugin serves one host over a local socket, so its connections share one event loop.
 /// Handlers run as tasks wherever Swift concurrency schedules them, as with grpc-swift's own
 /// transport: one that blocks ties up a thread, not the connection.
-final class PluginServerTransport: ServerTransport, Sendable {
-  typealias Bytes = PluginBytes
+package final class PluginServerTransport: ServerTransport, Sendable {
+  package typealias Bytes = PluginBytes
 
   private struct State {
     var serverChannel: (any Channel)?
@@ -34,7 +34,7 @@ final class PluginServerTransport: ServerTransport, Sendable {
   private let state = Mutex(State())
   private let listening = OneShot<Result<Void, any Error>>()
 
-  init(listeningDescriptor: Int32, maxReceiveMessageSize: Int, tls: ConnectionTLS?, eventLoop: any EventLoop) {
+  package init(listeningDescriptor: Int32, maxReceiveMessageSize: Int, tls: ConnectionTLS?, eventLoop: any EventLoop) {
     self.descriptor = listeningDescriptor
     self.maxReceiveMessageSize = maxReceiveMessageSize
     self.tls = tls
@@ -67,12 +67,12 @@ final class PluginServerTransport: ServerTransport, Sendable {
 
   /// Returns once connections are being accepted, so a handshake never announces a socket
   /// nobody answers yet.
-  func waitUntilListening() async throws {
+  package func waitUntilListening() async throws {
     guard let result = await self.listening.wait() else { throw CancellationError() }
     try result.get()
   }
 
-  func listen(
+  package func listen(
     streamHandler: @escaping @Sendable (RPCStream<Inbound, Outbound>, ServerContext) async -> Void
   ) async throws {
     let (accepted, continuation) = AsyncStream.makeStream(of: Accepted.self)
@@ -103,7 +103,7 @@ final class PluginServerTransport: ServerTransport, Sendable {
     try? await serverChannel?.closeFuture.get()
   }
 
-  func beginGracefulShutdown() {
+  package func beginGracefulShutdown() {
     self.stop(gracefully: true)
   }
 

@@ -2,7 +2,7 @@ import NIOCore
 import NIOEmbedded
 import Testing
 
-@testable import GoPlugin
+@testable import GoPluginTransport
 
 @Suite("Ping responder")
 struct PingResponderTests {

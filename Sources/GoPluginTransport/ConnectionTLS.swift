@@ -1,5 +1,5 @@
 import NIOCore
-import NIOSSL
+package import NIOSSL
 
 /// One side's TLS for plugin connections: the context, and under AutoMTLS the exact certificate
 /// the other side must present.
@@ -10,15 +10,15 @@ import NIOSSL
 /// CA that may sign, and refuses the self-signed leaf other implementations (pyvider-rpcplugin)
 /// answer with; comparing the peer's certificate with the one announced, byte for byte, is what
 /// Go's check amounts to, and no weaker.
-struct ConnectionTLS: Sendable {
-  let context: NIOSSLContext
+package struct ConnectionTLS: Sendable {
+  package let context: NIOSSLContext
   /// The DER of the only certificate accepted from the peer, or `nil` to verify as `context`
   /// says (custom TLS, with its own trust roots).
-  let pinnedPeerCertificate: [UInt8]?
+  package let pinnedPeerCertificate: [UInt8]?
   /// Who is expected to present it, for the refusal: "the plugin", "the host".
-  let pinnedPeerName: String
+  package let pinnedPeerName: String
 
-  init(context: NIOSSLContext, pinnedPeerCertificate: [UInt8]? = nil, pinnedPeerName: String = "the peer") {
+  package init(context: NIOSSLContext, pinnedPeerCertificate: [UInt8]? = nil, pinnedPeerName: String = "the peer") {
     self.context = context
     self.pinnedPeerCertificate = pinnedPeerCertificate
     self.pinnedPeerName = pinnedPeerName
@@ -26,7 +26,7 @@ struct ConnectionTLS: Sendable {
 
   /// The TLS handler of a connection this side dials; `onRefused` hears why a pinned
   /// certificate was refused, on the event loop, before the handshake fails.
-  func clientHandler(
+  package func clientHandler(
     serverHostname: String?,
     onRefused: @escaping (String) -> Void
   ) throws -> NIOSSLClientHandler {
@@ -40,7 +40,7 @@ struct ConnectionTLS: Sendable {
   }
 
   /// The TLS handler of a connection this side accepts.
-  func serverHandler(onRefused: @escaping (String) -> Void) -> NIOSSLServerHandler {
+  package func serverHandler(onRefused: @escaping (String) -> Void) -> NIOSSLServerHandler {
     guard let pinned = self.pinnedPeerCertificate else {
       return NIOSSLServerHandler(context: self.context)
     }

@@ -28,12 +28,12 @@ enum WirePart: Sendable {
 /// grpc-swift's own transport gives each stream a child channel, a pipeline of handlers and an
 /// async bridge, and a plugin call crosses them all on each side. Here a stream is a small
 /// object owned by this handler, and its reader and writer talk to it directly; a task that is
-/// already on the event loop (as under ``GoPluginRuntime/useEventLoopsAsGlobalExecutor()``)
+/// already on the event loop (as under GoPlugin's `GoPluginRuntime.useEventLoopsAsGlobalExecutor()`)
 /// writes without any hand-off.
 ///
 /// Its state belongs to the event loop; it is `Sendable` only so that transports can hold it and
 /// hop to the loop to use it.
-final class GRPCConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
+package final class GRPCConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
   typealias InboundIn = HTTP2Frame
   typealias OutboundOut = HTTP2Frame
 

@@ -1,5 +1,5 @@
 public import GRPCCore
-import NIOCore
+package import NIOCore
 import NIOHPACK
 import NIOHTTP2
 import NIOPosix
@@ -17,7 +17,7 @@ import Synchronization
 public final class PluginClientTransport: ClientTransport, Sendable {
   public typealias Bytes = PluginBytes
 
-  enum Target: Sendable {
+  package enum Target: Sendable {
     case unix(path: String)
     case tcp(host: String, port: Int)
     /// A connection someone else opens, such as a yamux stream: `open` makes the channel, runs
@@ -60,7 +60,7 @@ public final class PluginClientTransport: ClientTransport, Sendable {
   /// instead of letting it wait out the set-up timeout.
   private let channelSettingUp = Mutex<(any Channel)?>(nil)
 
-  init(
+  package init(
     target: Target,
     maxMessageSize: Int,
     tls: ConnectionTLS?,
@@ -84,30 +84,6 @@ public final class PluginClientTransport: ClientTransport, Sendable {
     methodConfig.maxRequestMessageBytes = maxMessageSize
     methodConfig.maxResponseMessageBytes = maxMessageSize
     self.methodConfig = methodConfig
-  }
-
-  /// A plaintext connection to a plugin that is already running at `address`, such as one a
-  /// previous host started (go-plugin's reattach) or one served in this process. Its
-  /// connections are dialled on first use; no process is managed.
-  ///
-  /// - Throws: ``PluginError`` with ``PluginError/Code/unknownAddressType`` for a network other
-  ///   than `unix` and `tcp`, or a TCP address that is not `host:port`.
-  public convenience init(
-    network: HandshakeLine.Network = .unix,
-    address: String,
-    maxMessageSize: Int = Int(Int32.max)
-  ) throws {
-    let target: Target
-    switch network {
-    case .unix:
-      target = .unix(path: address)
-    case .tcp:
-      let (host, port) = try Transports.splitHostPort(address)
-      target = .tcp(host: host, port: port)
-    default:
-      throw PluginError(code: .unknownAddressType, message: "unknown address type: \(network)")
-    }
-    self.init(target: target, maxMessageSize: maxMessageSize, tls: nil, serverHostname: nil, onConnect: {})
   }
 
   /// No retries: a plugin call either reaches the plugin or fails.
@@ -197,23 +173,8 @@ public final class PluginClientTransport: ClientTransport, Sendable {
 
   private static let shutDownError = RPCError(code: .unavailable, message: "the plugin connection is shut down")
 
-  /// Dials now rather than on the first call, and returns once the peer's HTTP/2 SETTINGS
-  /// have arrived: a start reports a plugin started only when it can take calls.
-  ///
-  /// - Throws: ``PluginError`` with ``PluginError/Code/connectionFailed`` saying what did not
-  ///   happen: the dial, the TLS handshake, the SETTINGS within the set-up timeout.
-  func establish() async throws(PluginError) {
-    do {
-      _ = try await self.readyConnection()
-    } catch let error as RPCError {
-      throw PluginError(code: .connectionFailed, message: error.message)
-    } catch {
-      throw PluginError(code: .connectionFailed, message: "\(error)")
-    }
-  }
-
   /// The live connection, opening one if there is none: concurrent first calls share one dial.
-  func readyConnection() async throws -> GRPCConnectionHandler {
+  package func readyConnection() async throws -> GRPCConnectionHandler {
     enum Next {
       case use(GRPCConnectionHandler)
       case dial

@@ -3,7 +3,7 @@ import NIOCore
 import NIOHPACK
 import Testing
 
-@testable import GoPlugin
+@testable import GoPluginTransport
 
 /// gRPC's framing and header mapping, byte for byte, as the plugin transports put them on the
 /// wire; the transports themselves are exercised end to end by every host and interop test.
