@@ -2,8 +2,13 @@
 // and reports what its handshake and its gRPC server say; `checksum` prints the digest a host
 // pins a plugin executable to.
 import ArgumentParser
-import Foundation
 import GoPlugin
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 @main
 struct GoPluginCommand: AsyncParsableCommand {

@@ -1,7 +1,12 @@
 import ArgumentParser
-import Foundation
 import GoPlugin
 import Logging
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 struct Inspect: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
@@ -159,8 +164,12 @@ struct Inspect: AsyncParsableCommand {
   }
 
   static func parseVersions(_ text: String) throws -> [Int] {
-    let fields = text.split(separator: ",", omittingEmptySubsequences: false).map {
-      $0.trimmingCharacters(in: .whitespaces)
+    // Blanks around a version are forgiven, newlines are not: a list of versions is one line.
+    let isBlank = { (character: Character) in character.isWhitespace && !character.isNewline }
+    let fields = text.split(separator: ",", omittingEmptySubsequences: false).map { field in
+      var field = field.drop(while: isBlank)
+      while let last = field.last, isBlank(last) { field = field.dropLast() }
+      return field
     }
     var versions: [Int] = []
     for field in fields {

@@ -1,8 +1,13 @@
 import Crypto
-import Foundation
 import GoPlugin
 import SwiftASN1
 import X509
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 /// What `goplugin inspect` found; its JSON form is what `--json` prints.
 struct InspectionReport: Encodable {
@@ -169,7 +174,7 @@ struct InspectionReport: Encodable {
     let width = lines.map(\.0.count).max() ?? 0
     return lines.map { label, value in
       let prefix = label.isEmpty ? "" : label + ":"
-      return prefix.padding(toLength: width + 2, withPad: " ", startingAt: 0) + value
+      return prefix + String(repeating: " ", count: width + 2 - prefix.count) + value
     }.joined(separator: "\n")
   }
 

@@ -1,4 +1,3 @@
-import Foundation
 import GRPCCore
 import GoPluginPlatform
 import GoPluginProtos
@@ -7,6 +6,12 @@ import NIOSSL
 import ServiceLifecycle
 import SwiftProtobuf
 import Synchronization
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 /// A host's handle on one plugin process: it launches the plugin, connects to it, hands out
 /// typed clients, and stops it.

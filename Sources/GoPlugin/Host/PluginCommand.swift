@@ -1,6 +1,11 @@
-import Foundation
 import GoPluginPlatform
 import SystemPackage
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 /// The program a host launches as a plugin.
 public struct PluginCommand: Sendable, Hashable {

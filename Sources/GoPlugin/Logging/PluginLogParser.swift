@@ -1,5 +1,10 @@
-import Foundation
 import Logging
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 /// Turns the lines a plugin writes to stderr into log records (spec §7): hclog JSON objects at
 /// their own level with their fields as metadata, `[LEVEL]`-prefixed text at that level, and

@@ -1,9 +1,15 @@
-import Foundation
 import GRPCCore
+import GoPluginPlatform
 import GoPluginProtos
 import Logging
 import NIOSSL
 import ServiceLifecycle
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 /// The plugin side: serve plugins to the host that launched this process.
 public enum PluginServer {

@@ -1,4 +1,3 @@
-import Foundation
 import GoPluginPlatform
 import GoPluginProtos
 import Logging
@@ -6,6 +5,12 @@ import NIOCore
 import NIOPosix
 import SwiftProtobuf
 import Synchronization
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 /// The plugin process's stdout and stderr after the handshake, captured through pipes and
 /// forwarded to the host over `GRPCStdio` (spec §3.6).

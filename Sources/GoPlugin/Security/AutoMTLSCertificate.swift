@@ -1,8 +1,13 @@
 import Crypto
-import Foundation
 import NIOSSL
 import SwiftASN1
 import X509
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 /// A certificate and key made for one process start, as go-plugin's AutoMTLS makes them
 /// (spec §6.1): ECDSA P-521, self-signed with SHA-512, CN and SAN `localhost`, a CA that may

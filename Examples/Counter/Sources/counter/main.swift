@@ -2,10 +2,15 @@
 // any other with --plugin), and serves it an AddHelper through the broker for every put.
 import ArgumentParser
 import CounterInterface
-import Foundation
 import GoPlugin
 import Logging
 import Synchronization
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 @main
 struct CounterCommand: AsyncParsableCommand {
@@ -65,12 +70,18 @@ struct CounterCommand: AsyncParsableCommand {
       // Each put serves a new broker ID and waits for the plugin to dial it and call back.
       let perPut = (ContinuousClock.now - start) / max(self.amounts.count, 1)
       print("hits = \(try await counter.get("hits")), with \(helper.calls) sums done by the host")
-      print(
-        "each put, with its brokered call back: \(perPut.formatted(.units(allowed: [.milliseconds], fractionalPart: .show(length: 2))))"
-      )
+      print("each put, with its brokered call back: \(Self.milliseconds(perPut))")
     }
   }
 
+  /// A duration as milliseconds with two decimals, such as `1.25 ms`. By hand, because
+  /// Duration's formatting styles live in FoundationInternationalization, with ICU.
+  static func milliseconds(_ duration: Duration) -> String {
+    let (seconds, attoseconds) = duration.components
+    let hundredths = seconds * 100_000 + (attoseconds + 5_000_000_000_000) / 10_000_000_000_000
+    let fraction = hundredths % 100
+    return "\(hundredths / 100).\(fraction < 10 ? "0" : "")\(fraction) ms"
+  }
 }
 
 // Ctrl-C or SIGTERM stops the plugin gracefully, then ends the host by that signal. The command

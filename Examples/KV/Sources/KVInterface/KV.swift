@@ -1,7 +1,12 @@
-import Foundation
 public import GRPCCore
 public import GoPlugin
 import SwiftProtobuf
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 /// The key-value store both sides of the KV example speak: the plugin implements it, the host
 /// calls it. The wire contract is `kv.proto`, which Go and Python plugins implement too.

@@ -1,9 +1,22 @@
 // The KV example plugin: serves kv.proto from memory, or from files under $KV_DIR so that
 // values survive from one run of the host to the next. With --debug it serves without a host
 // and prints how to reattach to it (kv --reattach '<json>' get KEY).
-import Foundation
 import GoPlugin
 import KVInterface
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 // Tasks run on the event loops that carry the connection: fewer thread hand-offs per call.
 GoPluginRuntime.useEventLoopsAsGlobalExecutor()
@@ -20,7 +33,8 @@ if CommandLine.arguments.dropFirst().contains("--debug") {
   do {
     try await PluginServer.serveDebug(configuration)
   } catch {
-    FileHandle.standardError.write(Data("kv-plugin: \(error)\n".utf8))
+    let message = Array("kv-plugin: \(error)\n".utf8)
+    _ = write(2, message, message.count)
     exit(1)
   }
 } else {

@@ -3,10 +3,15 @@
 // PLUGIN_REATTACH), attaches to a running one, such as `kv-plugin --debug`, and leaves it
 // running (`stop` stops it).
 import ArgumentParser
-import Foundation
 import GoPlugin
 import KVInterface
 import Logging
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 @main
 struct KVCommand: AsyncParsableCommand {

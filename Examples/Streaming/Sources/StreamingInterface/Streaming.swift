@@ -1,8 +1,13 @@
 import Crypto
-public import Foundation
 public import GRPCCore
 public import GoPlugin
 import SwiftProtobuf
+
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
+public import Foundation
+#endif
 
 extension HandshakeConfiguration {
   /// The streaming example's handshake.
@@ -57,11 +62,10 @@ struct FileSourceService: Streaming_FileSource.SimpleServiceProtocol {
   let chunkSize: Int
 
   func read(request: Streaming_Empty, response: RPCWriter<Streaming_Chunk>, context: ServerContext) async throws {
-    let handle = try FileHandle(forReadingFrom: self.file)
-    defer { try? handle.close() }
+    let file = try LocalFile(reading: self.file.path)
     // Plain blocking reads keep the example short; a server moving many files at once would
     // read through NIO's file system instead.
-    while let data = try handle.read(upToCount: self.chunkSize), !data.isEmpty {
+    while case let data = try file.readChunk(upTo: self.chunkSize), !data.isEmpty {
       try await response.write(.with { $0.data = data })
     }
   }

@@ -2,10 +2,15 @@
 // fast it arrived and whether it arrived whole.
 import ArgumentParser
 import Crypto
-import Foundation
 import GoPlugin
 import Logging
 import StreamingInterface
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 @main
 struct StreamFile: AsyncParsableCommand {
@@ -43,11 +48,17 @@ struct StreamFile: AsyncParsableCommand {
       throw ValidationError("--size must be between 1 and 65536 MiB (got \(self.size)).")
     }
     if let file {
-      var isDirectory: ObjCBool = false
-      guard FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory) else {
-        throw ValidationError("No such file: \(file)")
-      }
-      guard !isDirectory.boolValue else { throw ValidationError("\(file) is a directory, not a file to send.") }
+      // FoundationEssentials reports a directory in a Bool, Apple's Foundation in an ObjCBool.
+      #if canImport(FoundationEssentials)
+      var isDirectory = false
+      let exists = FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory)
+      #else
+      var directory: ObjCBool = false
+      let exists = FileManager.default.fileExists(atPath: file, isDirectory: &directory)
+      let isDirectory = directory.boolValue
+      #endif
+      guard exists else { throw ValidationError("No such file: \(file)") }
+      guard !isDirectory else { throw ValidationError("\(file) is a directory, not a file to send.") }
       guard FileManager.default.isReadableFile(atPath: file) else { throw ValidationError("\(file) cannot be read.") }
     }
   }
@@ -58,7 +69,8 @@ struct StreamFile: AsyncParsableCommand {
     if let file {
       url = URL(fileURLWithPath: file)
     } else {
-      url = FileManager.default.temporaryDirectory.appendingPathComponent("stream-file-\(getpid())")
+      url = FileManager.default.temporaryDirectory.appendingPathComponent(
+        "stream-file-\(ProcessInfo.processInfo.processIdentifier)")
       madeUp = url
     }
     // Removed however the run ends, also when making it failed half-way (a full disk).
@@ -92,19 +104,16 @@ struct StreamFile: AsyncParsableCommand {
   }
 
   static func makeFile(at url: URL, mebibytes: Int) throws {
-    _ = FileManager.default.createFile(atPath: url.path, contents: nil)
-    let handle = try FileHandle(forWritingTo: url)
-    defer { try? handle.close() }
+    let file = try LocalFile(creating: url.path)
     var generator = SystemRandomNumberGenerator()
     let block = Data((0..<(1 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) })
-    for _ in 0..<mebibytes { try handle.write(contentsOf: block) }
+    for _ in 0..<mebibytes { try file.writeAll(block) }
   }
 
   static func sha256(of url: URL) throws -> [UInt8] {
-    let handle = try FileHandle(forReadingFrom: url)
-    defer { try? handle.close() }
+    let file = try LocalFile(reading: url.path)
     var hash = SHA256()
-    while let data = try handle.read(upToCount: 1 << 20), !data.isEmpty { hash.update(data: data) }
+    while case let data = try file.readChunk(upTo: 1 << 20), !data.isEmpty { hash.update(data: data) }
     return Array(hash.finalize())
   }
 
