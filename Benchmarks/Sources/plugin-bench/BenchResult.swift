@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// One run's results: the JSON object both harnesses print (plugin-bench and the Go twin
 /// benchhost print the same keys), and a table for people.
@@ -13,6 +17,8 @@ struct BenchResult: Codable, Sendable {
   var callers: Int
   var bulkMiB: Double
   var chunkKiB: Int
+  var multiplex: Bool
+  var autoMTLS: Bool
   var startMedianMs = 0.0
   var startMinMs = 0.0
   var startMaxMs = 0.0
@@ -38,6 +44,8 @@ struct BenchResult: Codable, Sendable {
     self.callers = parameters.callers
     self.bulkMiB = Double(parameters.bulkBytes) / 1_048_576
     self.chunkKiB = parameters.chunkBytes / 1024
+    self.multiplex = parameters.multiplex
+    self.autoMTLS = parameters.autoMTLS
   }
 
   func jsonLine() throws -> String {
@@ -47,7 +55,7 @@ struct BenchResult: Codable, Sendable {
   }
 
   func table() -> String {
-    func number(_ value: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", value) }
+    func number(_ value: Double, _ digits: Int = 1) -> String { Self.fixed(value, digits: digits) }
     let rows: [(String, String)] = [
       (
         "start → first call, median of \(self.launches)",
@@ -64,9 +72,29 @@ struct BenchResult: Codable, Sendable {
       ("call failures", "\(self.callFailures)"),
     ]
     let width = rows.map(\.0.count).max() ?? 0
-    var lines = ["\(self.label): \(self.host) host → \(self.plugin)"]
-    lines += rows.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }
+    let connection = [self.multiplex ? "multiplexed" : nil, self.autoMTLS ? "AutoMTLS" : nil].compactMap { $0 }
+    var lines = [
+      "\(self.label): \(self.host) host → \(self.plugin)"
+        + (connection.isEmpty ? "" : " (\(connection.joined(separator: ", ")))")
+    ]
+    lines += rows.map { $0.0 + String(repeating: " ", count: width - $0.0.count) + "  " + $0.1 }
     if let error = self.error { lines.append("error: \(error)") }
     return lines.joined(separator: "\n")
+  }
+
+  /// `value` rounded to `digits` decimals, as `%.*f` prints it (without Foundation's
+  /// `String(format:)`, which FoundationEssentials lacks).
+  static func fixed(_ value: Double, digits: Int) -> String {
+    guard value.isFinite else { return "\(value)" }
+    var scale = 1.0
+    for _ in 0..<digits { scale *= 10 }
+    let scaled = (abs(value) * scale).rounded()
+    guard scaled < 9e15 else { return "\(value)" }
+    let units = Int(scaled)
+    let whole = units / Int(scale)
+    let sign = value < 0 && units != 0 ? "-" : ""
+    guard digits > 0 else { return "\(sign)\(whole)" }
+    let fraction = String(units % Int(scale))
+    return "\(sign)\(whole)." + String(repeating: "0", count: digits - fraction.count) + fraction
   }
 }

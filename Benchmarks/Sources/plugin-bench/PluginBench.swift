@@ -1,10 +1,11 @@
 import ArgumentParser
-import Foundation
 import GoPlugin
 import Logging
 
 // The Swift host of the cross-language harness: runs the same workloads against any plugin that
-// serves kv.proto under the name "kv", and prints one JSON object or a table.
+// serves kv.proto under the name "kv", and prints one JSON object or a table. It needs no more of
+// Foundation than the library does (FoundationEssentials at most), so that its peak RSS and start
+// are a host's, not Foundation's and ICU's.
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -25,8 +26,8 @@ struct PluginBench: AsyncParsableCommand {
   /// `--static-swift-stdlib`, as dev/bench.sh makes, has no hook for it and says so.
   static func main() async {
     if !GoPluginRuntime.useEventLoopsAsGlobalExecutor() {
-      FileHandle.standardError.write(
-        Data("plugin-bench: tasks run on Swift's default executor (no global-executor hook in this build)\n".utf8))
+      let note = "plugin-bench: tasks run on Swift's default executor (no global-executor hook in this build)\n"
+      _ = note.utf8CString.withUnsafeBufferPointer { write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
     }
     await Self.main(nil)
   }
@@ -58,6 +59,12 @@ struct PluginBench: AsyncParsableCommand {
   @Option(name: .customLong("chunk-kib"), help: "Size of each Put value and each Upload chunk.")
   var chunkKiB = 64
 
+  @Flag(help: "Ask the plugin to multiplex (go-plugin's GRPCBrokerMultiplex): the connection runs over yamux.")
+  var multiplex = false
+
+  @Flag(name: .customLong("auto-mtls"), help: "Secure the connection with AutoMTLS certificates made per launch.")
+  var autoMTLS = false
+
   @Flag(help: "Print one JSON object instead of a table.")
   var json = false
 
@@ -82,7 +89,9 @@ struct PluginBench: AsyncParsableCommand {
       concurrentCalls: self.concurrentCalls,
       callers: self.callers,
       bulkBytes: self.bulkMiB * 1024 * 1024,
-      chunkBytes: self.chunkKiB * 1024
+      chunkBytes: self.chunkKiB * 1024,
+      multiplex: self.multiplex,
+      autoMTLS: self.autoMTLS
     )
     let start = BenchResult(label: self.label, host: "swift", plugin: self.plugin, parameters: parameters)
     let workloads = Workloads(

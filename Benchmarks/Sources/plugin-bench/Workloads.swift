@@ -1,9 +1,14 @@
-import Foundation
 import GRPCCore
 import GoPlugin
 import KVInterface
 import Logging
 import SwiftProtobuf
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 /// The KV plugin as the harness sees it: the generated stub itself, so that the Swift host does
 /// per call what the Go twin does with its generated client, and can stream an upload of any
@@ -34,6 +39,10 @@ struct Workloads: Sendable {
     var callers: Int
     var bulkBytes: Int
     var chunkBytes: Int
+    /// The connection asks for multiplexing (yamux under gRPC).
+    var multiplex = false
+    /// The connection is secured with AutoMTLS.
+    var autoMTLS = false
   }
 
   static let valueSize = 16
@@ -50,7 +59,23 @@ struct Workloads: Sendable {
   }
 
   private var configuration: PluginClientConfiguration {
-    PluginClientConfiguration(command: self.command, handshake: .kv, plugins: ["kv": BenchKVPlugin()])
+    var configuration = PluginClientConfiguration(
+      command: self.command, handshake: .kv, plugins: ["kv": BenchKVPlugin()])
+    configuration.multiplexBroker = self.parameters.multiplex
+    if self.parameters.autoMTLS { configuration.tls = .autoMTLS }
+    return configuration
+  }
+
+  /// A variant's numbers mean something only if the connection is the one its label names: a
+  /// plugin that refused multiplexing fails the start, but one that sent no certificate is worth
+  /// a check of its own.
+  private func checkConnection(_ info: PluginInfo) throws {
+    if self.parameters.multiplex && !info.multiplexed {
+      throw BenchFailure(description: "the plugin's connection is not multiplexed")
+    }
+    if self.parameters.autoMTLS && info.serverCertificate == nil {
+      throw BenchFailure(description: "the plugin sent no AutoMTLS certificate")
+    }
   }
 
   func run(into result: inout BenchResult) async throws {
@@ -70,7 +95,9 @@ struct Workloads: Sendable {
     // 2–5 on one plugin.
     let soFar = result
     result = try await withPluginClient(self.configuration, logger: self.logger) { client in
-      let pid = try await client.info.pid
+      let info = try await client.info
+      try self.checkConnection(info)
+      let pid = info.pid
       let kv = try await client.dispense("kv", as: BenchKVPlugin.self)
       var measured = soFar
       try await self.sequential(kv, into: &measured)

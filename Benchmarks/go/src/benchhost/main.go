@@ -30,6 +30,7 @@ import (
 
 // result has the keys of plugin-bench's JSON object (Benchmarks/README.md).
 type result struct {
+	AutoMTLS                 bool    `json:"autoMTLS"`
 	BulkMiB                  float64 `json:"bulkMiB"`
 	CallFailures             int     `json:"callFailures"`
 	Callers                  int     `json:"callers"`
@@ -45,6 +46,7 @@ type result struct {
 	HostPeakRSSKiB           int     `json:"hostPeakRSSKiB"`
 	Label                    string  `json:"label"`
 	Launches                 int     `json:"launches"`
+	Multiplex                bool    `json:"multiplex"`
 	Plugin                   string  `json:"plugin"`
 	PluginPeakRSSKiB         int     `json:"pluginPeakRSSKiB"`
 	PutMiBPerSecond          float64 `json:"putMiBPerSecond"`
@@ -65,6 +67,7 @@ type params struct {
 	callers         int
 	bulkBytes       int
 	chunkBytes      int
+	autoMTLS        bool
 	verbose         bool
 }
 
@@ -84,6 +87,7 @@ func main() {
 	flag.IntVar(&p.callers, "callers", 8, "concurrent callers on the one connection")
 	bulkMiB := flag.Int("bulk-mib", 256, "MiB sent as Puts, and again through one Upload stream")
 	chunkKiB := flag.Int("chunk-kib", 64, "size of each Put value and each Upload chunk")
+	flag.BoolVar(&p.autoMTLS, "auto-mtls", false, "secure the connection with AutoMTLS certificates made per launch")
 	asJSON := flag.Bool("json", false, "print one JSON object instead of a table")
 	flag.BoolVar(&p.verbose, "verbose", false, "log go-plugin's debug output to stderr")
 	flag.Parse()
@@ -100,6 +104,7 @@ func main() {
 		Launches: p.launches, Calls: p.calls, Warmup: p.warmup,
 		ConcurrentCalls: p.concurrentCalls, Callers: p.callers,
 		BulkMiB: float64(p.bulkBytes) / (1 << 20), ChunkKiB: p.chunkBytes / 1024,
+		AutoMTLS: p.autoMTLS,
 	}
 	// go-plugin plugins ignore SIGINT: kill them when the harness is interrupted, and print
 	// a fresh result (main may be writing to its own) that says so.
@@ -158,6 +163,7 @@ func newClient(p *params) *plugin.Client {
 		Plugins:          kvshared.Plugins(nil),
 		Cmd:              exec.Command(args[0], args[1:]...),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         p.autoMTLS,
 		Logger:           hclog.New(&hclog.LoggerOptions{Name: "benchhost", Level: level, Output: os.Stderr}),
 		Managed:          true,
 	})
@@ -435,6 +441,9 @@ func table(r *result) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %s host → %s", r.Label, r.Host, r.Plugin)
+	if r.AutoMTLS {
+		b.WriteString(" (AutoMTLS)")
+	}
 	for _, row := range rows {
 		fmt.Fprintf(&b, "\n%s%s  %s", row[0], strings.Repeat(" ", width-len([]rune(row[0]))), row[1])
 	}
