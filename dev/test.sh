@@ -2,8 +2,8 @@
 # The whole test suite, from a fresh machine: installs what the interop tests need (Go,
 # go-plugin and protoc from Debian's packages, grpcio from PyPI) when it is missing, checks
 # that the generated code is current, that the sources are formatted and lint-clean and form a
-# stack of folders without cycles, builds with warnings as errors, and runs every test,
-# interop included.
+# stack of folders without cycles, builds with warnings as errors, checks that no binary links
+# full Foundation, and runs every test, interop included.
 #
 #   dev/test.sh            # everything
 #   dev/test.sh --filter X # passes extra arguments on to `swift test`
@@ -48,6 +48,9 @@ Tests/Interop/build.sh "$repo/.build/interop"
 export GOPLUGIN_WARNINGS_AS_ERRORS=1
 step "building"
 swift build --build-tests
+
+step "checking that nothing links full Foundation"
+dev/check-foundation.sh "$(swift build --show-bin-path)"
 
 step "testing"
 GOPLUGIN_INTEROP_DIR="$repo/.build/interop" swift test --skip-build --disable-xctest "$@"

@@ -43,13 +43,15 @@ package final class PluginServerTransport: ServerTransport, Sendable {
 
   /// A transport that serves the connections handed to it with ``serve(_:)``, such as yamux
   /// streams, and listens on no socket. `eventLoop` must be theirs.
-  convenience init(handedConnectionsOn eventLoop: any EventLoop, maxReceiveMessageSize: Int, tls: ConnectionTLS?) {
+  package convenience init(
+    handedConnectionsOn eventLoop: any EventLoop, maxReceiveMessageSize: Int, tls: ConnectionTLS?
+  ) {
     self.init(listeningDescriptor: -1, maxReceiveMessageSize: maxReceiveMessageSize, tls: tls, eventLoop: eventLoop)
   }
 
   /// Serves gRPC on `channel`, a connection made elsewhere: called on the transport's event
   /// loop before the channel is active. Once shutting down, the channel is closed instead.
-  func serve(_ channel: any Channel) throws {
+  package func serve(_ channel: any Channel) throws {
     try self.configure(channel)
   }
 

@@ -135,7 +135,9 @@ struct YamuxStreamChannelTests {
     #expect(try harness.sentFrames().isEmpty)
 
     harness.channel.read()
-    #expect(harness.recorder.received == Array(bytes(100 * 1024, 1).readableBytesView + bytes(100 * 1024, 2).readableBytesView))
+    #expect(
+      harness.recorder.received
+        == Array(bytes(100 * 1024, 1).readableBytesView + bytes(100 * 1024, 2).readableBytesView))
     #expect(try harness.sentFrames() == [.windowUpdate(1, delta: 200 * 1024)])
 
     // Nothing more is delivered until the next read().
@@ -202,7 +204,9 @@ struct YamuxStreamChannelTests {
     #expect(harness.recorder.errors.first as? YamuxStreamChannel.StreamError == .reset)
     #expect(harness.recorder.events == ["inactive"])
     #expect(!harness.channel.isActive)
-    #expect(throws: ChannelError.ioOnClosedChannel) { try harness.channel.writeAndFlush(ByteBuffer(string: "x")).wait() }
+    #expect(throws: ChannelError.ioOnClosedChannel) {
+      try harness.channel.writeAndFlush(ByteBuffer(string: "x")).wait()
+    }
     harness.runPending()
     try harness.channel.closeFuture.wait()
     #expect(try harness.sentFrames().isEmpty)

@@ -6,6 +6,7 @@ import NIOSSL
 import SwiftProtobuf
 import Synchronization
 import SystemPackage
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
