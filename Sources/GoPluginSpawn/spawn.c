@@ -4,10 +4,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -301,4 +304,22 @@ bool goplugin_is_own_directory(const char *path) {
 bool goplugin_is_socket(const char *path) {
   struct stat status;
   return stat(path, &status) == 0 && S_ISSOCK(status.st_mode);
+}
+
+int goplugin_bind_loopback(int descriptor, uint16_t port) {
+  struct sockaddr_in address;
+  memset(&address, 0, sizeof(address));
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return bind(descriptor, (const struct sockaddr *)&address, sizeof(address));
+}
+
+int goplugin_bound_port(int descriptor) {
+  struct sockaddr_in address;
+  socklen_t length = sizeof(address);
+  if (getsockname(descriptor, (struct sockaddr *)&address, &length) != 0 || address.sin_family != AF_INET) {
+    return -1;
+  }
+  return ntohs(address.sin_port);
 }

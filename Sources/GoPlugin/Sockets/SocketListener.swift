@@ -1,4 +1,5 @@
 import GoPluginPlatform
+import GoPluginSpawn
 import SystemPackage
 
 /// A listening socket opened by hand before handing it to gRPC.
@@ -104,25 +105,11 @@ struct SocketListener: Sendable {
     for candidate in minPort...maxPort {
       let fd = Self.makeSocket(AF_INET)
       guard fd >= 0 else { throw Self.failure("socket", "127.0.0.1") }
-      var address = sockaddr_in()
-      address.sin_family = sa_family_t(AF_INET)
-      address.sin_port = in_port_t(UInt16(candidate).bigEndian)
-      address.sin_addr.s_addr = in_addr_t(UInt32(0x7f00_0001).bigEndian)
-      let bound = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-          bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-        }
-      }
-      guard bound == 0, listen(fd, 128) == 0 else {
+      guard goplugin_bind_loopback(fd, UInt16(candidate)) == 0, listen(fd, 128) == 0 else {
         close(fd)
         continue
       }
-      var actual = sockaddr_in()
-      var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-      _ = withUnsafeMutablePointer(to: &actual) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-      }
-      let boundPort = UInt16(bigEndian: actual.sin_port)
+      let boundPort = goplugin_bound_port(fd)
       return SocketListener(descriptor: fd, network: .tcp, address: "127.0.0.1:\(boundPort)")
     }
     throw PluginError(code: .listenFailed, message: "couldn't bind plugin TCP listener")

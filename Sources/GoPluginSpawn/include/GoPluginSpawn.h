@@ -5,6 +5,7 @@
 #define GOPLUGIN_SPAWN_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #ifdef __cplusplus
@@ -75,6 +76,14 @@ bool goplugin_is_own_directory(const char *_Nonnull path);
 
 /// Whether `path` names a socket (stat(2), following links), for the same reason.
 bool goplugin_is_socket(const char *_Nonnull path);
+
+/// bind(2) of the TCP socket `descriptor` to 127.0.0.1:`port`. In C because a fresh build
+/// attributes `struct sockaddr_in` to whichever module first included <netinet/in.h> (NIO's
+/// CNIOLinux), and Swift then refuses its fields under MemberImportVisibility.
+int goplugin_bind_loopback(int descriptor, uint16_t port);
+
+/// The port the TCP socket `descriptor` is bound to (getsockname(2)), or -1.
+int goplugin_bound_port(int descriptor);
 
 
 #ifdef __cplusplus
