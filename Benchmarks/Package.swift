@@ -16,7 +16,8 @@ let package = Package(
     .package(name: "swift-go-plugin", path: ".."),
     .package(url: "https://github.com/ordo-one/benchmark.git", exact: "1.38.1", traits: ["MallocInterposer"]),
     .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
-    .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+    // Without its default trait, BinaryDelimitedStreams, which imports full Foundation.
+    .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0", traits: []),
     .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
   ],

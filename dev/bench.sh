@@ -64,13 +64,16 @@ export GOPATH="$out/interop/gopath:$repo/Benchmarks/go:$repo/Tests/Interop/go:/u
 # Two release builds of the Swift side, each in a scratch path of its own (which also keeps
 # their flags from rebuilding Benchmarks/.build):
 # - static: linked as Go links its programs, with the Swift runtime (and whatever of Foundation
-#   the program uses) inside the binary; no global-executor hook, see
+#   the program uses) inside the binary, at a fixed address (not position-independent: no
+#   relocations to apply at start) and exporting no symbols (the dynamic loader has no table of
+#   a megabyte to read); no global-executor hook, see
 #   GoPluginRuntime.useEventLoopsAsGlobalExecutor();
 # - dynamic: SwiftPM's default, the Swift runtime's shared libraries loaded at start.
 swift_build() {
     local kind="$1"; shift
     local flags=(-c release --scratch-path "$out/swift-$kind")
-    [ "$kind" = static ] && flags+=(--static-swift-stdlib)
+    [ "$kind" = static ] && flags+=(--static-swift-stdlib -Xswiftc -Xclang-linker -Xswiftc -no-pie
+        -Xlinker --no-export-dynamic)
     (cd "$repo/Benchmarks" && swift build "${flags[@]}" "$@")
 }
 declare -A bin
