@@ -47,8 +47,13 @@ final class Multiplexer: Sendable {
   /// How long the plugin's brokered dials wait for the host to connect at all.
   static let establishTimeout: Duration = .seconds(5)
 
+  /// The receive window this side grants each stream. A multiplexed gRPC connection is one
+  /// stream, whose HTTP/2 flow control already bounds what is in flight; yamux's default of
+  /// 256 KiB, given back half at a time, would add a round trip per 128 KiB under it.
+  static let streamWindow: UInt32 = 4 << 20
+
   init(
-    configuration: YamuxSession.Configuration = YamuxSession.Configuration(),
+    configuration: YamuxSession.Configuration = YamuxSession.Configuration(maxStreamWindow: Multiplexer.streamWindow),
     logger: Logger,
     eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
   ) {

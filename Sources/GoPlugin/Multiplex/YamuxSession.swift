@@ -52,10 +52,20 @@ final class YamuxStream {
 
   /// Queues bytes for the peer; they go out as the peer's window allows.
   func write(_ data: ByteBuffer) {
-    guard !self.terminated, !self.finQueued, data.readableBytes > 0 else { return }
-    self.pending.append(data)
-    self.pendingBytes += data.readableBytes
-    self.session.sendPending(self)
+    self.write(CollectionOfOne(data))
+  }
+
+  /// Queues several buffers, which reach the connection in one flush: a stream channel's
+  /// flush (an HTTP/2 HEADERS and DATA frame, say) is one write to the socket, not one each.
+  func write(_ buffers: some Sequence<ByteBuffer>) {
+    guard !self.terminated, !self.finQueued else { return }
+    var queued = false
+    for data in buffers where data.readableBytes > 0 {
+      self.pending.append(data)
+      self.pendingBytes += data.readableBytes
+      queued = true
+    }
+    if queued { self.session.sendPending(self) }
   }
 
   /// Half-closes: the peer gets a FIN once everything queued has gone out.

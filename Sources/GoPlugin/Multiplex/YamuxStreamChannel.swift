@@ -206,12 +206,15 @@ final class YamuxStreamChannel: Channel, ChannelCore, YamuxStreamDelegate, @unch
   }
 
   func flush0() {
-    guard self.lifecycle == .active, !self.streamGone, !self.outputClosed else { return }
-    while let (buffer, promise) = self.unflushed.popFirst() {
+    guard self.lifecycle == .active, !self.streamGone, !self.outputClosed, !self.unflushed.isEmpty else { return }
+    // Queued in the stream, which sends it as the peer's window opens, all of it in one write
+    // to the connection; writability, not the promises, is what holds a producer back. What a
+    // promise's callback writes meanwhile waits for the next flush.
+    let count = self.unflushed.count
+    self.stream.write(self.unflushed.lazy.map(\.0))
+    for _ in 0..<count {
+      guard let (buffer, promise) = self.unflushed.popFirst() else { break }
       self.unflushedBytes -= buffer.readableBytes
-      // Queued in the stream, which sends it as the peer's window opens; writability, not
-      // the promise, is what holds a producer back.
-      self.stream.write(buffer)
       promise?.succeed()
     }
     self.updateWritability()
