@@ -61,19 +61,7 @@ private struct RecordingLogHandler: LogHandler {
     if let explicit = event.metadata { fields.merge(explicit) { _, new in new } }
     let rendered = fields.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
     let line = "\(event.level) \(event.message)" + (rendered.isEmpty ? "" : " [\(rendered)]") + "\n"
-    writeToStandardError(line)
-  }
-}
-
-/// Unbuffered, so that what a failing run printed is out before the process exits.
-private func writeToStandardError(_ text: String) {
-  var bytes = Array(text.utf8)[...]
-  while !bytes.isEmpty {
-    let written = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
-    if written < 0 {
-      if errno == EINTR { continue }
-      return
-    }
-    bytes = bytes.dropFirst(written)
+    // Unbuffered, so that what a failing run printed is out before the process exits.
+    POSIX.writeAll(line, to: 2)
   }
 }

@@ -1,3 +1,5 @@
+import GoPluginPlatform
+
 /// Where a plugin's forwarded stdout or stderr goes on the host (go-plugin's `SyncStdout` and
 /// `SyncStderr`).
 ///
