@@ -30,6 +30,8 @@ let package = Package(
   products: [
     .library(name: "GoPlugin", targets: ["GoPlugin"]),
     .library(name: "GoPluginTesting", targets: ["GoPluginTesting"]),
+    .library(name: "GoPluginGob", targets: ["GoPluginGob"]),
+    .library(name: "GoPluginNetRPC", targets: ["GoPluginNetRPC"]),
     .library(name: "KVInterface", targets: ["KVInterface"]),
     .executable(name: "kv", targets: ["kv"]),
     .executable(name: "kv-plugin", targets: ["kv-plugin"]),
@@ -67,6 +69,14 @@ let package = Package(
     .target(
       name: "GoPluginProtos",
       dependencies: [grpcCore, grpcProtobuf, swiftProtobuf],
+      swiftSettings: strictSettings
+    ),
+    // Go's encoding/gob, mapped onto Codable: useful on its own, so it depends on nothing.
+    .target(name: "GoPluginGob", swiftSettings: strictSettings),
+    // Go's net/rpc (gob codec) over any NIO channel carrying bytes.
+    .target(
+      name: "GoPluginNetRPC",
+      dependencies: ["GoPluginGob", .product(name: "NIOCore", package: "swift-nio")],
       swiftSettings: strictSettings
     ),
     // The gRPC transport of plugin connections (HTTP/2 on NIO), below everything that knows
@@ -255,6 +265,12 @@ let package = Package(
         .product(name: "NIOHTTP2", package: "swift-nio-http2"),
         .product(name: "NIOHPACK", package: "swift-nio-http2"),
       ],
+      swiftSettings: strictSettings
+    ),
+    // encoding/gob: unit tests, the corpus written and read by real Go, and a short fuzz pass.
+    .testTarget(
+      name: "GoPluginGobTests",
+      dependencies: ["GoPluginGob", "GoPluginTesting"],
       swiftSettings: strictSettings
     ),
     // The fuzz pass over the host's start-up (dev/fuzz.sh runs a long one).
