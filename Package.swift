@@ -39,6 +39,8 @@ let package = Package(
     .executable(name: "counter-plugin", targets: ["counter-plugin"]),
     .executable(name: "stream-file", targets: ["stream-file"]),
     .executable(name: "streaming-plugin", targets: ["streaming-plugin"]),
+    .executable(name: "greeter", targets: ["greeter"]),
+    .executable(name: "greeter-plugin", targets: ["greeter-plugin"]),
     .executable(name: "goplugin", targets: ["goplugin"]),
   ],
   dependencies: [
@@ -102,6 +104,8 @@ let package = Package(
         "GoPluginSpawn",
         "GoPluginTransport",
         "GoPluginProtos",
+        "GoPluginGob",
+        "GoPluginNetRPC",
         grpcCore,
         grpcProtobuf,
         swiftProtobuf,
@@ -205,6 +209,26 @@ let package = Package(
         "GoPlugin", "StreamingInterface", argumentParser, logging, .product(name: "Crypto", package: "swift-crypto"),
       ],
       path: "Examples/Streaming/Sources/stream-file",
+      swiftSettings: strictSettings
+    ),
+
+    // The net/rpc example: go-plugin's examples/basic and the net/rpc half of examples/grpc.
+    .target(
+      name: "GreeterInterface",
+      dependencies: ["GoPlugin"],
+      path: "Examples/Greeter/Sources/GreeterInterface",
+      swiftSettings: strictSettings
+    ),
+    .executableTarget(
+      name: "greeter-plugin",
+      dependencies: ["GoPlugin", "GreeterInterface"],
+      path: "Examples/Greeter/Sources/greeter-plugin",
+      swiftSettings: strictSettings
+    ),
+    .executableTarget(
+      name: "greeter",
+      dependencies: ["GoPlugin", "GreeterInterface", argumentParser, logging],
+      path: "Examples/Greeter/Sources/greeter",
       swiftSettings: strictSettings
     ),
 

@@ -36,6 +36,7 @@ public struct PluginError: Error, Sendable, Hashable, CustomStringConvertible {
       case unavailable
       case exitedDuringCall
       case restartLimitReached
+      case dispenseFailed
     }
 
     private let wrapped: Wrapped
@@ -96,6 +97,9 @@ public struct PluginError: Error, Sendable, Hashable, CustomStringConvertible {
     /// A supervisor restarted the plugin as often as its restart policy allows within its
     /// window, and gave up.
     public static let restartLimitReached = Code(.restartLimitReached)
+    /// A net/rpc plugin refused to dispense a plugin (its `Server` failed), or the stream for
+    /// it could not be set up; the message carries the plugin's text.
+    public static let dispenseFailed = Code(.dispenseFailed)
 
     public var description: String { String(describing: self.wrapped) }
   }

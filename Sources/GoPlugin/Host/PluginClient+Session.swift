@@ -158,6 +158,10 @@ extension PluginClient {
     socketDirectory: String,
     group: inout TaskGroup<Void>
   ) async -> Result<SessionEnd, PluginError> {
+    if handshakeInfo.protocol == .netRPC {
+      return await self.serveNetRPC(
+        process, info: handshakeInfo, plugins: plugins, security: security, path: path, group: &group)
+    }
     let pid = handshakeInfo.pid
     let transport: PluginClientTransport
     var multiplexer: Multiplexer?
@@ -230,7 +234,9 @@ extension PluginClient {
     let transportForCalls = PluginTransport(transport)
     self.transition(
       .started(
-        Session(info: info, plugins: plugins, grpcClient: grpcClient, broker: broker, transport: transportForCalls)))
+        Session(
+          info: info, plugins: plugins,
+          wire: .grpc(GRPCWire(grpcClient: grpcClient, broker: broker, transport: transportForCalls)))))
 
     // The session: the broker and stdio streams stay open until the plugin is stopped or exits,
     // or the host lets go of it. Those streams ending (a plugin without a broker, a dropped
@@ -299,17 +305,29 @@ extension PluginClient {
   /// task was cancelled); one that already exited, reaped or not, is asked nothing and its
   /// exit is recorded as its own.
   func stop(_ process: some PluginProcessHandle, grpcClient: GRPCClient<PluginTransport>) async {
+    await self.stop(process, request: { deadline in await self.requestShutdown(grpcClient, deadline: deadline) }) {
+      grpcClient.beginGracefulShutdown()
+    }
+  }
+
+  /// ``stop(_:grpcClient:)`` for any protocol: `request` asks the plugin to shut down by the
+  /// deadline (nil when it was cancelled), `afterRequest` lets go of the connection.
+  func stop(
+    _ process: some PluginProcessHandle,
+    request: @escaping @Sendable (ContinuousClock.Instant) async -> ShutdownOutcome?,
+    afterRequest: () -> Void
+  ) async {
     let timeout = self.configuration.gracefulStopTimeout
     var exitDeadline = ContinuousClock.now + timeout
     if !Task.isCancelled && process.beginStop() {
       self.logger.debug("asking the plugin to shut down")
       // A plugin that answered gets the whole timeout to exit, counted from its answer, as a
       // go-plugin host gives it; one that did not answer in time has used it up.
-      if await self.shutDown(grpcClient, process: process, deadline: exitDeadline) == .answered {
+      if await self.shutDown(process: process, deadline: exitDeadline, request: request) == .answered {
         exitDeadline = ContinuousClock.now + timeout
       }
     }
-    grpcClient.beginGracefulShutdown()
+    afterRequest()
 
     if !Task.isCancelled, let status = await process.terminated.wait(timeout: exitDeadline - ContinuousClock.now) {
       self.recordExit(of: process, status: status)
@@ -396,12 +414,12 @@ extension PluginClient {
   /// `GRPCController.Shutdown`, bounded in time and by the process's end: a plugin that died
   /// just before the request cannot answer it, and its connection may not say so at once.
   func shutDown(
-    _ grpcClient: GRPCClient<PluginTransport>,
     process: some PluginProcessHandle,
-    deadline: ContinuousClock.Instant
+    deadline: ContinuousClock.Instant,
+    request: @escaping @Sendable (ContinuousClock.Instant) async -> ShutdownOutcome?
   ) async -> ShutdownOutcome {
     await withTaskGroup(of: ShutdownOutcome?.self) { group in
-      group.addTask { await self.requestShutdown(grpcClient, deadline: deadline) }
+      group.addTask { await request(deadline) }
       group.addTask { await process.terminated.wait() == nil ? nil : .exited }
       defer { group.cancelAll() }
       while let outcome = await group.next() {

@@ -36,10 +36,26 @@ public final class PluginClient: Sendable {
   struct Session: Sendable {
     var info: PluginInfo
     var plugins: PluginSet
+    var wire: Wire
+  }
+
+  /// What a session talks over: the protocol the plugin chose.
+  enum Wire: Sendable {
+    case grpc(GRPCWire)
+    case netRPC(NetRPCWire)
+  }
+
+  struct GRPCWire: Sendable {
     var grpcClient: GRPCClient<PluginTransport>
     var broker: GRPCBroker
     /// The connection's transport, which a supervisor's calls are routed to.
     var transport: PluginTransport
+  }
+
+  struct NetRPCWire: Sendable {
+    /// The control stream: `Control.*` and `Dispenser.Dispense`.
+    var control: NetRPCClient
+    var broker: MuxBroker
   }
 
   /// The client's lifecycle (see ``Phase``), the launched process and the tasks waiting on them.
@@ -73,16 +89,63 @@ public final class PluginClient: Sendable {
     get async throws(PluginError) { try await self.session().info }
   }
 
-  /// A typed client for the plugin registered as `name`. Dispensing is local: it sends nothing
-  /// to the plugin.
+  /// A typed client for the gRPC plugin registered as `name`. Dispensing is local: it sends
+  /// nothing to the plugin.
   ///
   /// - Throws: ``PluginError`` with ``PluginError/Code/unknownPlugin`` if the negotiated plugin
-  ///   set has no such name, ``PluginError/Code/pluginTypeMismatch`` if it is of another type.
+  ///   set has no such name, ``PluginError/Code/pluginTypeMismatch`` if it is of another type or
+  ///   the plugin serves net/rpc.
   public func dispense<Plugin: GRPCPlugin>(
     _ name: String,
     as type: Plugin.Type = Plugin.self
   ) async throws(PluginError) -> Plugin.Client {
     let session = try await self.session()
+    let typed: Plugin = try self.plugin(name, in: session)
+    guard case .grpc(let wire) = session.wire else {
+      throw self.error(
+        .pluginTypeMismatch, "plugin \"\(name)\" is served over net/rpc, and \(Plugin.self) only speaks gRPC",
+        pid: session.info.pid)
+    }
+    return typed.client(connection: self.connection(name, session: session, wire: wire))
+  }
+
+  /// A typed client for the net/rpc plugin registered as `name`: asks the plugin to dispense
+  /// it (`Dispenser.Dispense`), which serves it on a brokered stream, and connects to that.
+  ///
+  /// - Throws: ``PluginError`` with ``PluginError/Code/unknownPlugin`` if the negotiated plugin
+  ///   set has no such name, ``PluginError/Code/pluginTypeMismatch`` if it is of another type or
+  ///   the plugin serves gRPC, ``PluginError/Code/dispenseFailed`` with the plugin's text if it
+  ///   refused.
+  public func dispense<Plugin: NetRPCPlugin>(
+    _ name: String,
+    as type: Plugin.Type = Plugin.self
+  ) async throws(PluginError) -> Plugin.Client {
+    let session = try await self.session()
+    let typed: Plugin = try self.plugin(name, in: session)
+    guard case .netRPC(let wire) = session.wire else {
+      throw self.error(
+        .pluginTypeMismatch, "plugin \"\(name)\" is served over gRPC, and \(Plugin.self) only speaks net/rpc",
+        pid: session.info.pid)
+    }
+    return try await self.dispenseNetRPC(typed, name: name, session: session, wire: wire)
+  }
+
+  /// A typed client for a plugin described for both protocols, over the one the plugin chose.
+  public func dispense<Plugin: GRPCPlugin & NetRPCPlugin>(
+    _ name: String,
+    as type: Plugin.Type = Plugin.self
+  ) async throws(PluginError) -> Plugin.Client {
+    let session = try await self.session()
+    let typed: Plugin = try self.plugin(name, in: session)
+    switch session.wire {
+    case .grpc(let wire):
+      return typed.client(connection: self.connection(name, session: session, wire: wire))
+    case .netRPC(let wire):
+      return try await self.dispenseNetRPC(typed, name: name, session: session, wire: wire)
+    }
+  }
+
+  private func plugin<Plugin>(_ name: String, in session: Session) throws(PluginError) -> Plugin {
     guard let plugin = session.plugins[name] else {
       throw self.error(.unknownPlugin, "unknown plugin type: \(name)", pid: session.info.pid)
     }
@@ -93,32 +156,71 @@ public final class PluginClient: Sendable {
         pid: session.info.pid
       )
     }
-    let connection = PluginConnection(
-      grpcClient: session.grpcClient,
+    return typed
+  }
+
+  private func connection(_ name: String, session: Session, wire: GRPCWire) -> PluginConnection {
+    PluginConnection(
+      grpcClient: wire.grpcClient,
       name: name,
       negotiatedVersion: session.info.negotiatedVersion,
-      broker: session.broker
+      broker: wire.broker
     )
-    return typed.client(connection: connection)
   }
 
-  /// Extra connections to and from the plugin; waits until the plugin has started.
-  public var broker: GRPCBroker {
-    get async throws(PluginError) { try await self.session().broker }
-  }
-
-  /// Asks the plugin's health service whether it is serving.
+  /// Extra connections to and from a gRPC plugin; waits until the plugin has started.
   ///
-  /// - Throws: the `RPCError` of a failed call, or ``PluginError`` if the plugin is not running
-  ///   or reports anything but SERVING.
+  /// - Throws: ``PluginError`` with ``PluginError/Code/unsupportedProtocol`` for a net/rpc
+  ///   plugin, whose broker is ``muxBroker``.
+  public var broker: GRPCBroker {
+    get async throws(PluginError) {
+      let session = try await self.session()
+      guard case .grpc(let wire) = session.wire else {
+        throw self.error(.unsupportedProtocol, "a net/rpc plugin has a MuxBroker, not a GRPCBroker", pid: session.info.pid)
+      }
+      return wire.broker
+    }
+  }
+
+  /// Extra streams to and from a net/rpc plugin; waits until the plugin has started.
+  ///
+  /// - Throws: ``PluginError`` with ``PluginError/Code/unsupportedProtocol`` for a gRPC plugin,
+  ///   whose broker is ``broker``.
+  public var muxBroker: MuxBroker {
+    get async throws(PluginError) {
+      let session = try await self.session()
+      guard case .netRPC(let wire) = session.wire else {
+        throw self.error(.unsupportedProtocol, "a gRPC plugin has a GRPCBroker, not a MuxBroker", pid: session.info.pid)
+      }
+      return wire.broker
+    }
+  }
+
+  /// Asks the plugin whether it is serving: its health service for a gRPC plugin,
+  /// `Control.Ping` for a net/rpc one.
+  ///
+  /// - Throws: the `RPCError` of a failed call, a ``NetRPCError``, or ``PluginError`` if the
+  ///   plugin is not running, reports anything but SERVING or does not answer in time.
   public func ping(timeout: Duration = .seconds(5)) async throws {
     let session = try await self.session()
-    let health = Grpc_Health_V1_Health.Client(wrapping: session.grpcClient)
-    var options = CallOptions.defaults
-    options.timeout = timeout
-    let response = try await health.check(.with { $0.service = PluginEnvironment.healthServiceName }, options: options)
-    guard response.status == .serving else {
-      throw self.error(.unhealthy, "plugin health status is \(response.status)", pid: session.info.pid)
+    switch session.wire {
+    case .grpc(let wire):
+      let health = Grpc_Health_V1_Health.Client(wrapping: wire.grpcClient)
+      var options = CallOptions.defaults
+      options.timeout = timeout
+      let response = try await health.check(
+        .with { $0.service = PluginEnvironment.healthServiceName }, options: options)
+      guard response.status == .serving else {
+        throw self.error(.unhealthy, "plugin health status is \(response.status)", pid: session.info.pid)
+      }
+    case .netRPC(let wire):
+      let answered: Bool? = try await withDeadline(timeout) {
+        _ = try await wire.control.call("Control.Ping", true, returning: EmptyReply.self)
+        return true
+      }
+      guard answered != nil else {
+        throw self.error(.unhealthy, "the plugin did not answer Control.Ping within \(timeout)", pid: session.info.pid)
+      }
     }
   }
 

@@ -79,12 +79,15 @@ public final class PluginSupervisor: Service, Sendable {
       throw route.client.error(
         .pluginTypeMismatch, "plugin \"\(name)\" is a \(Swift.type(of: plugin)), not a \(Plugin.self)", pid: pid)
     }
+    guard case .grpc(let wire) = route.session.wire else {
+      throw route.client.error(.unsupportedProtocol, "a supervisor routes gRPC calls; this plugin serves net/rpc", pid: pid)
+    }
     return typed.client(
       connection: PluginConnection(
         grpcClient: self.grpcClient,
         name: name,
         negotiatedVersion: route.session.info.negotiatedVersion,
-        broker: route.session.broker
+        broker: wire.broker
       )
     )
   }

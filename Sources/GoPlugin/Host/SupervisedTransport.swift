@@ -46,11 +46,15 @@ struct SupervisedTransport: ClientTransport {
     guard let route = await self.machine.route(waitingUpTo: self.waitForReady ?? .zero) else {
       throw self.machine.unavailable()
     }
+    guard case .grpc(let wire) = route.session.wire else {
+      throw route.client.error(
+        .unsupportedProtocol, "a supervisor routes gRPC calls; this plugin serves net/rpc", pid: route.session.info.pid)
+    }
     let failure = FailureFlag()
     let result: Result<T, any Error>
     do {
       result = .success(
-        try await route.session.transport.withStream(descriptor: descriptor, options: options) { stream, context in
+        try await wire.transport.withStream(descriptor: descriptor, options: options) { stream, context in
           let watched = RPCStream(
             descriptor: stream.descriptor,
             inbound: RPCAsyncSequence(wrapping: FailureNotingSequence(base: stream.inbound, flag: failure)),

@@ -22,7 +22,7 @@ public import Logging
 ///   }
 /// }
 /// ```
-public protocol GRPCPlugin: Sendable {
+public protocol GRPCPlugin: PluginDefinition {
   /// What the host gets from ``PluginClient/dispense(_:as:)``.
   associatedtype Client: Sendable
 

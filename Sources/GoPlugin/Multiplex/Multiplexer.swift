@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// Sets up the channel of a yamux stream the peer opened — a server transport's pipeline —
@@ -67,15 +68,28 @@ final class Multiplexer: Sendable {
   /// The host's side: connects to the plugin's address and runs the yamux client on it.
   /// What comes after (the gRPC connection's SETTINGS over the session's first stream) is
   /// bounded by the gRPC transport's set-up timeout.
+  ///
+  /// With `tls`, TLS wraps the connection under yamux, as for a net/rpc plugin (a multiplexed
+  /// gRPC connection puts TLS inside each stream instead).
   func connect(
     network: HandshakeLine.Network,
     address: String,
-    connectTimeout: Duration = Transports.setupTimeout
+    connectTimeout: Duration = Transports.setupTimeout,
+    tls: ConnectionTLS? = nil,
+    serverHostname: String? = nil
   ) async throws(PluginError) {
     let bootstrap = ClientBootstrap(group: self.eventLoop)
       .connectTimeout(TimeAmount(connectTimeout))
       .channelInitializer { [self] channel in
-        channel.eventLoop.makeCompletedFuture { try self.install(on: channel, role: .client) }
+        channel.eventLoop.makeCompletedFuture {
+          if let tls {
+            let handler = try tls.clientHandler(serverHostname: serverHostname) { [logger] reason in
+              logger.error("TLS handshake with the plugin refused", metadata: ["reason": "\(reason)"])
+            }
+            try channel.pipeline.syncOperations.addHandler(handler)
+          }
+          try self.install(on: channel, role: .client)
+        }
       }
     do {
       let channel: any Channel
@@ -98,7 +112,9 @@ final class Multiplexer: Sendable {
 
   /// The plugin's side: the first connection to `listener` becomes the yamux server session;
   /// later ones are turned away, as go-plugin never accepts them.
-  func accept(on listener: SocketListener) async throws(PluginError) {
+  ///
+  /// With `tls`, the connection is TLS under yamux, as a net/rpc plugin's listener is.
+  func accept(on listener: SocketListener, tls: ConnectionTLS? = nil) async throws(PluginError) {
     let bootstrap = ServerBootstrap(group: self.eventLoop)
       .childChannelInitializer { [self] channel in
         channel.eventLoop.makeCompletedFuture {
@@ -106,6 +122,12 @@ final class Multiplexer: Sendable {
           guard first else {
             channel.close(promise: nil)
             return
+          }
+          if let tls {
+            let handler = tls.serverHandler { [logger] reason in
+              logger.error("TLS handshake with the host refused", metadata: ["reason": "\(reason)"])
+            }
+            try channel.pipeline.syncOperations.addHandler(handler)
           }
           try self.install(on: channel, role: .server)
           self.established.fulfil(true)

@@ -58,6 +58,12 @@ public enum PluginServer {
     let isPluginProcess = onListening == nil
     let onListening = onListening ?? { line in POSIX.writeAll(line.encoded + "\n", to: 1) }
     let (version, plugins) = try Self.negotiate(configuration, environment: environment)
+    if plugins.servedProtocol == .netRPC {
+      try await Self.runNetRPC(
+        configuration, version: version, plugins: plugins, environment: environment,
+        isPluginProcess: isPluginProcess, onListening: onListening)
+      return
+    }
 
     let (tls, certificate, brokerSecurity) = try ConnectionSecurity.plugin(
       tls: configuration.tls, environment: environment)
@@ -195,7 +201,9 @@ public enum PluginServer {
       StdioService(stopping: signals.stopping, capture: signals.stdioCapture),
     ]
     var own: [any RegistrableRPCService] = []
-    for (name, plugin) in plugins.plugins.sorted(by: { $0.key < $1.key }) {
+    for (name, definition) in plugins.plugins.sorted(by: { $0.key < $1.key }) {
+      // In a set served over gRPC, a plugin described for net/rpc only has nothing to serve.
+      guard let plugin = definition as? any GRPCPlugin else { continue }
       let context = PluginServiceContext(name: name, negotiatedVersion: version, logger: logger, broker: broker)
       own += try plugin.services(context: context)
     }

@@ -5,3 +5,8 @@
 // they declare in extensions visible to clients built with MemberImportVisibility, which would
 // otherwise have to import GoPluginTransport themselves.
 @_exported public import GoPluginTransport
+
+// net/rpc plugins are described with NetRPCService, NetRPCClient and gob's types: `import
+// GoPlugin` reaches them too.
+@_exported public import GoPluginNetRPC
+@_exported public import GoPluginGob
