@@ -101,7 +101,7 @@ func main() {
 	plugin.Serve(config)
 	// Serve returns as soon as the Control.Quit handler has run, before
 	// net/rpc has written its reply; exiting at once loses the reply now and
-	// then (one run in six here), and the host's Kill then takes the
+	// then (2 of 8 runs here), and the host's Kill then takes the
 	// "failed to exit gracefully" path (spec §4). Nothing in go-plugin 1.0.1
 	// tells when the reply is out, so linger briefly: the host closes the
 	// connection on the reply and kills us anyway if we outstay 2 s.
