@@ -73,9 +73,12 @@ func main() {
 		peer.Finish(res, err)
 	}
 	peer.FinishOnSignal(fresh)
-	watch := newWatchdog(fresh)
+	watch := newWatchdog(func() { killProcess(host.Client) }, fresh)
 
 	err = run(host, res, o, watch)
+	if stalled := watch.Stalled(); stalled != nil {
+		err = stalled
+	}
 	watch.step("kill")
 	graceful, exitedWithError := host.Kill()
 	res.Graceful = graceful
@@ -140,7 +143,7 @@ func clientConfig(o options) plugin.ClientConfig {
 }
 
 func run(host *peer.Host, res *result, o options, watch *watchdog) error {
-	watch.step("start")
+	watch.step(stepStart)
 	client, err := host.Client.Client()
 	if err != nil {
 		return fmt.Errorf("start: %w", err)

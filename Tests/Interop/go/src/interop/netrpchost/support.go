@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
@@ -13,35 +14,58 @@ import (
 	kvproto "kvbench/proto"
 )
 
-// watchdog ends the host when a step makes no progress for peer.RPCTimeout:
-// net/rpc calls have no deadline of their own, and a per-call timer would
-// weigh on the timed Gets.
+// stepStart is the step go-plugin's Client() launches the plugin in.
+const stepStart = "start"
+
+// watchdog notices when no step and no timed call has finished for
+// peer.RPCTimeout: net/rpc calls have no deadline of their own, and a per-call
+// timer would weigh on the timed Gets.
 type watchdog struct {
 	progress uint64 // atomic; every step and timed call adds one
 	mu       sync.Mutex
 	current  string
+	stalled  error
 }
 
-func newWatchdog(fresh func() peer.Result) *watchdog {
-	w := &watchdog{current: "launch"}
+// newWatchdog calls kill once on a stall, which should make the hung call
+// fail so that main finishes with Stalled as its error; if main has not
+// finished 5 s later, the watchdog finishes with a fresh result itself.
+func newWatchdog(kill func(), fresh func() peer.Result) *watchdog {
+	w := &watchdog{current: stepStart}
 	go func() {
 		last := atomic.LoadUint64(&w.progress)
 		for range time.Tick(peer.RPCTimeout) {
 			now := atomic.LoadUint64(&w.progress)
-			if now == last {
-				w.mu.Lock()
-				step := w.current
-				w.mu.Unlock()
-				plugin.CleanupClients()
-				peer.Finish(fresh(), fmt.Errorf("%s: no progress in %v", step, peer.RPCTimeout))
+			if now != last {
+				last = now
+				continue
 			}
-			last = now
+			w.mu.Lock()
+			if w.current == stepStart {
+				// go-plugin bounds the start itself (1 minute, then it kills the
+				// process), and killProcess could not get the pid before then.
+				w.mu.Unlock()
+				continue
+			}
+			w.stalled = fmt.Errorf("%s: no progress in %v", w.current, peer.RPCTimeout)
+			err := w.stalled
+			w.mu.Unlock()
+			go kill()
+			time.Sleep(5 * time.Second)
+			peer.Finish(fresh(), err)
 		}
 	}()
 	return w
 }
 
-// step names what the host does next, for the watchdog's error.
+// Stalled is the stall the watchdog saw, or nil.
+func (w *watchdog) Stalled() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stalled
+}
+
+// step names what the host does next, for the stall's error.
 func (w *watchdog) step(name string) {
 	w.mu.Lock()
 	w.current = name
@@ -50,6 +74,15 @@ func (w *watchdog) step(name string) {
 }
 
 func (w *watchdog) tick() { atomic.AddUint64(&w.progress, 1) }
+
+// killProcess SIGKILLs the plugin of client, if it has started: go-plugin's
+// own Kill first calls Control.Quit, which hangs on a plugin that does not
+// answer.
+func killProcess(client *plugin.Client) {
+	if rc := client.ReattachConfig(); rc != nil && rc.Pid > 0 {
+		syscall.Kill(rc.Pid, syscall.SIGKILL)
+	}
+}
 
 // grpcPutGet Puts key = value on a dispensed gRPC kv and reads it back.
 func grpcPutGet(raw interface{}, key, value string) (string, error) {
