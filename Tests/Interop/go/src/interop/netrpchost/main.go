@@ -65,7 +65,7 @@ func main() {
 
 	fresh := func() peer.Result { return &result{Calls: o.calls, Concurrency: o.concurrency} }
 	res := fresh().(*result)
-	if err := parseVersions(versions, &o); err != nil {
+	if err := checkOptions(&o, versions); err != nil {
 		peer.Finish(res, err)
 	}
 	host, err := peer.NewHostConfig("go-netrpc-host", o.plugin, clientConfig(o))
@@ -91,7 +91,8 @@ func main() {
 	peer.Finish(res, err)
 }
 
-func parseVersions(text string, o *options) error {
+// checkOptions checks the counts and parses -versions into o.
+func checkOptions(o *options, text string) error {
 	if o.calls < 0 || o.concurrency < 1 {
 		return errors.New("-calls must be at least 0 and -concurrency at least 1")
 	}
