@@ -29,6 +29,17 @@ type Host struct {
 // the executable, over gRPC only, logging at Debug as name. It does not start
 // the plugin: Client.Client does.
 func NewHost(name, cmdline string, plugins plugin.PluginSet, autoMTLS bool) (*Host, error) {
+	return NewHostConfig(name, cmdline, plugin.ClientConfig{
+		HandshakeConfig:  Handshake,
+		Plugins:          plugins,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         autoMTLS,
+	})
+}
+
+// NewHostConfig is NewHost with the rest of the client's configuration given:
+// it fills in Cmd from cmdline, Logger and Managed.
+func NewHostConfig(name, cmdline string, config plugin.ClientConfig) (*Host, error) {
 	args := strings.Fields(cmdline)
 	if len(args) == 0 {
 		return nil, errors.New("-plugin is required")
@@ -39,15 +50,10 @@ func NewHost(name, cmdline string, plugins plugin.PluginSet, autoMTLS bool) (*Ho
 		Level:  hclog.Debug,
 		Output: io.MultiWriter(&h.logs, os.Stderr),
 	})
-	h.Client = plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  Handshake,
-		Plugins:          plugins,
-		Cmd:              exec.Command(args[0], args[1:]...),
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		AutoMTLS:         autoMTLS,
-		Logger:           h.Logger,
-		Managed:          true,
-	})
+	config.Cmd = exec.Command(args[0], args[1:]...)
+	config.Logger = h.Logger
+	config.Managed = true
+	h.Client = plugin.NewClient(&config)
 	return h, nil
 }
 
