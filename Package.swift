@@ -236,7 +236,8 @@ let package = Package(
     .executableTarget(
       name: "fixture-plugin",
       dependencies: [
-        "GoPlugin", "KVInterface", grpcCore, logging, .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        "GoPlugin", "KVInterface", "GreeterInterface", grpcCore, logging,
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ],
       path: "Tests/Fixtures/fixture-plugin",
@@ -265,7 +266,7 @@ let package = Package(
       name: "GoPluginTests",
       dependencies: [
         "GoPlugin", "GoPluginProtos", "GoPluginTesting", "KVInterface", "CounterInterface", "StreamingInterface",
-        "fixture-plugin", "kv-plugin", "kv", "orphan-host", "GoPluginSpawn", "GoPluginTransport", grpcCore, logging,
+        "GreeterInterface", "greeter-plugin", "greeter", "fixture-plugin", "kv-plugin", "kv", "orphan-host", "GoPluginSpawn", "GoPluginTransport", grpcCore, logging,
         swiftProtobuf,
         .product(name: "NIOSSL", package: "swift-nio-ssl"),
         .product(name: "X509", package: "swift-certificates"),
@@ -273,6 +274,7 @@ let package = Package(
         .product(name: "SwiftASN1", package: "swift-asn1"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOEmbedded", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "SystemPackage", package: "swift-system"),
         .product(name: "NIOHPACK", package: "swift-nio-http2"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -319,6 +321,7 @@ let package = Package(
       dependencies: [
         "GoPlugin", "GoPluginTesting", "KVInterface", "kv-plugin", "CounterInterface", "counter-plugin", "counter",
         "kv", "StreamingInterface", "streaming-plugin", "stream-file", "orphan-host", "GoPluginSpawn",
+        "GreeterInterface", "greeter-plugin", "greeter", "fixture-plugin",
         grpcCore, logging, .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "Subprocess", package: "swift-subprocess"),
         .product(name: "SystemPackage", package: "swift-system"),

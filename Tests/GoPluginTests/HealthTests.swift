@@ -34,7 +34,7 @@ struct HealthTests {
   func perServiceStatus() async throws {
     try await withDrainingPlugin { client in
       let kv = try await client.dispense("kv", as: KVPlugin.self)
-      let health = Grpc_Health_V1_Health.Client(wrapping: try await client.session().grpcClient)
+      let health = Grpc_Health_V1_Health.Client(wrapping: try await client.grpcClient())
       func status(_ service: String) async throws -> Grpc_Health_V1_HealthCheckResponse.ServingStatus {
         try await health.check(.with { $0.service = service }).status
       }
@@ -53,7 +53,7 @@ struct HealthTests {
   func watchFollowsChanges() async throws {
     try await withDrainingPlugin { client in
       let kv = try await client.dispense("kv", as: KVPlugin.self)
-      let health = Grpc_Health_V1_Health.Client(wrapping: try await client.session().grpcClient)
+      let health = Grpc_Health_V1_Health.Client(wrapping: try await client.grpcClient())
       let seen = try await health.watch(.with { $0.service = "plugin" }) { response in
         var statuses: [Grpc_Health_V1_HealthCheckResponse.ServingStatus] = []
         for try await message in response.messages {

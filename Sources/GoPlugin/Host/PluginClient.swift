@@ -39,6 +39,15 @@ public final class PluginClient: Sendable {
     var wire: Wire
   }
 
+  /// The gRPC client of a gRPC plugin's session, for the library's own calls and tests.
+  func grpcClient() async throws(PluginError) -> GRPCClient<PluginTransport> {
+    let session = try await self.session()
+    guard case .grpc(let wire) = session.wire else {
+      throw self.error(.unsupportedProtocol, "the plugin serves net/rpc, not gRPC", pid: session.info.pid)
+    }
+    return wire.grpcClient
+  }
+
   /// What a session talks over: the protocol the plugin chose.
   enum Wire: Sendable {
     case grpc(GRPCWire)

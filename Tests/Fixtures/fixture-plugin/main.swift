@@ -1,6 +1,7 @@
 import Foundation
 import GRPCCore
 import GoPlugin
+import GreeterInterface
 import KVInterface
 import Logging
 import NIOSSL
@@ -129,6 +130,13 @@ case "serve":
   await serve()
 case "serve-tcp":
   await serve(listener: .tcp)
+case "serve-negotiated":
+  // go-plugin's examples/negotiated, under the greeter handshake: version 2 is the net/rpc
+  // example set, version 3 a gRPC KV, so the negotiated version decides the protocol.
+  await PluginServer.serve(
+    PluginServeConfiguration(
+      handshake: .greeter,
+      versionedPlugins: [2: .greeterExample(serving: true), 3: ["kv": KVPlugin(serving: FixtureKV(version: 3))]]))
 case "serve-tls":
   // Serves with the TLS files in FIXTURE_TLS_DIR: server.pem, server.key, and client.pem, the
   // only client certificate it accepts.
