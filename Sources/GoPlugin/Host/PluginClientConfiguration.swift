@@ -14,8 +14,9 @@ public struct PluginClientConfiguration: Sendable {
   public var handshake: HandshakeConfiguration
   /// The plugins the host knows, by application protocol version; all versions are offered.
   public var versionedPlugins: [Int: PluginSet]
-  /// The protocols the host accepts. This library speaks gRPC only, so this can only narrow
-  /// to gRPC; a `netrpc` plugin is refused with go-plugin's "unsupported plugin protocol".
+  /// The protocols the host accepts, as go-plugin's `AllowedProtocols`: gRPC by default, so a
+  /// `netrpc` plugin is refused with go-plugin's "unsupported plugin protocol" unless
+  /// ``PluginProtocol/netRPC`` is added.
   public var allowedProtocols: Set<PluginProtocol> = [.grpc]
   /// How long the plugin may take, from launch, to print its handshake.
   public var startTimeout: Duration = .seconds(60)
@@ -129,10 +130,14 @@ public struct PluginClientConfiguration: Sendable {
       throw invalid("the handshake needs a magic cookie key and value")
     }
     if self.versionedPlugins.isEmpty { throw invalid("no plugin versions to offer") }
-    if self.allowedProtocols != [.grpc] {
+    let unknown = self.allowedProtocols.subtracting([.grpc, .netRPC])
+    if self.allowedProtocols.isEmpty || !unknown.isEmpty {
       throw invalid(
-        "allowed protocols must be [grpc]: this library does not speak \(self.allowedProtocols.subtracting([.grpc]).map(\.rawValue).sorted())"
+        "allowed protocols must be grpc, netrpc or both: this library does not speak \(unknown.map(\.rawValue).sorted())"
       )
+    }
+    if self.multiplexBroker && !self.allowedProtocols.contains(.grpc) {
+      throw invalid("multiplexing the broker is a gRPC option; a net/rpc session is always one yamux connection")
     }
     if self.logLineLimit < 4 { throw invalid("the log line limit must be at least 4 bytes") }
     if self.startTimeout <= .zero { throw invalid("the start timeout must be positive") }
