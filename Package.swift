@@ -266,7 +266,8 @@ let package = Package(
       name: "GoPluginTests",
       dependencies: [
         "GoPlugin", "GoPluginProtos", "GoPluginTesting", "KVInterface", "CounterInterface", "StreamingInterface",
-        "GreeterInterface", "greeter-plugin", "greeter", "fixture-plugin", "kv-plugin", "kv", "orphan-host", "GoPluginSpawn", "GoPluginTransport", grpcCore, logging,
+        "GreeterInterface", "greeter-plugin", "greeter", "fixture-plugin", "kv-plugin", "kv", "orphan-host",
+        "GoPluginSpawn", "GoPluginTransport", grpcCore, logging,
         swiftProtobuf,
         .product(name: "NIOSSL", package: "swift-nio-ssl"),
         .product(name: "X509", package: "swift-certificates"),

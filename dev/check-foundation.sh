@@ -2,7 +2,7 @@
 # Keeps full Foundation (and with it ICU: tens of megabytes and milliseconds of start-up in
 # every host and plugin) out of the library, the goplugin CLI and the examples. Fails, naming
 # each offender, when
-#   - a source of Sources/GoPlugin, Sources/goplugin or Examples imports Foundation,
+#   - a source of Sources/GoPlugin, GoPluginGob, GoPluginNetRPC, goplugin or Examples imports Foundation,
 #     FoundationNetworking, FoundationXML or FoundationInternationalization anywhere but in
 #     the fallback branch of `#if canImport(FoundationEssentials)` (the branch macOS takes), or
 #   - on Linux, a built executable links libFoundation, libFoundationInternationalization or
@@ -20,7 +20,7 @@ status=0
 # Sources. The #if nesting is tracked so that an import is accepted only inside a branch that
 # canImport(FoundationEssentials) rules out: `#if canImport(FoundationEssentials) … #else` or
 # `#if !canImport(FoundationEssentials)`.
-mapfile -t sources < <(find Sources/GoPlugin Sources/goplugin Examples -name '*.swift' \
+mapfile -t sources < <(find Sources/GoPlugin Sources/GoPluginGob Sources/GoPluginNetRPC Sources/goplugin Examples -name '*.swift' \
   -not -path '*/.build*' | LC_ALL=C sort)
 findings=$(awk '
   FNR == 1 { depth = 0 }
@@ -48,7 +48,7 @@ if [[ -n $findings ]]; then
 fi
 
 # Binaries. On macOS Foundation is the system's and costs nothing to load: nothing to check.
-products=(kv-plugin kv counter counter-plugin stream-file streaming-plugin goplugin)
+products=(kv-plugin kv counter counter-plugin stream-file streaming-plugin greeter greeter-plugin goplugin)
 if [[ $(uname -s) == Linux ]]; then
   for product in "${products[@]}"; do
     if [[ ! -x $bin/$product ]]; then

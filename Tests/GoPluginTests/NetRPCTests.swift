@@ -16,7 +16,9 @@ final class CollectedOutput: Sendable {
 }
 
 /// The Swift net/rpc example plugin, as a host of the example's set launches it.
-func greeterConfiguration(_ name: String = "greeter-plugin", arguments: [String] = []) throws
+func greeterConfiguration(
+  _ name: String = "greeter-plugin", arguments: [String] = []
+) throws
   -> PluginClientConfiguration
 {
   var configuration = PluginClientConfiguration(

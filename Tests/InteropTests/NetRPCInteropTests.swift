@@ -59,7 +59,8 @@ struct NetRPCInteropTests {
     #expect(report.graceful)
   }
 
-  @Test("the Swift host loads a Go net/rpc plugin: the same contract, its stdio, and Go's error texts",
+  @Test(
+    "the Swift host loads a Go net/rpc plugin: the same contract, its stdio, and Go's error texts",
     arguments: [false, true])
   func swiftHostGoPlugin(autoMTLS: Bool) async throws {
     var configuration = PluginClientConfiguration(
@@ -107,7 +108,8 @@ struct NetRPCInteropTests {
     let command = PluginCommand(
       try await Peers.path("go-netrpc-plugin"), environment: ["NETRPC_PLUGIN_NEGOTIATED": "1"])
     var both = PluginClientConfiguration(
-      command: command, handshake: .greeter, versionedPlugins: [2: .greeterExample(serving: false), 3: ["kv": KVPlugin()]])
+      command: command, handshake: .greeter,
+      versionedPlugins: [2: .greeterExample(serving: false), 3: ["kv": KVPlugin()]])
     both.allowedProtocols = [.grpc, .netRPC]
     both.standardInput = .none
     try await withPluginClient(both) { client in
@@ -126,7 +128,8 @@ struct NetRPCInteropTests {
     }
   }
 
-  @Test("a Go host negotiates with a Swift plugin whose versions speak different protocols",
+  @Test(
+    "a Go host negotiates with a Swift plugin whose versions speak different protocols",
     arguments: [("2,3", "grpc", 3), ("2", "netrpc", 2)])
   func negotiatedSwiftPlugin(versions: String, expectedProtocol: String, expectedVersion: Int) async throws {
     let plugin = try BuildProducts.path("fixture-plugin") + " serve-negotiated"

@@ -91,7 +91,8 @@ public final class MuxBroker: Sendable {
       try await channel.writeAndFlush(ack)
     } catch {
       channel.close(promise: nil)
-      throw PluginError(code: .connectionFailed, message: "could not answer the dial for id \(id): \(error)", cause: error)
+      throw PluginError(
+        code: .connectionFailed, message: "could not answer the dial for id \(id): \(error)", cause: error)
     }
     return channel
   }
@@ -110,12 +111,17 @@ public final class MuxBroker: Sendable {
       channel = try await self.multiplexer.openStream { channel in
         try channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
         try channel.pipeline.syncOperations.addHandler(
-          StreamPreamble { id in answer.fulfil(id) } onEnd: { answer.fulfil(nil) })
+          StreamPreamble { id in
+            answer.fulfil(id)
+          } onEnd: {
+            answer.fulfil(nil)
+          })
       }.get()
     } catch let error as PluginError {
       throw error
     } catch {
-      throw PluginError(code: .connectionFailed, message: "could not open a stream for id \(id): \(error)", cause: error)
+      throw PluginError(
+        code: .connectionFailed, message: "could not open a stream for id \(id): \(error)", cause: error)
     }
     var preamble = channel.allocator.buffer(capacity: 4)
     preamble.writeInteger(id, endianness: .little)
@@ -197,7 +203,10 @@ public final class MuxBroker: Sendable {
   func takeInbound(_ channel: any Channel) throws {
     try channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
     try channel.pipeline.syncOperations.addHandler(
-      StreamPreamble { [self] id in self.received(channel, for: id) } onEnd: {})
+      StreamPreamble { [self] id in
+        self.received(channel, for: id)
+      } onEnd: {
+      })
   }
 
   private func received(_ channel: any Channel, for id: UInt32) {

@@ -115,7 +115,8 @@ extension PluginClient {
           try channel.pipeline.syncOperations.addHandler(OutputForwarder(output: output, onEnd: open.ended))
         }.get()
       } catch {
-        throw PluginError(code: .connectionFailed, message: "error opening the plugin's stdio streams: \(error)", cause: error)
+        throw PluginError(
+          code: .connectionFailed, message: "error opening the plugin's stdio streams: \(error)", cause: error)
       }
     }
   }
@@ -167,7 +168,7 @@ extension PluginClient {
     let id: UInt32
     do {
       id = try await wire.control.call("Dispenser.Dispense", name, returning: UInt32.self)
-    } catch where error.code == .server {
+    } catch  where error.code == .server {
       let code: PluginError.Code = error.message.hasPrefix("unknown plugin type") ? .unknownPlugin : .dispenseFailed
       throw self.error(code, error.message, pid: pid)
     } catch {

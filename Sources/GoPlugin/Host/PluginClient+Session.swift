@@ -305,9 +305,11 @@ extension PluginClient {
   /// task was cancelled); one that already exited, reaped or not, is asked nothing and its
   /// exit is recorded as its own.
   func stop(_ process: some PluginProcessHandle, grpcClient: GRPCClient<PluginTransport>) async {
-    await self.stop(process, request: { deadline in await self.requestShutdown(grpcClient, deadline: deadline) }) {
-      grpcClient.beginGracefulShutdown()
-    }
+    await self.stop(
+      process,
+      request: { deadline in await self.requestShutdown(grpcClient, deadline: deadline) },
+      afterRequest: { grpcClient.beginGracefulShutdown() }
+    )
   }
 
   /// ``stop(_:grpcClient:)`` for any protocol: `request` asks the plugin to shut down by the

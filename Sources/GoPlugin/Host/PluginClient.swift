@@ -185,7 +185,8 @@ public final class PluginClient: Sendable {
     get async throws(PluginError) {
       let session = try await self.session()
       guard case .grpc(let wire) = session.wire else {
-        throw self.error(.unsupportedProtocol, "a net/rpc plugin has a MuxBroker, not a GRPCBroker", pid: session.info.pid)
+        throw self.error(
+          .unsupportedProtocol, "a net/rpc plugin has a MuxBroker, not a GRPCBroker", pid: session.info.pid)
       }
       return wire.broker
     }

@@ -80,7 +80,8 @@ public final class PluginSupervisor: Service, Sendable {
         .pluginTypeMismatch, "plugin \"\(name)\" is a \(Swift.type(of: plugin)), not a \(Plugin.self)", pid: pid)
     }
     guard case .grpc(let wire) = route.session.wire else {
-      throw route.client.error(.unsupportedProtocol, "a supervisor routes gRPC calls; this plugin serves net/rpc", pid: pid)
+      throw route.client.error(
+        .unsupportedProtocol, "a supervisor routes gRPC calls; this plugin serves net/rpc", pid: pid)
     }
     return typed.client(
       connection: PluginConnection(
