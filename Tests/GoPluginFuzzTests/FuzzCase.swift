@@ -59,11 +59,15 @@ struct FuzzCase: Sendable, CustomStringConvertible {
   var served: ServedCertificate
   var autoMTLS: Bool
   var multiplex: Bool
+  /// The host allows net/rpc too, and a structured line usually names it: what is then under
+  /// test is the net/rpc session's start (yamux, the control stream, Control.Ping).
+  var netRPC: Bool
   /// Seeds the garbage the plugin sends.
   var garbageSeed: UInt64
 
   var description: String {
-    let host = [self.autoMTLS ? "automtls" : "plain", self.multiplex ? "mux" : nil].compactMap { $0 }.joined(
+    let host = [self.autoMTLS ? "automtls" : "plain", self.multiplex ? "mux" : nil, self.netRPC ? "netrpc" : nil]
+      .compactMap { $0 }.joined(
       separator: "+")
     var text =
       "#\(self.index) [\(self.family)] host=\(host) listen=\(self.listener.rawValue) serve=\(self.behaviour.rawValue)"
@@ -107,6 +111,7 @@ extension FuzzCase {
       served: random.pick([.pinned, .other, .leaf]),
       autoMTLS: random.chance(0.35),
       multiplex: random.chance(0.2),
+      netRPC: random.chance(0.25),
       garbageSeed: random.next()
     )
     let family = random.next() % 100
@@ -172,7 +177,7 @@ extension FuzzCase {
       self.behaviour = random.pick([.close, .garbage, .garbageClose, .http1, .silent, .settings, .noAccept])
     }
     var fields = [
-      "1", "1", network.rawValue, "{ADDR}", "grpc",
+      "1", "1", network.rawValue, "{ADDR}", self.netRPC && random.chance(0.8) ? "netrpc" : "grpc",
       self.autoMTLS ? (self.served == .leaf ? "{CERT_LEAF}" : "{CERT_PINNED}") : "",
     ]
     if self.multiplex || random.chance(0.2) { fields.append("true") }

@@ -264,6 +264,7 @@ extension FuzzHarness {
     configuration.gracefulStopTimeout = .milliseconds(500)
     configuration.tls = fuzzCase.autoMTLS ? .autoMTLS : nil
     configuration.multiplexBroker = fuzzCase.multiplex
+    if fuzzCase.netRPC { configuration.allowedProtocols = [.grpc, .netRPC] }
     return configuration
   }
 

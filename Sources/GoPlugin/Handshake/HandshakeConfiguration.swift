@@ -20,8 +20,8 @@ public struct HandshakeConfiguration: Sendable, Hashable {
   }
 }
 
-/// The wire protocol a plugin serves. This library speaks gRPC only; `netrpc` exists so that a
-/// host can name what a legacy Go plugin offered when it refuses it.
+/// The wire protocol a plugin serves: gRPC, or go-plugin's first protocol, Go's `net/rpc` with
+/// gob, which a host accepts only when it allows it.
 public struct PluginProtocol: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
   public var rawValue: String
   public init(rawValue: String) { self.rawValue = rawValue }

@@ -4,7 +4,7 @@ public struct PluginInfo: Sendable, Hashable {
   public var pid: Int32
   /// The application protocol version both sides agreed on.
   public var negotiatedVersion: Int
-  /// The protocol the plugin serves; always gRPC for a running plugin.
+  /// The protocol the plugin serves: gRPC, or net/rpc when the host allows it.
   public var `protocol`: PluginProtocol
   /// The network of ``address``.
   public var network: HandshakeLine.Network
