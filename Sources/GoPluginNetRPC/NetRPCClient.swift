@@ -132,13 +132,16 @@ public final class NetRPCClient: Sendable {
       return self.state.withLock { state -> NetRPCError? in
         guard !state.closed else { return NetRPCError.shutdownError }
         let seq = state.nextSeq
+        // Registered before it is sent, so that no reply can come first; taken back if it
+        // cannot be encoded.
+        state.pending[seq] = pending
         do throws(GobError) {
           try self.writer.send(RequestHeader(serviceMethod: serviceMethod, seq: seq), arguments)
         } catch {
+          state.pending[seq] = nil
           return NetRPCError(code: .encoding, message: "gob error encoding body: \(error)", gobError: error)
         }
         state.nextSeq &+= 1
-        state.pending[seq] = pending
         registration = .sent(seq)
         return nil
       }
@@ -155,9 +158,15 @@ public final class NetRPCClient: Sendable {
     pending?.fail(NetRPCError(code: .cancelled, message: "the call was cancelled"))
   }
 
-  /// The call waiting for `seq`, taken out of the table: nil for one that was cancelled.
-  fileprivate func takePending(_ seq: UInt64) -> Pending? {
-    self.state.withLock { $0.pending.removeValue(forKey: seq) }
+  /// The call waiting for `seq`, left in the table until its reply is complete, so that the
+  /// connection's end or a cancellation still reaches it while its body arrives; nil for one
+  /// that was cancelled.
+  fileprivate func pending(_ seq: UInt64) -> Pending? {
+    self.state.withLock { $0.pending[seq] }
+  }
+
+  fileprivate func finished(_ seq: UInt64) {
+    _ = self.state.withLock { $0.pending.removeValue(forKey: seq) }
   }
 
   fileprivate func connectionClosed(_ error: NetRPCError = NetRPCError.shutdownError) {
@@ -223,11 +232,12 @@ private final class ReplyReader: ChannelInboundHandler {
     switch self.expecting {
     case .header:
       guard let header = try self.decoder.decode(ResponseHeader.self) else { return false }
-      self.expecting = .body(header, self.client.takePending(header.seq))
+      self.expecting = .body(header, self.client.pending(header.seq))
       return true
     case .body(let header, let pending):
       if let pending {
         guard try pending.complete(&self.decoder, header.error) else { return false }
+        self.client.finished(header.seq)
       } else {
         // A cancelled call's reply, or one for no call at all: read and dropped.
         guard try self.decoder.skipValue() else { return false }

@@ -85,6 +85,8 @@ public struct NetRPCServer: Sendable {
       // reader in place.
       try channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
     }.get()
+    // A channel that closed just before the reader was added never tells it so.
+    channel.closeFuture.whenComplete { _ in continuation.finish() }
     let writer = GobWriter(channel: channel)
     await withTaskCancellationHandler {
       await withDiscardingTaskGroup { group in
@@ -109,8 +111,9 @@ public struct NetRPCServer: Sendable {
       do {
         try writer.send(header, reply)
       } catch {
-        // The connection is closed: Go's server logs this and the client sees the shutdown.
-        return
+        // The caller learns why instead of waiting for a reply that cannot be written.
+        header.error = "gob error encoding body: \(error)"
+        try? writer.send(header, EmptyBody())
       }
     case .error(let message):
       header.error = message
@@ -189,7 +192,7 @@ private final class RequestReader: ChannelInboundHandler {
 
   /// The method `serviceMethod` names, or Go's text for why there is none.
   private func lookUp(_ serviceMethod: String) -> (NetRPCService.Method?, String) {
-    guard let dot = serviceMethod.lastIndex(of: "."), dot != serviceMethod.startIndex else {
+    guard let dot = serviceMethod.lastIndex(of: ".") else {
       return (nil, "rpc: service/method request ill-formed: \(serviceMethod)")
     }
     let serviceName = serviceMethod[..<dot]

@@ -40,21 +40,28 @@ final class GobWriter: Sendable {
     self.channel = channel
   }
 
-  /// Encodes `header` and `body` and queues them on the channel. A value that cannot be encoded
-  /// closes the connection, as Go's codec does: the stream may already hold type definitions
-  /// the peer will never see.
+  /// Encodes `header` and `body` and queues them on the channel; if either cannot be encoded,
+  /// nothing is written and the stream's record of defined types stays as it was, so the
+  /// connection stays usable.
+  ///
+  /// The bytes always go through the event loop's queue, even from the loop itself: a write made
+  /// directly on the loop would overtake one queued from another thread a moment before, and a
+  /// value could reach the peer before the definition of its type. Nothing runs in the pipeline
+  /// while the lock is held.
   func send(_ header: some Encodable, _ body: some Encodable) throws(GobError) {
     try self.encoder.withLock { encoder throws(GobError) in
+      let saved = encoder
       var bytes: [UInt8] = []
       do throws(GobError) {
         try encoder.encode(header, into: &bytes)
         try encoder.encode(body, into: &bytes)
       } catch {
-        self.channel.close(promise: nil)
+        encoder = saved
         throw error
       }
-      // Queued while the lock is held, so the channel sees writes in the order of encoding.
-      self.channel.writeAndFlush(ByteBuffer(bytes: bytes), promise: nil)
+      let channel = self.channel
+      let buffer = channel.allocator.buffer(bytes: bytes)
+      channel.eventLoop.execute { channel.writeAndFlush(buffer, promise: nil) }
     }
   }
 }

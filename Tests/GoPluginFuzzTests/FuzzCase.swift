@@ -68,7 +68,7 @@ struct FuzzCase: Sendable, CustomStringConvertible {
   var description: String {
     let host = [self.autoMTLS ? "automtls" : "plain", self.multiplex ? "mux" : nil, self.netRPC ? "netrpc" : nil]
       .compactMap { $0 }.joined(
-      separator: "+")
+        separator: "+")
     var text =
       "#\(self.index) [\(self.family)] host=\(host) listen=\(self.listener.rawValue) serve=\(self.behaviour.rawValue)"
     if self.behaviour == .tls || self.behaviour == .tlsSettings { text += "(\(self.served.rawValue))" }

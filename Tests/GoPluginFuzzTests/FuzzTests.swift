@@ -89,7 +89,9 @@ struct FuzzTests {
     #expect(validLines.contains { $0.listener == .unix } && validLines.contains { $0.listener == .tcp })
     #expect(cases.contains { $0.autoMTLS } && cases.contains { $0.multiplex })
     // Valid net/rpc lines a host that allows net/rpc has to start, or give up on, cleanly.
-    let netRPCLines = validLines.filter { $0.netRPC && String(decoding: $0.line ?? [], as: UTF8.self).contains("netrpc") }
+    let netRPCLines = validLines.filter {
+      $0.netRPC && String(decoding: $0.line ?? [], as: UTF8.self).contains("netrpc")
+    }
     #expect(Set(netRPCLines.map(\.behaviour)).count >= 4, "\(netRPCLines.map(\.description))")
     for served in [FuzzCase.ServedCertificate.pinned, .other, .leaf] {
       #expect(

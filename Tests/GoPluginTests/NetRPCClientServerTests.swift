@@ -142,6 +142,50 @@ struct NetRPCClientServerTests {
   }
 }
 
+extension NetRPCClientServerTests {
+  /// Go's `rpc.Response`, as a misbehaving server sends it.
+  struct Response: Codable {
+    var serviceMethod: String
+    var seq: UInt64
+    var error: String
+    enum CodingKeys: String, CodingKey {
+      case serviceMethod = "ServiceMethod"
+      case seq = "Seq"
+      case error = "Error"
+    }
+  }
+
+  /// Answers the first request with a reply's header only, then closes the connection.
+  final class HeaderOnlyServer: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+      var encoder = GobStreamEncoder()
+      var bytes: [UInt8] = []
+      try? encoder.encode(Response(serviceMethod: "Arith.Add", seq: 0, error: ""), into: &bytes)
+      context.writeAndFlush(NIOAny(ByteBuffer(bytes: bytes)), promise: nil)
+      context.close(promise: nil)
+    }
+  }
+
+  @Test("a reply cut off after its header fails its call when the connection ends, instead of hanging")
+  func replyCutOff() async throws {
+    let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+      .childChannelInitializer { channel in
+        channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(HeaderOnlyServer()) }
+      }
+      .bind(host: "127.0.0.1", port: 0).get()
+    let port = try #require(listener.localAddress?.port)
+    let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+      .connect(host: "127.0.0.1", port: port).get()
+    let client = try await NetRPCClient.start(on: channel)
+    await #expect(throws: NetRPCError(code: .shutdown, message: "connection is shut down")) {
+      _ = try await client.call("Arith.Add", Pair(a: 1, b: 2), returning: Int.self)
+    }
+    try await listener.close()
+  }
+}
+
 /// Opens once; every waiter, earlier or later, goes on.
 final class OneShotGate: Sendable {
   private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))

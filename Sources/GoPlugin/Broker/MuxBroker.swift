@@ -22,8 +22,8 @@ public final class MuxBroker: Sendable {
   private struct State {
     /// Streams that arrived before anyone accepted their ID.
     var arrived: [UInt32: any Channel] = [:]
-    /// Accepts waiting for their stream.
-    var waiting: [UInt32: OneShot<any Channel>] = [:]
+    /// Accepts waiting for their stream; nil is what a closing broker or an expired wait sets.
+    var waiting: [UInt32: OneShot<(any Channel)?>] = [:]
     var closed = false
   }
 
@@ -57,13 +57,16 @@ public final class MuxBroker: Sendable {
   public func accept(_ id: UInt32) async throws(PluginError) -> any Channel {
     enum Next {
       case ready(any Channel)
-      case wait(OneShot<any Channel>)
+      case wait(OneShot<(any Channel)?>)
       case closed
+      case taken
     }
     let next: Next = self.state.withLock { state in
       if state.closed { return .closed }
       if let channel = state.arrived.removeValue(forKey: id) { return .ready(channel) }
-      let waiter = state.waiting[id] ?? OneShot()
+      // One accept per ID: a second would answer the same stream twice.
+      if state.waiting[id] != nil { return .taken }
+      let waiter = OneShot<(any Channel)?>()
       state.waiting[id] = waiter
       return .wait(waiter)
     }
@@ -71,16 +74,25 @@ public final class MuxBroker: Sendable {
     switch next {
     case .closed:
       throw PluginError(code: .notRunning, message: "the plugin's connection is closed")
+    case .taken:
+      throw PluginError(code: .invalidConfiguration, message: "id \(id) is already being accepted")
     case .ready(let ready):
       channel = ready
     case .wait(let waiter):
-      let delivered = await waiter.wait(timeout: Self.rendezvousTimeout)
-      // A stream that came just as the wait ended is still taken.
-      let late = self.state.withLock { state -> (any Channel)? in
+      _ = await waiter.wait(timeout: Self.rendezvousTimeout)
+      // Whoever sets the waiter first decides: the stream that arrived, or this expiry (which
+      // makes a stream arriving later be closed, not left open and unanswered).
+      let expired = waiter.fulfil(nil)
+      self.state.withLock { state in
         if state.waiting[id] === waiter { state.waiting[id] = nil }
-        return waiter.current
       }
-      guard let arrived = delivered ?? late else {
+      guard !expired, let arrived = waiter.current ?? nil else {
+        if Task.isCancelled {
+          throw PluginError(code: .notRunning, message: "cancelled while waiting for accept")
+        }
+        if self.state.withLock({ $0.closed }) {
+          throw PluginError(code: .notRunning, message: "the plugin's connection is closed")
+        }
         throw PluginError(code: .brokerTimeout, message: "timeout waiting for accept")
       }
       channel = arrived
@@ -211,7 +223,7 @@ public final class MuxBroker: Sendable {
 
   private func received(_ channel: any Channel, for id: UInt32) {
     enum Outcome {
-      case deliver(OneShot<any Channel>)
+      case deliver(OneShot<(any Channel)?>)
       case keep
       case refuse
     }
@@ -246,12 +258,16 @@ public final class MuxBroker: Sendable {
   /// Ends every rendezvous: waiting accepts fail, streams not yet accepted are closed.
   func close() {
     self.backgroundContinuation.finish()
-    let arrived = self.state.withLock { state in
+    let (arrived, waiting) = self.state.withLock { state in
       state.closed = true
-      defer { state.arrived = [:] }
-      return Array(state.arrived.values)
+      defer {
+        state.arrived = [:]
+        state.waiting = [:]
+      }
+      return (Array(state.arrived.values), Array(state.waiting.values))
     }
     for channel in arrived { channel.close(promise: nil) }
+    for waiter in waiting { waiter.fulfil(nil) }
   }
 }
 
@@ -264,9 +280,18 @@ final class StreamPreamble: ChannelDuplexHandler, RemovableChannelHandler {
   typealias OutboundIn = ByteBuffer
   typealias OutboundOut = ByteBuffer
 
-  private var collected: ByteBuffer?
-  private var leftover: ByteBuffer?
-  private var done = false
+  private enum Phase {
+    /// Reading the four bytes.
+    case collecting(ByteBuffer?)
+    /// Identified; what comes next is held until the stream's new owner first reads.
+    case holding(ByteBuffer?)
+    /// The owner reads: everything passes.
+    case passing
+    /// The stream ended before its four bytes.
+    case ended
+  }
+
+  private var phase = Phase.collecting(nil)
   private let onPreamble: (UInt32) -> Void
   private let onEnd: () -> Void
 
@@ -275,44 +300,57 @@ final class StreamPreamble: ChannelDuplexHandler, RemovableChannelHandler {
     self.onEnd = onEnd
   }
 
+  /// Whether the four bytes have arrived; read on the channel's event loop only.
+  var identified: Bool {
+    switch self.phase {
+    case .holding, .passing: true
+    case .collecting, .ended: false
+    }
+  }
+
   func channelActive(context: ChannelHandlerContext) {
     context.fireChannelActive()
-    if !self.done { context.read() }
+    if case .collecting = self.phase { context.read() }
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-    guard !self.done else {
-      context.fireChannelRead(data)
-      return
-    }
     var bytes = Self.unwrapInboundIn(data)
-    if var collected = self.collected {
-      collected.writeBuffer(&bytes)
-      bytes = collected
+    switch self.phase {
+    case .passing:
+      context.fireChannelRead(data)
+    case .ended:
+      break
+    case .holding(var held):
+      if held == nil { held = bytes } else { held!.writeBuffer(&bytes) }
+      self.phase = .holding(held)
+    case .collecting(var collected):
+      if collected == nil { collected = bytes } else { collected!.writeBuffer(&bytes) }
+      guard var all = collected, all.readableBytes >= 4,
+        let id = all.readInteger(endianness: .little, as: UInt32.self)
+      else {
+        self.phase = .collecting(collected)
+        context.read()
+        return
+      }
+      self.phase = .holding(all.readableBytes > 0 ? all : nil)
+      self.onPreamble(id)
     }
-    guard bytes.readableBytes >= 4, let id = bytes.readInteger(endianness: .little, as: UInt32.self) else {
-      self.collected = bytes
-      context.read()
-      return
-    }
-    self.done = true
-    self.collected = nil
-    if bytes.readableBytes > 0 { self.leftover = bytes }
-    self.onPreamble(id)
   }
 
   func read(context: ChannelHandlerContext) {
-    if let leftover = self.leftover {
-      self.leftover = nil
-      context.fireChannelRead(Self.wrapInboundOut(leftover))
-      context.fireChannelReadComplete()
+    if case .holding(let held) = self.phase {
+      self.phase = .passing
+      if let held {
+        context.fireChannelRead(Self.wrapInboundOut(held))
+        context.fireChannelReadComplete()
+      }
     }
     context.read()
   }
 
   func channelInactive(context: ChannelHandlerContext) {
-    if !self.done {
-      self.done = true
+    if case .collecting = self.phase {
+      self.phase = .ended
       self.onEnd()
     }
     context.fireChannelInactive()

@@ -34,7 +34,9 @@ public protocol NetRPCPlugin: PluginDefinition {
   /// here is the dispense call's error text on the host.
   func server(context: NetRPCPluginContext) throws -> NetRPCService
 
-  /// Host side: a client that calls the plugin over `rpcClient` (go-plugin's `Client`).
+  /// Host side: a client that calls the plugin over `rpcClient` (go-plugin's `Client`). Each
+  /// dispense opens a stream that stays open until the plugin stops or the client calls
+  /// ``NetRPCClient/close()``, as in go-plugin.
   func client(context: NetRPCPluginContext, rpcClient: NetRPCClient) -> Client
 }
 

@@ -44,6 +44,8 @@ final class Multiplexer: Sendable {
   private let state = Mutex(State())
   /// `true` once the session is up; `false` if it never will be.
   private let established = OneShot<Bool>()
+  /// Set when the session's connection has closed.
+  let ended = OneShot<Void>()
 
   /// How long the plugin's brokered dials wait for the host to connect at all.
   static let establishTimeout: Duration = .seconds(5)
@@ -168,8 +170,9 @@ final class Multiplexer: Sendable {
   }
 
   private func watch(_ channel: any Channel) {
-    channel.closeFuture.whenComplete { [logger] _ in
+    channel.closeFuture.whenComplete { [logger, ended] _ in
       logger.debug("multiplexed connection closed")
+      ended.fulfil(())
     }
   }
 

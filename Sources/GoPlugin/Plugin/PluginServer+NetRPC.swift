@@ -81,6 +81,11 @@ extension PluginServer {
       }
       group.addTask { await broker.runBackgroundWork() }
       group.addTask {
+        // A host gone before it opened the control stream ends the plugin too.
+        _ = await multiplexer.ended.wait()
+        quit.fulfil(())
+      }
+      group.addTask {
         if let captured { await Self.forward(captured, to: streams) }
         forwarded.fulfil(())
       }
