@@ -72,6 +72,14 @@ public struct GobStreamDecoder: Sendable {
     set { table.maxDepth = max(1, newValue) }
   }
 
+  /// When set, an interface value whose type name is not registered here fails with
+  /// ``GobError/Code/unregisteredType``, as in Go; when nil (the default), every interface value
+  /// decodes, as a ``GobValue`` under its name.
+  public var registry: GobTypeRegistry? {
+    get { table.registry }
+    set { table.registry = newValue }
+  }
+
   public init() {}
 
   /// Buffers bytes as they arrive.

@@ -58,6 +58,9 @@ func gobStaticType(_ type: Any.Type) -> GobType {
   case is GobValue.Type: return .interface
   default: break
   }
+  if let marshaling = type as? any GobMarshaling.Type {
+    return .opaque(name: marshaling.gobTypeName, kind: marshaling.gobOpaqueKind)
+  }
   if let sequence = type as? any GobSequenceEncodable.Type { return .slice(sequence.gobElementType) }
   if let map = type as? any GobMapEncodable.Type { return .map(map.gobKeyType, map.gobValueType) }
   if let optional = type as? any GobOptionalType.Type { return gobStaticType(optional.gobWrappedType) }
