@@ -25,7 +25,7 @@ fi
 # Protos/ covers kvbench/, counter/, plugin/ and grpc/.
 sources=("$here/build.sh" "$here/go/src" "$repo/Protos")
 outputs=(go-kv-plugin go-kv-host python-kv-plugin go-counter-plugin go-counter-host go-mux-host go-yamux-peer
-    go-reattach-host)
+    go-reattach-host go-gob-corpus)
 stamp="$out/.stamp"
 built() { local o; for o in "${outputs[@]}"; do [ -x "$out/$o" ] || return 1; done; }
 if [ -f "$stamp" ] && built && [ -z "$(find "${sources[@]}" -newer "$stamp")" ]; then
@@ -74,6 +74,7 @@ go build -o "$out/go-counter-host" interop/counterhost
 go build -o "$out/go-mux-host" interop/muxhost
 go build -o "$out/go-yamux-peer" interop/yamuxpeer
 go build -o "$out/go-reattach-host" interop/reattachhost
+go build -o "$out/go-gob-corpus" interop/gobcorpus
 
 # Python: kvbench/, plugin/ and health/v1/ packages. health.proto is compiled
 # from Protos/grpc so its module is health.v1, not grpc.health.v1, which the
