@@ -131,10 +131,10 @@ public struct GobStreamDecoder: Sendable {
       if id < 0 {
         start = end
         let definition = try GobWireType.decode(&reader)
-        guard Int64(definition.id) == -id else {
-          throw .malformed("type definition for \(-id) names id \(definition.id)")
+        guard Int64(definition.id) == 0 &- id else {
+          throw .malformed("type definition for \(0 &- id) names id \(definition.id)")
         }
-        guard reader.isAtEnd else { throw .malformed("extra data after the definition of type \(-id)") }
+        guard reader.isAtEnd else { throw .malformed("extra data after the definition of type \(definition.id)") }
         try table.define(id: definition.id, type: definition.type)
         continue
       }

@@ -153,7 +153,7 @@ struct GobValueReader {
         let delta = try reader.uint()
         if delta == 0 { break }
         guard delta <= UInt64(fieldTypes.count), index + Int(delta) < fieldTypes.count else {
-          throw .malformed("field \(index + Int(truncatingIfNeeded: delta)) out of range in \(name)")
+          throw .malformed("field delta \(delta) after field \(index) out of range in \(name)")
         }
         index += Int(delta)
         let field = fieldTypes[index]
@@ -198,7 +198,7 @@ struct GobValueReader {
         break
       }
       let definition = try GobWireType.decode(&reader)
-      guard definition.id == Int(truncatingIfNeeded: -next) else { throw .malformed("type definition id mismatch") }
+      guard Int64(definition.id) == 0 &- next else { throw .malformed("type definition id mismatch") }
       try table.define(id: definition.id, type: definition.type)
       if !reader.isAtEnd { _ = try reader.uint() }
     }

@@ -123,11 +123,16 @@ enum GobValueEncoding {
 
 /// What one Encoder collected: a struct's fields, a sequence's elements, or a single value.
 final class GobEncoderStorage {
+  /// A field or element: a finished value, or a nested container still being filled.
+  enum Slot {
+    case value(GobValue)
+    case nested(GobEncoderStorage, typeName: String)
+  }
   enum Content {
     case empty
     case single(GobValue)
-    case keyed([GobField])
-    case unkeyed([GobValue])
+    case keyed([(name: String, slot: Slot)])
+    case unkeyed([Slot])
   }
   var content = Content.empty
 
@@ -135,29 +140,53 @@ final class GobEncoderStorage {
     switch content {
     case .empty: return .structure(GobStruct(name: typeName, fields: []))
     case .single(let value): return value
-    case .keyed(let fields): return .structure(GobStruct(name: typeName, fields: fields))
-    case .unkeyed(let values): return .slice(values, element: values.first?.type ?? .interface)
+    case .keyed(let fields):
+      var result: [GobField] = []
+      result.reserveCapacity(fields.count)
+      for field in fields {
+        result.append(GobField(name: field.name, value: try Self.resolve(field.slot)))
+      }
+      return .structure(GobStruct(name: typeName, fields: result))
+    case .unkeyed(let slots):
+      var values: [GobValue] = []
+      values.reserveCapacity(slots.count)
+      for slot in slots {
+        values.append(try Self.resolve(slot))
+      }
+      return .slice(values, element: values.first?.type ?? .interface)
     }
   }
 
-  func appendField(_ field: GobField) {
+  private static func resolve(_ slot: Slot) throws(GobError) -> GobValue {
+    switch slot {
+    case .value(let value): value
+    case .nested(let storage, let typeName): try storage.result(typeName: typeName)
+    }
+  }
+
+  func appendField(_ name: String, _ slot: Slot) {
     if case .keyed(var fields) = content {
       content = .empty
-      fields.append(field)
+      fields.append((name, slot))
       content = .keyed(fields)
     } else {
-      content = .keyed([field])
+      content = .keyed([(name, slot)])
     }
   }
 
-  func appendElement(_ value: GobValue) {
+  func appendElement(_ slot: Slot) {
     if case .unkeyed(var values) = content {
       content = .empty
-      values.append(value)
+      values.append(slot)
       content = .unkeyed(values)
     } else {
-      content = .unkeyed([value])
+      content = .unkeyed([slot])
     }
+  }
+
+  var elementCount: Int {
+    if case .unkeyed(let values) = content { return values.count }
+    return 0
   }
 }
 
@@ -199,47 +228,57 @@ struct GobKeyedEncodingContainer<Key: CodingKey>: KeyedEncodingContainerProtocol
   mutating func encodeNil(forKey key: Key) throws {}
 
   mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
-    encoder.storage.appendField(GobField(name: goFieldName(key.stringValue), value: try encoder.encoded(value)))
+    encoder.storage.appendField(goFieldName(key.stringValue), .value(try encoder.encoded(value)))
+  }
+
+  /// A nested encoder whose value becomes the field `key` once encoding ends.
+  private func nested(_ key: String) -> GobValueEncoder {
+    let nested = GobValueEncoder(typeName: key, depth: encoder.depth + 1)
+    encoder.storage.appendField(goFieldName(key), .nested(nested.storage, typeName: key))
+    return nested
   }
 
   mutating func nestedContainer<NestedKey: CodingKey>(
     keyedBy keyType: NestedKey.Type,
     forKey key: Key
   ) -> KeyedEncodingContainer<NestedKey> {
-    unsupportedNesting()
+    nested(key.stringValue).container(keyedBy: NestedKey.self)
   }
 
   mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer {
-    unsupportedNesting()
+    nested(key.stringValue).unkeyedContainer()
   }
 
-  mutating func superEncoder() -> any Encoder { unsupportedNesting() }
-  mutating func superEncoder(forKey key: Key) -> any Encoder { unsupportedNesting() }
+  mutating func superEncoder() -> any Encoder { nested("super") }
+  mutating func superEncoder(forKey key: Key) -> any Encoder { nested(key.stringValue) }
 }
 
 struct GobUnkeyedEncodingContainer: UnkeyedEncodingContainer {
   let encoder: GobValueEncoder
   var codingPath: [any CodingKey] { encoder.codingPath }
-  var count: Int {
-    if case .unkeyed(let values) = encoder.storage.content { return values.count }
-    return 0
-  }
+  var count: Int { encoder.storage.elementCount }
 
   mutating func encodeNil() throws {
-    throw GobError(code: .unsupported, message: "gob cannot send nil in a sequence")
+    encoder.storage.appendElement(.value(.interface(.none)))
   }
 
   mutating func encode<T: Encodable>(_ value: T) throws {
-    encoder.storage.appendElement(try encoder.encoded(value))
+    encoder.storage.appendElement(.value(try encoder.encoded(value)))
+  }
+
+  private func nested() -> GobValueEncoder {
+    let nested = GobValueEncoder(typeName: "", depth: encoder.depth + 1)
+    encoder.storage.appendElement(.nested(nested.storage, typeName: ""))
+    return nested
   }
 
   mutating func nestedContainer<NestedKey: CodingKey>(
     keyedBy keyType: NestedKey.Type
   )
     -> KeyedEncodingContainer<NestedKey>
-  { unsupportedNesting() }
-  mutating func nestedUnkeyedContainer() -> any UnkeyedEncodingContainer { unsupportedNesting() }
-  mutating func superEncoder() -> any Encoder { unsupportedNesting() }
+  { nested().container(keyedBy: NestedKey.self) }
+  mutating func nestedUnkeyedContainer() -> any UnkeyedEncodingContainer { nested().unkeyedContainer() }
+  mutating func superEncoder() -> any Encoder { nested() }
 }
 
 struct GobSingleValueEncodingContainer: SingleValueEncodingContainer {
@@ -266,10 +305,4 @@ struct GobSingleValueEncodingContainer: SingleValueEncodingContainer {
   mutating func encode<T: Encodable>(_ value: T) throws {
     encoder.storage.content = .single(try encoder.encoded(value))
   }
-}
-
-/// Nested containers have no gob type to map to (a Swift type that needs one gets its own
-/// Encodable type for the nested part).
-private func unsupportedNesting() -> Never {
-  preconditionFailure("gob: nested containers are not supported; give the nested part its own Encodable type")
 }

@@ -131,3 +131,33 @@ struct ArgsV2: Codable {
     }
   }
 }
+
+/// A hand-written Codable that nests containers, as some Swift types do.
+struct Nesting: Codable, Equatable {
+  var x: Int
+  var tags: [String]
+  enum CodingKeys: String, CodingKey { case Position, Tags }
+  enum PositionKeys: String, CodingKey { case X }
+  init(x: Int, tags: [String]) {
+    self.x = x
+    self.tags = tags
+  }
+  init(from decoder: any Decoder) throws {
+    let container = try decoder.container(keyedBy: CodingKeys.self)
+    x = try container.nestedContainer(keyedBy: PositionKeys.self, forKey: .Position).decode(Int.self, forKey: .X)
+    var tags = try container.nestedUnkeyedContainer(forKey: .Tags)
+    self.tags = []
+    while !tags.isAtEnd { self.tags.append(try tags.decode(String.self)) }
+  }
+  func encode(to encoder: any Encoder) throws {
+    var container = encoder.container(keyedBy: CodingKeys.self)
+    var position = container.nestedContainer(keyedBy: PositionKeys.self, forKey: .Position)
+    try position.encode(x, forKey: .X)
+    var tags = container.nestedUnkeyedContainer(forKey: .Tags)
+    for tag in self.tags { try tags.encode(tag) }
+  }
+}
+
+@Test func nestedContainersEncodeAsNestedValues() throws {
+  #expect(try roundTrip(Nesting(x: 3, tags: ["a", "b"])) == Nesting(x: 3, tags: ["a", "b"]))
+}
