@@ -127,6 +127,9 @@ final class GobEncoderStorage {
   enum Slot {
     case value(GobValue)
     case nested(GobEncoderStorage, typeName: String)
+    /// A nil optional: no value, but its type is part of the struct's, so that the struct is
+    /// defined once whether the field is set or not.
+    case absent(GobType)
   }
   enum Content {
     case empty
@@ -143,14 +146,23 @@ final class GobEncoderStorage {
     case .keyed(let fields):
       var result: [GobField] = []
       result.reserveCapacity(fields.count)
+      var types: [GobFieldType]?
       for field in fields {
-        result.append(GobField(name: field.name, value: try Self.resolve(field.slot)))
+        if case .absent(let type) = field.slot {
+          if types == nil { types = result.map { GobFieldType(name: $0.name, type: $0.value.effectiveType) } }
+          types?.append(GobFieldType(name: field.name, type: type))
+          continue
+        }
+        let value = try Self.resolve(field.slot)
+        result.append(GobField(name: field.name, value: value))
+        types?.append(GobFieldType(name: field.name, type: value.effectiveType))
       }
-      return .structure(GobStruct(name: typeName, fields: result))
+      return .structure(GobStruct(name: typeName, fields: result, fieldTypes: types))
     case .unkeyed(let slots):
       var values: [GobValue] = []
       values.reserveCapacity(slots.count)
       for slot in slots {
+        if case .absent = slot { continue }
         values.append(try Self.resolve(slot))
       }
       return .slice(values, element: values.first?.type ?? .interface)
@@ -161,6 +173,7 @@ final class GobEncoderStorage {
     switch slot {
     case .value(let value): value
     case .nested(let storage, let typeName): try storage.result(typeName: typeName)
+    case .absent: .interface(.none)
     }
   }
 
@@ -229,6 +242,32 @@ struct GobKeyedEncodingContainer<Key: CodingKey>: KeyedEncodingContainerProtocol
 
   mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
     encoder.storage.appendField(goFieldName(key.stringValue), .value(try encoder.encoded(value)))
+  }
+
+  mutating func encodeIfPresent<T: Encodable>(_ value: T?, forKey key: Key) throws {
+    guard let value else {
+      encoder.storage.appendField(goFieldName(key.stringValue), .absent(gobStaticType(T.self)))
+      return
+    }
+    try encode(value, forKey: key)
+  }
+  mutating func encodeIfPresent(_ value: Bool?, forKey key: Key) throws { try present(value, key) }
+  mutating func encodeIfPresent(_ value: String?, forKey key: Key) throws { try present(value, key) }
+  mutating func encodeIfPresent(_ value: Double?, forKey key: Key) throws { try present(value, key) }
+  mutating func encodeIfPresent(_ value: Float?, forKey key: Key) throws { try present(value, key) }
+  mutating func encodeIfPresent(_ value: Int?, forKey key: Key) throws { try present(value, key) }
+  mutating func encodeIfPresent(_ value: Int8?, forKey key: Key) throws { try present(value, key) }
+  mutating func encodeIfPresent(_ value: Int16?, forKey key: Key) throws { try present(value, key) }
+  mutating func encodeIfPresent(_ value: Int32?, forKey key: Key) throws { try present(value, key) }
+  mutating func encodeIfPresent(_ value: Int64?, forKey key: Key) throws { try present(value, key) }
+  mutating func encodeIfPresent(_ value: UInt?, forKey key: Key) throws { try present(value, key) }
+  mutating func encodeIfPresent(_ value: UInt8?, forKey key: Key) throws { try present(value, key) }
+  mutating func encodeIfPresent(_ value: UInt16?, forKey key: Key) throws { try present(value, key) }
+  mutating func encodeIfPresent(_ value: UInt32?, forKey key: Key) throws { try present(value, key) }
+  mutating func encodeIfPresent(_ value: UInt64?, forKey key: Key) throws { try present(value, key) }
+
+  private mutating func present<T: Encodable>(_ value: T?, _ key: Key) throws {
+    try encodeIfPresent(value, forKey: key)
   }
 
   /// A nested encoder whose value becomes the field `key` once encoding ends.

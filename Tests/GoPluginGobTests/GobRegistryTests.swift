@@ -161,3 +161,26 @@ struct Nesting: Codable, Equatable {
 @Test func nestedContainersEncodeAsNestedValues() throws {
   #expect(try roundTrip(Nesting(x: 3, tags: ["a", "b"])) == Nesting(x: 3, tags: ["a", "b"]))
 }
+
+struct WithOptionals: Codable, Equatable {
+  var name: String?
+  var count: Int?
+  var inner: Args?
+}
+
+@Test func nilOptionalsKeepTheirPlaceInTheType() throws {
+  var encoder = GobStreamEncoder()
+  var first: [UInt8] = []
+  try encoder.encode(WithOptionals(name: nil, count: nil), into: &first)
+  var second: [UInt8] = []
+  try encoder.encode(WithOptionals(name: "n", count: 2), into: &second)
+  // The second value reuses the first's type: no definition before it.
+  var definitionsOnly = GobStreamDecoder()
+  definitionsOnly.append(second)
+  #expect(code { _ = try definitionsOnly.decode(WithOptionals.self) } == .malformed)
+  #expect(second.count < first.count)
+  var decoder = GobStreamDecoder()
+  decoder.append(first + second)
+  #expect(try decoder.decode(WithOptionals.self) == WithOptionals())
+  #expect(try decoder.decode(WithOptionals.self) == WithOptionals(name: "n", count: 2))
+}
