@@ -72,6 +72,14 @@ public struct GobStreamDecoder: Sendable {
     set { table.maxDepth = max(1, newValue) }
   }
 
+  /// When set, an interface value whose type name is not registered here fails with
+  /// ``GobError/Code/unregisteredType``, as in Go; when nil (the default), every interface value
+  /// decodes, as a ``GobValue`` under its name.
+  public var registry: GobTypeRegistry? {
+    get { table.registry }
+    set { table.registry = newValue }
+  }
+
   public init() {}
 
   /// Buffers bytes as they arrive.
@@ -123,10 +131,10 @@ public struct GobStreamDecoder: Sendable {
       if id < 0 {
         start = end
         let definition = try GobWireType.decode(&reader)
-        guard Int64(definition.id) == -id else {
-          throw .malformed("type definition for \(-id) names id \(definition.id)")
+        guard Int64(definition.id) == 0 &- id else {
+          throw .malformed("type definition for \(0 &- id) names id \(definition.id)")
         }
-        guard reader.isAtEnd else { throw .malformed("extra data after the definition of type \(-id)") }
+        guard reader.isAtEnd else { throw .malformed("extra data after the definition of type \(definition.id)") }
         try table.define(id: definition.id, type: definition.type)
         continue
       }

@@ -3,7 +3,14 @@
 /// The types a stream has defined, and the limits the decoder holds input to.
 struct GobTypeTable: Sendable {
   var types: [Int: GobWireType] = [:]
-  var maxDepth = 100
+  var maxDepth = 64
+  /// When set, interface values must name a type registered here, as Go requires.
+  var registry: GobTypeRegistry?
+  /// The GobType of each id a value used, with its size in nodes: built once per stream, and
+  /// bounded, since a type made of the same struct twice at each of 40 levels is small on the
+  /// wire but has 2^40 nodes spelled out.
+  var resolved: [Int: (type: GobType, size: Int)] = [:]
+  static let maxTypeSize = 1 << 16
 
   mutating func define(id: Int, type: GobWireType) throws(GobError) {
     guard id >= GobTypeID.firstUser else { throw .malformed("type id \(id) is reserved") }
@@ -15,39 +22,74 @@ struct GobTypeTable: Sendable {
     types[id] = type
   }
 
-  /// The GobType of a type id; a struct that recurs inside itself is cut at the recurrence.
-  func gobType(_ id: Int, visiting: Set<Int> = []) throws(GobError) -> GobType {
+  /// The GobType of a type id, cached for the stream.
+  mutating func gobType(_ id: Int) throws(GobError) -> GobType {
+    if let known = resolved[id] { return known.type }
+    var visiting: Set<Int> = []
+    return try resolve(id, visiting: &visiting).type
+  }
+
+  /// A struct that recurs inside itself is cut at the recurrence (and that cut form is not cached).
+  private mutating func resolve(_ id: Int, visiting: inout Set<Int>) throws(GobError) -> (type: GobType, size: Int) {
     switch id {
-    case GobTypeID.bool: return .bool
-    case GobTypeID.int: return .int
-    case GobTypeID.uint: return .uint
-    case GobTypeID.float: return .float
-    case GobTypeID.bytes: return .bytes
-    case GobTypeID.string: return .string
-    case GobTypeID.complex: return .complex
-    case GobTypeID.interface: return .interface
+    case GobTypeID.bool: return (.bool, 1)
+    case GobTypeID.int: return (.int, 1)
+    case GobTypeID.uint: return (.uint, 1)
+    case GobTypeID.float: return (.float, 1)
+    case GobTypeID.bytes: return (.bytes, 1)
+    case GobTypeID.string: return (.string, 1)
+    case GobTypeID.complex: return (.complex, 1)
+    case GobTypeID.interface: return (.interface, 1)
     default: break
     }
+    if let known = resolved[id] { return known }
     guard let wire = types[id] else { throw .malformed("undefined type id \(id)") }
     guard visiting.count < maxDepth else { throw GobError(code: .limitExceeded, message: "types nested too deeply") }
     if visiting.contains(id) {
-      if case .structure(let name, _) = wire { return .structure(name: name, fields: []) }
+      if case .structure(let name, _) = wire { return (.structure(name: name, fields: []), 1) }
       throw .malformed("type id \(id) contains itself")
     }
-    var visiting = visiting
     visiting.insert(id)
+    defer { visiting.remove(id) }
+    let result: (type: GobType, size: Int)
     switch wire {
-    case .array(_, let element, let count): return .array(try gobType(element, visiting: visiting), count: count)
-    case .slice(_, let element): return .slice(try gobType(element, visiting: visiting))
+    case .array(_, let element, let count):
+      let element = try resolve(element, visiting: &visiting)
+      result = (.array(element.type, count: count), element.size + 1)
+    case .slice(_, let element):
+      let element = try resolve(element, visiting: &visiting)
+      result = (.slice(element.type), element.size + 1)
     case .map(_, let key, let value):
-      return .map(try gobType(key, visiting: visiting), try gobType(value, visiting: visiting))
+      let key = try resolve(key, visiting: &visiting)
+      let value = try resolve(value, visiting: &visiting)
+      result = (.map(key.type, value.type), key.size + value.size + 1)
     case .structure(let name, let fields):
       var types: [GobFieldType] = []
+      var size = 1
       for field in fields {
-        types.append(GobFieldType(name: field.name, type: try gobType(field.id, visiting: visiting)))
+        let resolved = try resolve(field.id, visiting: &visiting)
+        size += resolved.size
+        guard size <= Self.maxTypeSize else { break }
+        types.append(GobFieldType(name: field.name, type: resolved.type))
       }
-      return .structure(name: name, fields: types)
-    case .opaque(let name, let kind): return .opaque(name: name, kind: kind)
+      result = (.structure(name: name, fields: types), size)
+    case .opaque(let name, let kind): result = (.opaque(name: name, kind: kind), 1)
+    }
+    guard result.size <= Self.maxTypeSize else {
+      throw GobError(code: .limitExceeded, message: "type \(id) is larger than \(Self.maxTypeSize) nodes")
+    }
+    if visiting.count == 1 || !containsCut(result.type) { resolved[id] = result }
+    return result
+  }
+
+  /// Whether a resolved type holds a recursion cut (it is then only right from where it was cut).
+  private func containsCut(_ type: GobType) -> Bool {
+    // Conservative and cheap: only types without structs are cached from inside a recursion.
+    switch type {
+    case .structure: true
+    case .slice(let element), .array(let element, _): containsCut(element)
+    case .map(let key, let value): containsCut(key) || containsCut(value)
+    default: false
     }
   }
 }
@@ -111,7 +153,7 @@ struct GobValueReader {
         let delta = try reader.uint()
         if delta == 0 { break }
         guard delta <= UInt64(fieldTypes.count), index + Int(delta) < fieldTypes.count else {
-          throw .malformed("field \(index + Int(truncatingIfNeeded: delta)) out of range in \(name)")
+          throw .malformed("field delta \(delta) after field \(index) out of range in \(name)")
         }
         index += Int(delta)
         let field = fieldTypes[index]
@@ -143,6 +185,9 @@ struct GobValueReader {
     let name = try reader.string()
     if name.isEmpty { return .none }
     guard name.utf8.count <= 1024 else { throw .malformed("interface type name too long") }
+    if let registry = table.registry, !registry.contains(name: name) {
+      throw GobError(code: .unregisteredType, message: "name not registered for interface: \"\(name)\"")
+    }
     var id: Int
     while true {
       try reader.continueIntoNextMessage()
@@ -153,14 +198,14 @@ struct GobValueReader {
         break
       }
       let definition = try GobWireType.decode(&reader)
-      guard definition.id == Int(truncatingIfNeeded: -next) else { throw .malformed("type definition id mismatch") }
+      guard Int64(definition.id) == 0 &- next else { throw .malformed("type definition id mismatch") }
       try table.define(id: definition.id, type: definition.type)
       if !reader.isAtEnd { _ = try reader.uint() }
     }
-    let count = try reader.count(minimumSize: 1)
-    let end = reader.position + count
+    // The value's byte count: Go's decoder ignores it too (a nested interface that defines types
+    // splits the value, and the count then covers only the first part).
+    _ = try reader.uint()
     let value = try topLevel(id, depth: depth + 1)
-    guard reader.position == end else { throw .malformed("interface value of \(name) is not \(count) bytes") }
     return GobInterface(value, typeName: name)
   }
 }

@@ -58,6 +58,9 @@ func gobStaticType(_ type: Any.Type) -> GobType {
   case is GobValue.Type: return .interface
   default: break
   }
+  if let marshaling = type as? any GobMarshaling.Type {
+    return .opaque(name: marshaling.gobTypeName, kind: marshaling.gobOpaqueKind)
+  }
   if let sequence = type as? any GobSequenceEncodable.Type { return .slice(sequence.gobElementType) }
   if let map = type as? any GobMapEncodable.Type { return .map(map.gobKeyType, map.gobValueType) }
   if let optional = type as? any GobOptionalType.Type { return gobStaticType(optional.gobWrappedType) }
@@ -120,11 +123,19 @@ enum GobValueEncoding {
 
 /// What one Encoder collected: a struct's fields, a sequence's elements, or a single value.
 final class GobEncoderStorage {
+  /// A field or element: a finished value, or a nested container still being filled.
+  enum Slot {
+    case value(GobValue)
+    case nested(GobEncoderStorage, typeName: String)
+    /// A nil optional: no value, but its type is part of the struct's, so that the struct is
+    /// defined once whether the field is set or not.
+    case absent(GobType)
+  }
   enum Content {
     case empty
     case single(GobValue)
-    case keyed([GobField])
-    case unkeyed([GobValue])
+    case keyed([(name: String, slot: Slot)])
+    case unkeyed([Slot])
   }
   var content = Content.empty
 
@@ -132,29 +143,63 @@ final class GobEncoderStorage {
     switch content {
     case .empty: return .structure(GobStruct(name: typeName, fields: []))
     case .single(let value): return value
-    case .keyed(let fields): return .structure(GobStruct(name: typeName, fields: fields))
-    case .unkeyed(let values): return .slice(values, element: values.first?.type ?? .interface)
+    case .keyed(let fields):
+      var result: [GobField] = []
+      result.reserveCapacity(fields.count)
+      var types: [GobFieldType]?
+      for field in fields {
+        if case .absent(let type) = field.slot {
+          if types == nil { types = result.map { GobFieldType(name: $0.name, type: $0.value.effectiveType) } }
+          types?.append(GobFieldType(name: field.name, type: type))
+          continue
+        }
+        let value = try Self.resolve(field.slot)
+        result.append(GobField(name: field.name, value: value))
+        types?.append(GobFieldType(name: field.name, type: value.effectiveType))
+      }
+      return .structure(GobStruct(name: typeName, fields: result, fieldTypes: types))
+    case .unkeyed(let slots):
+      var values: [GobValue] = []
+      values.reserveCapacity(slots.count)
+      for slot in slots {
+        if case .absent = slot { continue }
+        values.append(try Self.resolve(slot))
+      }
+      return .slice(values, element: values.first?.type ?? .interface)
     }
   }
 
-  func appendField(_ field: GobField) {
+  private static func resolve(_ slot: Slot) throws(GobError) -> GobValue {
+    switch slot {
+    case .value(let value): value
+    case .nested(let storage, let typeName): try storage.result(typeName: typeName)
+    case .absent: .interface(.none)
+    }
+  }
+
+  func appendField(_ name: String, _ slot: Slot) {
     if case .keyed(var fields) = content {
       content = .empty
-      fields.append(field)
+      fields.append((name, slot))
       content = .keyed(fields)
     } else {
-      content = .keyed([field])
+      content = .keyed([(name, slot)])
     }
   }
 
-  func appendElement(_ value: GobValue) {
+  func appendElement(_ slot: Slot) {
     if case .unkeyed(var values) = content {
       content = .empty
-      values.append(value)
+      values.append(slot)
       content = .unkeyed(values)
     } else {
-      content = .unkeyed([value])
+      content = .unkeyed([slot])
     }
+  }
+
+  var elementCount: Int {
+    if case .unkeyed(let values) = content { return values.count }
+    return 0
   }
 }
 
@@ -196,47 +241,83 @@ struct GobKeyedEncodingContainer<Key: CodingKey>: KeyedEncodingContainerProtocol
   mutating func encodeNil(forKey key: Key) throws {}
 
   mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
-    encoder.storage.appendField(GobField(name: goFieldName(key.stringValue), value: try encoder.encoded(value)))
+    encoder.storage.appendField(goFieldName(key.stringValue), .value(try encoder.encoded(value)))
+  }
+
+  mutating func encodeIfPresent<T: Encodable>(_ value: T?, forKey key: Key) throws {
+    guard let value else {
+      encoder.storage.appendField(goFieldName(key.stringValue), .absent(gobStaticType(T.self)))
+      return
+    }
+    try encode(value, forKey: key)
+  }
+  mutating func encodeIfPresent(_ value: Bool?, forKey key: Key) throws { try present(value, key) }
+  mutating func encodeIfPresent(_ value: String?, forKey key: Key) throws { try present(value, key) }
+  mutating func encodeIfPresent(_ value: Double?, forKey key: Key) throws { try present(value, key) }
+  mutating func encodeIfPresent(_ value: Float?, forKey key: Key) throws { try present(value, key) }
+  mutating func encodeIfPresent(_ value: Int?, forKey key: Key) throws { try present(value, key) }
+  mutating func encodeIfPresent(_ value: Int8?, forKey key: Key) throws { try present(value, key) }
+  mutating func encodeIfPresent(_ value: Int16?, forKey key: Key) throws { try present(value, key) }
+  mutating func encodeIfPresent(_ value: Int32?, forKey key: Key) throws { try present(value, key) }
+  mutating func encodeIfPresent(_ value: Int64?, forKey key: Key) throws { try present(value, key) }
+  mutating func encodeIfPresent(_ value: UInt?, forKey key: Key) throws { try present(value, key) }
+  mutating func encodeIfPresent(_ value: UInt8?, forKey key: Key) throws { try present(value, key) }
+  mutating func encodeIfPresent(_ value: UInt16?, forKey key: Key) throws { try present(value, key) }
+  mutating func encodeIfPresent(_ value: UInt32?, forKey key: Key) throws { try present(value, key) }
+  mutating func encodeIfPresent(_ value: UInt64?, forKey key: Key) throws { try present(value, key) }
+
+  private mutating func present<T: Encodable>(_ value: T?, _ key: Key) throws {
+    try encodeIfPresent(value, forKey: key)
+  }
+
+  /// A nested encoder whose value becomes the field `key` once encoding ends.
+  private func nested(_ key: String) -> GobValueEncoder {
+    let nested = GobValueEncoder(typeName: key, depth: encoder.depth + 1)
+    encoder.storage.appendField(goFieldName(key), .nested(nested.storage, typeName: key))
+    return nested
   }
 
   mutating func nestedContainer<NestedKey: CodingKey>(
     keyedBy keyType: NestedKey.Type,
     forKey key: Key
   ) -> KeyedEncodingContainer<NestedKey> {
-    unsupportedNesting()
+    nested(key.stringValue).container(keyedBy: NestedKey.self)
   }
 
   mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer {
-    unsupportedNesting()
+    nested(key.stringValue).unkeyedContainer()
   }
 
-  mutating func superEncoder() -> any Encoder { unsupportedNesting() }
-  mutating func superEncoder(forKey key: Key) -> any Encoder { unsupportedNesting() }
+  mutating func superEncoder() -> any Encoder { nested("super") }
+  mutating func superEncoder(forKey key: Key) -> any Encoder { nested(key.stringValue) }
 }
 
 struct GobUnkeyedEncodingContainer: UnkeyedEncodingContainer {
   let encoder: GobValueEncoder
   var codingPath: [any CodingKey] { encoder.codingPath }
-  var count: Int {
-    if case .unkeyed(let values) = encoder.storage.content { return values.count }
-    return 0
-  }
+  var count: Int { encoder.storage.elementCount }
 
   mutating func encodeNil() throws {
-    throw GobError(code: .unsupported, message: "gob cannot send nil in a sequence")
+    encoder.storage.appendElement(.value(.interface(.none)))
   }
 
   mutating func encode<T: Encodable>(_ value: T) throws {
-    encoder.storage.appendElement(try encoder.encoded(value))
+    encoder.storage.appendElement(.value(try encoder.encoded(value)))
+  }
+
+  private func nested() -> GobValueEncoder {
+    let nested = GobValueEncoder(typeName: "", depth: encoder.depth + 1)
+    encoder.storage.appendElement(.nested(nested.storage, typeName: ""))
+    return nested
   }
 
   mutating func nestedContainer<NestedKey: CodingKey>(
     keyedBy keyType: NestedKey.Type
   )
     -> KeyedEncodingContainer<NestedKey>
-  { unsupportedNesting() }
-  mutating func nestedUnkeyedContainer() -> any UnkeyedEncodingContainer { unsupportedNesting() }
-  mutating func superEncoder() -> any Encoder { unsupportedNesting() }
+  { nested().container(keyedBy: NestedKey.self) }
+  mutating func nestedUnkeyedContainer() -> any UnkeyedEncodingContainer { nested().unkeyedContainer() }
+  mutating func superEncoder() -> any Encoder { nested() }
 }
 
 struct GobSingleValueEncodingContainer: SingleValueEncodingContainer {
@@ -263,10 +344,4 @@ struct GobSingleValueEncodingContainer: SingleValueEncodingContainer {
   mutating func encode<T: Encodable>(_ value: T) throws {
     encoder.storage.content = .single(try encoder.encoded(value))
   }
-}
-
-/// Nested containers have no gob type to map to (a Swift type that needs one gets its own
-/// Encodable type for the nested part).
-private func unsupportedNesting() -> Never {
-  preconditionFailure("gob: nested containers are not supported; give the nested part its own Encodable type")
 }

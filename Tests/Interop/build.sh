@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the interop peers (go-kv-plugin, go-kv-host, python-kv-plugin,
 # go-counter-plugin, go-counter-host, go-mux-host, go-yamux-peer,
-# go-reattach-host, go-netrpc-plugin, go-netrpc-host) into an
+# go-reattach-host, go-netrpc-plugin, go-netrpc-host, go-gob-corpus) into an
 # output directory:
 # Tests/Interop/build.sh [outdir]  (default .build/interop).
 # Installs nothing: a missing tool stops it with the package to install.
@@ -25,7 +25,7 @@ fi
 # Protos/ covers kvbench/, counter/, plugin/ and grpc/.
 sources=("$here/build.sh" "$here/go/src" "$repo/Protos")
 outputs=(go-kv-plugin go-kv-host python-kv-plugin go-counter-plugin go-counter-host go-mux-host go-yamux-peer
-    go-reattach-host go-netrpc-plugin go-netrpc-host)
+    go-reattach-host go-netrpc-plugin go-netrpc-host go-gob-corpus)
 stamp="$out/.stamp"
 built() { local o; for o in "${outputs[@]}"; do [ -x "$out/$o" ] || return 1; done; }
 if [ -f "$stamp" ] && built && [ -z "$(find "${sources[@]}" -newer "$stamp")" ]; then
@@ -76,6 +76,7 @@ go build -o "$out/go-yamux-peer" interop/yamuxpeer
 go build -o "$out/go-reattach-host" interop/reattachhost
 go build -o "$out/go-netrpc-plugin" interop/netrpcplugin
 go build -o "$out/go-netrpc-host" interop/netrpchost
+go build -o "$out/go-gob-corpus" interop/gobcorpus
 
 # Python: kvbench/, plugin/ and health/v1/ packages. health.proto is compiled
 # from Protos/grpc so its module is health.v1, not grpc.health.v1, which the
