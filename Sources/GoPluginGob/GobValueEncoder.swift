@@ -8,6 +8,13 @@ import Foundation
 /// Go's exported field name for a Swift coding key: the first letter upper-cased, unless it
 /// already is (a CodingKey spelled the Go way is used as is).
 func goFieldName(_ key: String) -> String {
+  if let first = key.utf8.first, first < 0x80 {
+    // ASCII, the usual case: no Unicode property lookup.
+    guard first >= UInt8(ascii: "a"), first <= UInt8(ascii: "z") else { return key }
+    var bytes = Array(key.utf8)
+    bytes[0] -= 0x20
+    return String(decoding: bytes, as: UTF8.self)
+  }
   guard let first = key.unicodeScalars.first, first.properties.isLowercase else { return key }
   return first.properties.uppercaseMapping + String(key.unicodeScalars.dropFirst())
 }
@@ -109,7 +116,9 @@ enum GobValueEncoding {
     default:
       break
     }
-    let encoder = GobValueEncoder(typeName: String(describing: T.self), depth: depth)
+    // _typeName, not String(describing:), which goes through Mirror on every call.
+    let typeName = _typeName(T.self, qualified: false)
+    let encoder = GobValueEncoder(typeName: typeName, depth: depth)
     do {
       try value.encode(to: encoder)
     } catch let error as GobError {
@@ -117,7 +126,7 @@ enum GobValueEncoding {
     } catch {
       throw GobError(code: .unsupported, message: "\(T.self): \(error)")
     }
-    return try encoder.storage.result(typeName: String(describing: T.self))
+    return try encoder.storage.result(typeName: typeName)
   }
 }
 
