@@ -115,6 +115,8 @@ struct Inspect: AsyncParsableCommand {
     configuration.startTimeout = .milliseconds(Int64(self.timeout * 1000))
     // The plugin is inspected, not used: it gets no terminal to read from.
     configuration.standardInput = .none
+    // Whatever the plugin speaks is worth describing, its legacy net/rpc included.
+    configuration.allowedProtocols = [.grpc, .netRPC]
     if self.autoMTLS { configuration.tls = .autoMTLS }
     return configuration
   }

@@ -156,7 +156,11 @@ struct InspectionReport: Encodable {
     }
     var reflection = self.reflection
     if let reflectionError { reflection += " (\(reflectionError))" }
-    if self.reflection != "available" { reflection += "; services from the health service" }
+    if self.protocol == PluginProtocol.netRPC.rawValue {
+      reflection = "none (net/rpc); the control services only"
+    } else if self.reflection != "available" {
+      reflection += "; services from the health service"
+    }
     lines.append(("reflection", reflection))
     if self.services.isEmpty {
       lines.append(("services", "(none found)"))

@@ -68,6 +68,7 @@ struct Inspector {
   }
 
   private func probe(_ client: PluginClient, info: PluginInfo) async throws -> Findings {
+    if info.protocol == .netRPC { return await self.probeNetRPC(client) }
     let connection = try await client.dispense(ConnectionProbe.name, as: ConnectionProbe.self)
     var options = CallOptions.defaults
     options.timeout = self.callTimeout
@@ -86,6 +87,19 @@ struct Inspector {
         health: health
       )
     }
+  }
+
+  /// A net/rpc plugin lists nothing: what it serves is known only by name, to its hosts. Its
+  /// control services are always there, and `Control.Ping` is its health check.
+  private func probeNetRPC(_ client: PluginClient) async -> Findings {
+    let health: InspectionReport.Health
+    do {
+      try await client.ping(timeout: self.callTimeout)
+      health = InspectionReport.Health(service: "Control.Ping", status: "SERVING")
+    } catch {
+      health = InspectionReport.Health(service: "Control.Ping", error: Self.describe(error))
+    }
+    return Findings(services: ["Control", "Dispenser"], reflection: false, health: health)
   }
 
   /// `grpc.reflection.v1alpha.ServerReflection`'s ListServices, which go-plugin's Go servers

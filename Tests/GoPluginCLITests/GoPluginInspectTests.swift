@@ -124,6 +124,20 @@ struct GoPluginInspectTests {
     #expect(report["reflection"] as? String == "available")
   }
 
+  @Test("describes a Go net/rpc plugin: its protocol, and Control.Ping as its health", arguments: [false, true])
+  func netRPC(autoMTLS: Bool) async throws {
+    let run = try await CLIRun.run(
+      ["inspect", "--cookie", kvCookie, "--json", try await GoPeers.path("go-netrpc-plugin")]
+        + (autoMTLS ? ["--auto-mtls"] : []))
+    #expect(run.status == 0, "\(run.stderr)")
+    let report = try run.json()
+    #expect(report["protocol"] as? String == "netrpc")
+    #expect(report["services"] as? [String] == ["Control", "Dispenser"])
+    let health = try #require(report["health"] as? [String: Any])
+    #expect(health["service"] as? String == "Control.Ping" && health["status"] as? String == "SERVING")
+    #expect((report["exit"] as? [String: Any])?["reason"] as? String == "stopped")
+  }
+
   @Test("a Go plugin given the wrong cookie explains itself")
   func badCookie() async throws {
     let run = try await CLIRun.run([

@@ -82,7 +82,11 @@ struct HealthTests {
 
   @Test("the periodic health check ends quietly when the plugin is stopped")
   func monitorEndsWithPlugin() async throws {
-    let client = PluginClient(configuration: try fixture("draining"))
+    var configuration = try fixture("draining")
+    // What is under test is how the monitor takes the stop, not how fast a loaded machine lets
+    // a debug-built plugin exit: a plugin killed at the default 2 s would read as a failure.
+    configuration.gracefulStopTimeout = .seconds(20)
+    let client = PluginClient(configuration: configuration)
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await client.run() }
       _ = try await client.info
