@@ -444,14 +444,18 @@ struct TrustedLaunchTests {
     bytes[index] = UInt8(ascii: "C")
     try bytes.write(to: URL(fileURLWithPath: script))
     try await directory.sign(script, key: "key")
-    let (error, exit) = try await failedStart(configuration)
-    guard case .changed(let name, _, _, _) = try refusal(error) else {
-      Issue.record("not refused by the lock: \(error)")
-      return
+    do {
+      // Scoped, so that a regression that starts the plugin fails here instead of hanging.
+      try await withPluginClient(configuration) { _ in }
+      Issue.record("the changed plugin started")
+    } catch let error as PluginError {
+      guard case .changed(let name, _, _, _) = try refusal(error) else {
+        Issue.record("not refused by the lock: \(error)")
+        return
+      }
+      #expect(name == "kv")
     }
-    #expect(name == "kv")
-    #expect(exit.status == nil)
-    #expect(!FileManager.default.fileExists(atPath: marker))
+    #expect(!FileManager.default.fileExists(atPath: marker), "the refused plugin ran")
   }
 
   @Test("trust cannot be combined with reattach: a running process has no file to check")

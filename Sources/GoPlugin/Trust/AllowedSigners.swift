@@ -262,7 +262,7 @@ enum SSHPattern {
 }
 
 /// Times as allowed-signers files write them, and the clock they are compared with.
-public enum TrustTime {
+public enum TrustTime: Sendable {
   /// Now, in seconds since 1970.
   public static func now() -> Int64 { Int64(time(nil)) }
 

@@ -91,6 +91,16 @@ public struct TrustedPlugin: Sendable, Hashable {
   public var signer: PluginSigner?
   /// How it passed the lock file, when there is one.
   public var lock: PluginLockFile.Outcome?
+
+  public init(
+    path: String, name: String, sha256: PluginChecksum, signer: PluginSigner? = nil, lock: PluginLockFile.Outcome? = nil
+  ) {
+    self.path = path
+    self.name = name
+    self.sha256 = sha256
+    self.signer = signer
+    self.lock = lock
+  }
 }
 
 /// What makes a host trust a plugin binary enough to run it: a lock file of digests, signatures
