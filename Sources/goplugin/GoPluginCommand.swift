@@ -1,6 +1,6 @@
 // goplugin: a command-line tool for go-plugin plugins in any language. `inspect` launches one
 // and reports what its handshake and its gRPC server say; `checksum` prints the digest a host
-// pins a plugin executable to.
+// pins a plugin executable to; `verify` checks plugins' OpenSSH signatures.
 import ArgumentParser
 import GoPlugin
 
@@ -14,9 +14,9 @@ import Foundation
 struct GoPluginCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "goplugin",
-    abstract: "Inspect go-plugin plugins and print their checksums.",
+    abstract: "Inspect go-plugin plugins, print their checksums and verify their signatures.",
     version: GoPluginRuntime.libraryVersion,
-    subcommands: [Inspect.self, Checksum.self]
+    subcommands: [Inspect.self, Checksum.self, Verify.self]
   )
 }
 

@@ -37,6 +37,7 @@ public struct PluginError: Error, Sendable, Hashable, CustomStringConvertible {
       case exitedDuringCall
       case restartLimitReached
       case dispenseFailed
+      case untrustedPlugin
     }
 
     private let wrapped: Wrapped
@@ -100,6 +101,10 @@ public struct PluginError: Error, Sendable, Hashable, CustomStringConvertible {
     /// A net/rpc plugin refused to dispense a plugin (its `Server` failed), or the stream for
     /// it could not be set up; the message carries the plugin's text.
     public static let dispenseFailed = Code(.dispenseFailed)
+    /// The plugin's executable is not trusted (``PluginTrust``): the lock file does not hold
+    /// its digest, or it is not signed by an allowed key. It was not run; the cause is a
+    /// ``PluginTrustRefusal`` saying why.
+    public static let untrustedPlugin = Code(.untrustedPlugin)
 
     public var description: String { String(describing: self.wrapped) }
   }

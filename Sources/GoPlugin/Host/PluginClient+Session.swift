@@ -22,8 +22,13 @@ extension PluginClient {
     }
     let executable = try configuration.command.resolvedExecutable()
     // Opened and checked before anything else happens, and kept open until the plugin is gone.
-    let verified = try configuration.checksum.map { checksum throws(PluginError) in
-      try VerifiedExecutable(path: executable, checksum: checksum)
+    var verified: VerifiedExecutable?
+    if configuration.checksum != nil || configuration.trust != nil {
+      let trust = configuration.trust
+      verified = try VerifiedExecutable(path: executable, checksum: configuration.checksum) {
+        descriptor throws(PluginError) in
+        _ = try trust?.check(descriptor: descriptor, path: executable, name: configuration.trustedName)
+      }
     }
     defer { withExtendedLifetime(verified) {} }
     var certificate: AutoMTLSCertificate?

@@ -26,6 +26,9 @@ extension PluginClientConfiguration {
     if self.checksum != nil {
       throw invalid("only one of Reattach or SecureConfig can be set: a running process has no executable to check")
     }
+    if self.trust != nil {
+      throw invalid("trust cannot be set with reattach: a running process has no executable to check")
+    }
     if self.multiplexBroker {
       throw invalid("broker multiplexing cannot be reattached: the plugin's one connection belongs to its first host")
     }

@@ -45,6 +45,12 @@ public struct PluginClientConfiguration: Sendable {
   public var inheritedEnvironment: InheritedEnvironment = .all
   /// The digest the executable must have; it is not run otherwise.
   public var checksum: PluginChecksum?
+  /// The lock file and signatures the executable must pass (``PluginTrust``); it is checked
+  /// through the descriptor that is then executed, and not run if refused (the error is
+  /// ``PluginError/Code/untrustedPlugin``). Combines with ``checksum``: both must pass.
+  public var trust: PluginTrust?
+  /// The plugin's name in ``trust``'s lock file; the executable's file name when `nil`.
+  public var trustedName: String?
   /// The ports a plugin that listens on TCP may use (`PLUGIN_MIN_PORT`, `PLUGIN_MAX_PORT`).
   public var portRange: ClosedRange<Int> = 10000...25000
   /// The largest message the host sends or accepts on the plugin's connection.

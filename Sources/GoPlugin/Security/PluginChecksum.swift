@@ -130,33 +130,47 @@ public struct PluginChecksum: Sendable, Hashable, CustomStringConvertible {
   }
 }
 
-/// An executable opened once, verified, and launched through its descriptor where possible.
+/// An executable opened once, verified (by checksum, by a trust policy, or both), and launched
+/// through its descriptor where possible.
 final class VerifiedExecutable {
   /// What to hand to the process launcher.
   let launchPath: String
   private let descriptor: Int32
 
-  init(path: String, checksum expected: PluginChecksum) throws(PluginError) {
+  /// Opens `path` once, and checks it against `expected` when there is a checksum and with
+  /// `check` (which reads the descriptor it is given, from its start) when there is one; the
+  /// descriptor is closed if either refuses it.
+  init(
+    path: String, checksum expected: PluginChecksum?, check: ((Int32) throws(PluginError) -> Void)? = nil
+  ) throws(PluginError) {
     let descriptor = open(path, O_RDONLY | O_CLOEXEC)
     guard descriptor >= 0 else {
       throw PluginError(
         code: .launchFailed, message: "error verifying checksum: \(path): \(String(cString: strerror(errno)))",
         pluginPath: path)
     }
-    let actual: PluginChecksum
+    if let expected {
+      let actual: PluginChecksum
+      do {
+        actual = try PluginChecksum.digest(of: descriptor, algorithm: expected.algorithm)
+      } catch {
+        close(descriptor)
+        throw error.about(path: path, pid: nil)
+      }
+      guard actual.matches(expected) else {
+        close(descriptor)
+        throw PluginError(
+          code: .checksumMismatch,
+          message: "checksums did not match: expected \(expected), got \(actual)",
+          pluginPath: path
+        )
+      }
+    }
     do {
-      actual = try PluginChecksum.digest(of: descriptor, algorithm: expected.algorithm)
+      try check?(descriptor)
     } catch {
       close(descriptor)
-      throw error.about(path: path, pid: nil)
-    }
-    guard actual.matches(expected) else {
-      close(descriptor)
-      throw PluginError(
-        code: .checksumMismatch,
-        message: "checksums did not match: expected \(expected), got \(actual)",
-        pluginPath: path
-      )
+      throw error
     }
     self.descriptor = descriptor
     #if os(Linux)
