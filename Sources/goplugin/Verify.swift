@@ -45,7 +45,9 @@ struct Verify: AsyncParsableCommand {
     for plugin in self.plugins {
       do {
         let trusted = try trust.check(path: plugin)
-        let signer = trusted.signer.map { "signed by \($0.principals) with \($0.key.algorithmName) key \($0.key.fingerprint)" }
+        let signer = trusted.signer.map {
+          "signed by \($0.principals) with \($0.key.algorithmName) key \($0.key.fingerprint)"
+        }
         print("\(plugin): ok, \(signer ?? "not signed")")
       } catch {
         allSigned = false

@@ -7,9 +7,10 @@ private struct Signing {
   let directory: String
 
   init() throws {
-    self.directory = FileManager.default.temporaryDirectory.appendingPathComponent(
-      "goplugin-verify-\(UInt32.random(in: 0...UInt32.max))"
-    ).path
+    self.directory =
+      FileManager.default.temporaryDirectory.appendingPathComponent(
+        "goplugin-verify-\(UInt32.random(in: 0...UInt32.max))"
+      ).path
     try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
   }
 
@@ -25,7 +26,8 @@ private struct Signing {
 
   /// A key pair; returns its fingerprint as `ssh-keygen -l` prints it.
   func makeKey(_ name: String, type: String, bits: Int? = nil) async throws -> String {
-    _ = try await self.ssh(["-q", "-t", type] + (bits.map { ["-b", String($0)] } ?? []) + ["-N", "", "-f", self.path(name)])
+    _ = try await self.ssh(
+      ["-q", "-t", type] + (bits.map { ["-b", String($0)] } ?? []) + ["-N", "", "-f", self.path(name)])
     let listing = try await self.ssh(["-l", "-f", self.path(name) + ".pub"])
     return try #require(listing.outputText.split(separator: " ").dropFirst().first.map(String.init))
   }
@@ -46,7 +48,9 @@ private struct Signing {
   func allowedSigners(_ signers: [(String, String)]) throws -> String {
     var text = "# who may sign plugins\n"
     for (principal, key) in signers {
-      text += "\(principal) namespaces=\"goplugin,other\" " + (try String(contentsOfFile: self.path(key) + ".pub", encoding: .utf8))
+      text +=
+        "\(principal) namespaces=\"goplugin,other\" "
+        + (try String(contentsOfFile: self.path(key) + ".pub", encoding: .utf8))
     }
     try Data(text.utf8).write(to: URL(fileURLWithPath: self.path("allowed_signers")))
     return self.path("allowed_signers")
@@ -72,10 +76,11 @@ struct VerifyTests {
     let run = try await CLIRun.run(["verify", "--allowed-signers", allowed, plugin, other])
     #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
     let lines = run.stdout.split(separator: "\n").map(String.init)
-    #expect(lines == [
-      "\(plugin): ok, signed by alice@example.com with ED25519 key \(ed25519)",
-      "\(other): ok, signed by ci@example.com with ECDSA key \(ecdsa)",
-    ])
+    #expect(
+      lines == [
+        "\(plugin): ok, signed by alice@example.com with ED25519 key \(ed25519)",
+        "\(other): ok, signed by ci@example.com with ECDSA key \(ecdsa)",
+      ])
   }
 
   @Test("one unsigned, tampered or foreign-signed plugin makes the exit status 1, each with its reason")
@@ -99,7 +104,9 @@ struct VerifyTests {
     bytes[50_000] ^= 0x80
     try bytes.write(to: URL(fileURLWithPath: tampered))
 
-    let run = try await CLIRun.run(["verify", "--allowed-signers", allowed, good, unsigned, tampered, foreign, malformed])
+    let run = try await CLIRun.run([
+      "verify", "--allowed-signers", allowed, good, unsigned, tampered, foreign, malformed,
+    ])
     #expect(run.status == 1, "\(run.stdout)\(run.stderr)")
     let lines = run.stdout.split(separator: "\n").map(String.init)
     try #require(lines.count == 5, "\(run.stdout)")
@@ -107,7 +114,10 @@ struct VerifyTests {
     #expect(lines[1] == "\(unsigned): refused: not signed: no signature file \(unsigned).sig")
     #expect(lines[2].hasPrefix("\(tampered): refused: the signature by key SHA256:"))
     #expect(lines[2].contains("does not match the file"))
-    #expect(lines[3] == "\(foreign): refused: signed by key \(stranger), which is not allowed: the key is not in the allowed signers")
+    #expect(
+      lines[3]
+        == "\(foreign): refused: signed by key \(stranger), which is not allowed: the key is not in the allowed signers"
+    )
     #expect(lines[4].hasPrefix("\(malformed): refused: malformed SSH signature: truncated"))
   }
 

@@ -45,7 +45,8 @@ struct SigningDirectory {
 
   /// A new key pair `name` and `name.pub`, made by `ssh-keygen -t type [-b bits]`.
   func makeKey(_ name: String, type: String, bits: Int? = nil) async throws -> SSHPublicKey {
-    let arguments = ["-q", "-t", type] + (bits.map { ["-b", String($0)] } ?? []) + ["-N", "", "-C", name, "-f", self.path(name)]
+    let arguments =
+      ["-q", "-t", type] + (bits.map { ["-b", String($0)] } ?? []) + ["-N", "", "-C", name, "-f", self.path(name)]
     let run = try await ExternalProgram.run("ssh-keygen", arguments: arguments)
     #expect(run.status == 0, "ssh-keygen: \(run.errorText)")
     return try SSHPublicKey(openSSH: String(contentsOfFile: self.path(name) + ".pub", encoding: .utf8))
@@ -55,7 +56,8 @@ struct SigningDirectory {
   /// replace one that exists).
   func sign(_ file: String, key: String, namespace: String = "goplugin", hash: String? = nil) async throws {
     try? FileManager.default.removeItem(atPath: file + ".sig")
-    let arguments = ["-Y", "sign", "-n", namespace, "-f", self.path(key)] + (hash.map { ["-O", "hashalg=\($0)"] } ?? []) + [file]
+    let arguments =
+      ["-Y", "sign", "-n", namespace, "-f", self.path(key)] + (hash.map { ["-O", "hashalg=\($0)"] } ?? []) + [file]
     let run = try await ExternalProgram.run("ssh-keygen", arguments: arguments)
     try #require(run.status == 0, "ssh-keygen -Y sign: \(run.errorText)")
   }
@@ -75,7 +77,8 @@ struct SigningDirectory {
 
   /// `PRINCIPAL [OPTIONS] KEYTYPE BASE64` for the key `name`.
   func signerLine(_ name: String, principal: String = "dev@example.com", options: String? = nil) throws -> String {
-    let key = try String(contentsOfFile: self.path(name) + ".pub", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+    let key = try String(contentsOfFile: self.path(name) + ".pub", encoding: .utf8).trimmingCharacters(
+      in: .whitespacesAndNewlines)
     return [principal, options, key].compactMap { $0 }.joined(separator: " ")
   }
 }
@@ -111,7 +114,8 @@ struct PluginSignatureTests {
     let plugin = try directory.writePlugin("plugin")
     try await directory.sign(plugin, key: "key")
     let signers = try directory.allowedSigners([
-      "# the team's keys", "", try directory.signerLine("key", principal: "alice@example.com", options: "namespaces=\"goplugin,file\""),
+      "# the team's keys", "",
+      try directory.signerLine("key", principal: "alice@example.com", options: "namespaces=\"goplugin,file\""),
     ])
     let trust = PluginTrust(signatures: PluginSignatureRequirement(allowedSigners: signers))
 
@@ -144,7 +148,8 @@ struct PluginSignatureTests {
     let signature = try SSHSignature(armored: String(contentsOfFile: plugin + ".sig", encoding: .utf8))
     #expect(signature.hashAlgorithm == .sha256)
     let trust = PluginTrust(
-      signatures: PluginSignatureRequirement(allowedSigners: try directory.allowedSigners([try directory.signerLine("key")]))
+      signatures: PluginSignatureRequirement(
+        allowedSigners: try directory.allowedSigners([try directory.signerLine("key")]))
     )
     #expect(try trust.check(path: plugin).signer?.principals == "dev@example.com")
   }
@@ -158,7 +163,8 @@ struct PluginSignatureTests {
     let plugin = try directory.writePlugin("plugin")
     try await directory.sign(plugin, key: "stranger")
     let trust = PluginTrust(
-      signatures: PluginSignatureRequirement(allowedSigners: try directory.allowedSigners([try directory.signerLine("trusted")]))
+      signatures: PluginSignatureRequirement(
+        allowedSigners: try directory.allowedSigners([try directory.signerLine("trusted")]))
     )
     let error = try expectRefused(trust, plugin)
     #expect(try refusal(error) == .signerNotAllowed(fingerprint: stranger.fingerprint, rejection: .notListed))
@@ -202,15 +208,22 @@ struct PluginSignatureTests {
       }
     }
     let fingerprint = key.fingerprint
-    #expect(try check("namespaces=\"git,file\"") == .signerNotAllowed(fingerprint: fingerprint, rejection: .namespaceNotAllowed(patterns: "git,file")))
+    #expect(
+      try check("namespaces=\"git,file\"")
+        == .signerNotAllowed(fingerprint: fingerprint, rejection: .namespaceNotAllowed(patterns: "git,file")))
     #expect(try check("namespaces=\"go*\"") == nil)
     #expect(try check("namespaces=\"*,!goplugin\"") != nil)
     // 2020-01-01T00:00:00Z is 1577836800.
-    #expect(try check("valid-after=\"20200101Z\"", at: 1_577_836_799) == .signerNotAllowed(fingerprint: fingerprint, rejection: .notYetValid(validAfter: 1_577_836_800)))
+    #expect(
+      try check("valid-after=\"20200101Z\"", at: 1_577_836_799)
+        == .signerNotAllowed(fingerprint: fingerprint, rejection: .notYetValid(validAfter: 1_577_836_800)))
     #expect(try check("valid-after=\"20200101Z\"", at: 1_577_836_800) == nil)
-    #expect(try check("valid-before=\"202001010000Z\"", at: 1_577_836_800) == .signerNotAllowed(fingerprint: fingerprint, rejection: .expired(validBefore: 1_577_836_800)))
+    #expect(
+      try check("valid-before=\"202001010000Z\"", at: 1_577_836_800)
+        == .signerNotAllowed(fingerprint: fingerprint, rejection: .expired(validBefore: 1_577_836_800)))
     #expect(try check("valid-before=\"20200101000001Z\",namespaces=\"goplugin\"", at: 1_577_836_800) == nil)
-    #expect(try check("cert-authority") == .signerNotAllowed(fingerprint: fingerprint, rejection: .certificateAuthorityOnly))
+    #expect(
+      try check("cert-authority") == .signerNotAllowed(fingerprint: fingerprint, rejection: .certificateAuthorityOnly))
   }
 
   @Test("a missing, malformed or unsupported signature is a typed refusal, never a crash")
@@ -220,7 +233,8 @@ struct PluginSignatureTests {
     _ = try await directory.makeKey("key", type: "ed25519")
     let plugin = try directory.writePlugin("plugin")
     let trust = PluginTrust(
-      signatures: PluginSignatureRequirement(allowedSigners: try directory.allowedSigners([try directory.signerLine("key")]))
+      signatures: PluginSignatureRequirement(
+        allowedSigners: try directory.allowedSigners([try directory.signerLine("key")]))
     )
     #expect(try refusal(try expectRefused(trust, plugin)) == .unsigned(signatureFile: plugin + ".sig"))
 
@@ -260,9 +274,12 @@ struct PluginSignatureTests {
     let rsa = try await directory.makeKey("rsa", type: "rsa", bits: 2048)
     try await directory.sign(plugin, key: "rsa")
     let rsaTrust = PluginTrust(
-      signatures: PluginSignatureRequirement(allowedSigners: try directory.allowedSigners([try directory.signerLine("rsa")]))
+      signatures: PluginSignatureRequirement(
+        allowedSigners: try directory.allowedSigners([try directory.signerLine("rsa")]))
     )
-    #expect(try refusal(try expectRefused(rsaTrust, plugin)) == .unsupportedKey(fingerprint: rsa.fingerprint, keyType: "ssh-rsa"))
+    #expect(
+      try refusal(try expectRefused(rsaTrust, plugin))
+        == .unsupportedKey(fingerprint: rsa.fingerprint, keyType: "ssh-rsa"))
   }
 
   @Test("an allowed-signers file with a bad line is a configuration error naming the file and line")
@@ -290,7 +307,8 @@ struct PluginSignatureTests {
       }
     }
     // Quoted principals, tabs, a comment after the key and CRLF line ends are all OpenSSH's format.
-    let signers = try AllowedSigners(parsing: "\"a b@example.com\"\t\(good.split(separator: " ").dropFirst().joined(separator: " ")) my laptop\r\n")
+    let signers = try AllowedSigners(
+      parsing: "\"a b@example.com\"\t\(good.split(separator: " ").dropFirst().joined(separator: " ")) my laptop\r\n")
     #expect(signers.entries.map(\.principals) == ["a b@example.com"])
   }
 }
@@ -340,14 +358,16 @@ struct PluginLockFileTests {
     #expect(try trust.check(path: plugin, name: "kv").lock == .matched)
 
     // What was written is the documented format, and another process reading it agrees.
-    let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: lockPath))) as? [String: Any]
+    let json =
+      try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: lockPath))) as? [String: Any]
     #expect(json?["version"] as? Int == 1)
     let hex = String(digest.description.dropFirst("sha256:".count))
     #expect(((json?["plugins"] as? [String: Any])?["kv"] as? [String: Any])?["sha256"] as? String == hex)
     let reread = try PluginLockFile(path: lockPath, policy: .refuse)
     #expect(reread.digests == ["kv": digest])
     // No temporary file is left beside it.
-    #expect(try FileManager.default.contentsOfDirectory(atPath: directory.url.path).sorted() == ["kv-plugin", "plugins.lock"])
+    #expect(
+      try FileManager.default.contentsOfDirectory(atPath: directory.url.path).sorted() == ["kv-plugin", "plugins.lock"])
 
     try directory.changeOneByte(plugin, at: 0)
     let error = try expectRefused(trust, plugin, name: "kv")
@@ -390,7 +410,8 @@ struct PluginLockFileTests {
     let lock = try PluginLockFile(path: directory.path("plugins.lock"), policy: .trustOnFirstUse)
     let trust = PluginTrust(
       lockFile: lock,
-      signatures: PluginSignatureRequirement(allowedSigners: try directory.allowedSigners([try directory.signerLine("key")]))
+      signatures: PluginSignatureRequirement(
+        allowedSigners: try directory.allowedSigners([try directory.signerLine("key")]))
     )
     try directory.changeOneByte(plugin)
     guard case .badSignature = try refusal(try expectRefused(trust, plugin)) else {
@@ -411,7 +432,8 @@ struct TrustedLaunchTests {
   func makeScript(in directory: SigningDirectory) throws -> (script: String, marker: String) {
     let marker = directory.path("ran")
     let script = directory.path("kv")
-    let text = "#!/bin/sh\n# a comment to tamper with\ntouch '\(marker)'\nexec '\(try BuildProducts.path("fixture-plugin"))' serve\n"
+    let text =
+      "#!/bin/sh\n# a comment to tamper with\ntouch '\(marker)'\nexec '\(try BuildProducts.path("fixture-plugin"))' serve\n"
     try Data(text.utf8).write(to: URL(fileURLWithPath: script))
     chmod(script, 0o755)
     return (script, marker)
@@ -425,11 +447,13 @@ struct TrustedLaunchTests {
     _ = try await directory.makeKey("key", type: "ecdsa", bits: 256)
     try await directory.sign(script, key: "key")
     let lock = try PluginLockFile(path: directory.path("plugins.lock"), policy: .trustOnFirstUse)
-    var configuration = PluginClientConfiguration(command: PluginCommand(script), handshake: .kv, plugins: ["kv": KVPlugin()])
+    var configuration = PluginClientConfiguration(
+      command: PluginCommand(script), handshake: .kv, plugins: ["kv": KVPlugin()])
     configuration.standardInput = .none
     configuration.trust = PluginTrust(
       lockFile: lock,
-      signatures: PluginSignatureRequirement(allowedSigners: try directory.allowedSigners([try directory.signerLine("key")]))
+      signatures: PluginSignatureRequirement(
+        allowedSigners: try directory.allowedSigners([try directory.signerLine("key")]))
     )
     try await withPluginClient(configuration) { client in
       try await client.dispense("kv", as: KVPlugin.self).put("k", value: [1])

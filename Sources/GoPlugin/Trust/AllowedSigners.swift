@@ -148,7 +148,9 @@ public struct AllowedSigners: Sendable, Hashable {
       guard let next = try scanner.field() else { throw SSHWireReader.Malformed(reason: "no key after the options") }
       field = next
     }
-    guard let base64 = try scanner.field() else { throw SSHWireReader.Malformed(reason: "no base64 key after \(field)") }
+    guard let base64 = try scanner.field() else {
+      throw SSHWireReader.Malformed(reason: "no base64 key after \(field)")
+    }
     return Entry(
       principals: principals, key: try SSHPublicKey(type: field, base64: base64), namespaces: options.namespaces,
       certificateAuthority: options.certificateAuthority, validAfter: options.validAfter,
@@ -194,7 +196,8 @@ private struct FieldScanner {
   init(_ line: String) { self.characters = Array(line) }
 
   mutating func field() throws(SSHWireReader.Malformed) -> String? {
-    while self.index < self.characters.count, self.characters[self.index] == " " || self.characters[self.index] == "\t" {
+    while self.index < self.characters.count, self.characters[self.index] == " " || self.characters[self.index] == "\t"
+    {
       self.index += 1
     }
     guard self.index < self.characters.count else { return nil }
@@ -271,7 +274,8 @@ public enum TrustTime: Sendable {
     var digits = Array(text.utf8)
     let utc = digits.last == UInt8(ascii: "Z")
     if utc { digits.removeLast() }
-    guard [8, 12, 14].contains(digits.count), digits.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) })
+    guard [8, 12, 14].contains(digits.count),
+      digits.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) })
     else { throw SSHWireReader.Malformed(reason: "\(option)=\"\(text)\" is not YYYYMMDD[HHMM[SS]][Z]") }
     func number(_ range: Range<Int>) -> Int32 {
       range.reduce(Int32(0)) { $0 * 10 + Int32(digits[$1] - UInt8(ascii: "0")) }

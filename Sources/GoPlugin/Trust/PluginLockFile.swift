@@ -81,7 +81,8 @@ public final class PluginLockFile: Sendable {
   ///   not SHA-256 or the file cannot be written (the lock in memory is then unchanged).
   public func record(_ name: String, digest: PluginChecksum) throws(PluginError) {
     guard digest.algorithm == .sha256 else {
-      throw PluginError(code: .invalidConfiguration, message: "lock file \(self.path) holds SHA-256 digests, not \(digest)")
+      throw PluginError(
+        code: .invalidConfiguration, message: "lock file \(self.path) holds SHA-256 digests, not \(digest)")
     }
     try self.update { $0[name] = digest }
   }
@@ -163,14 +164,16 @@ public final class PluginLockFile: Sendable {
       throw PluginError(code: .invalidConfiguration, message: "lock file \(path) is not a plugin lock file: \(error)")
     }
     guard document.version == 1 else {
-      throw PluginError(code: .invalidConfiguration, message: "lock file \(path) has version \(document.version), not 1")
+      throw PluginError(
+        code: .invalidConfiguration, message: "lock file \(path) has version \(document.version), not 1")
     }
     var entries: [String: PluginChecksum] = [:]
     for (name, plugin) in document.plugins {
       do {
         entries[name] = try PluginChecksum(.sha256, hex: plugin.sha256)
       } catch {
-        throw PluginError(code: .invalidConfiguration, message: "lock file \(path), plugin \"\(name)\": \(error.message)")
+        throw PluginError(
+          code: .invalidConfiguration, message: "lock file \(path), plugin \"\(name)\": \(error.message)")
       }
     }
     return entries

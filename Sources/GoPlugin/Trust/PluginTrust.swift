@@ -51,7 +51,8 @@ public struct PluginSignatureRequirement: Sendable, Hashable {
     guard valid else {
       throw PluginTrustRefusal.badSignature(fingerprint: key.fingerprint, found: sha256).error(pluginPath: pluginPath)
     }
-    switch self.allowedSigners.signer(for: key, namespace: self.namespace, at: self.verificationTime ?? TrustTime.now()) {
+    switch self.allowedSigners.signer(for: key, namespace: self.namespace, at: self.verificationTime ?? TrustTime.now())
+    {
     case .success(let entry):
       return PluginSigner(principals: entry.principals, key: key, namespace: signature.namespace)
     case .failure(let rejection):
@@ -188,7 +189,9 @@ public struct PluginTrust: Sendable {
     } catch {
       throw PluginTrustRefusal.malformedSignature(reason: error.message).error(pluginPath: pluginPath)
     }
-    guard let bytes else { throw PluginTrustRefusal.unsigned(signatureFile: signaturePath).error(pluginPath: pluginPath) }
+    guard let bytes else {
+      throw PluginTrustRefusal.unsigned(signatureFile: signaturePath).error(pluginPath: pluginPath)
+    }
     do {
       return try SSHSignature(armored: String(decoding: bytes, as: UTF8.self))
     } catch {

@@ -96,7 +96,8 @@ public struct SSHSignature: Sendable, Hashable {
       throw PluginError(
         code: .untrustedPlugin,
         message: "cannot verify a signature by \(self.publicKey): \(error.reason)",
-        cause: PluginTrustRefusal.unsupportedKey(fingerprint: self.publicKey.fingerprint, keyType: self.publicKey.keyType)
+        cause: PluginTrustRefusal.unsupportedKey(
+          fingerprint: self.publicKey.fingerprint, keyType: self.publicKey.keyType)
       )
     }
     guard self.signatureAlgorithm == self.publicKey.keyType else {

@@ -57,7 +57,9 @@ struct SSHWireWriter {
   }
 
   mutating func uint32(_ value: UInt32) {
-    self.bytes.append(contentsOf: [UInt8(value >> 24), UInt8(value >> 16 & 0xff), UInt8(value >> 8 & 0xff), UInt8(value & 0xff)])
+    self.bytes.append(contentsOf: [
+      UInt8(value >> 24), UInt8(value >> 16 & 0xff), UInt8(value >> 8 & 0xff), UInt8(value & 0xff),
+    ])
   }
 
   mutating func string(_ value: some Collection<UInt8>) {
