@@ -23,6 +23,9 @@ func fixture(
   for version in versions { sets[version] = ["kv": KVPlugin()] }
   var configuration = PluginClientConfiguration(command: command, handshake: .kv, versionedPlugins: sets)
   configuration.standardInput = .none
+  // The suites run at once on two cores, where a debug-built plugin asked to stop can take more
+  // than go-plugin's 2 s to exit and would be killed: tests about timing set their own.
+  configuration.gracefulStopTimeout = .seconds(20)
   return configuration
 }
 

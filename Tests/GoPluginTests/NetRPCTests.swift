@@ -26,6 +26,8 @@ func greeterConfiguration(
     plugins: .greeterExample(serving: false))
   configuration.allowedProtocols = [.netRPC]
   configuration.standardInput = .none
+  // Stops are graceful here; on a loaded machine a debug build may need more than 2 s.
+  configuration.gracefulStopTimeout = .seconds(20)
   return configuration
 }
 

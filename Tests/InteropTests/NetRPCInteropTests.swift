@@ -68,6 +68,7 @@ struct NetRPCInteropTests {
       plugins: .greeterExample(serving: false))
     configuration.allowedProtocols = [.netRPC]
     configuration.standardInput = .none
+    configuration.gracefulStopTimeout = .seconds(20)
     if autoMTLS { configuration.tls = .autoMTLS }
     let (stdout, stderr) = (Collected(), Collected())
     configuration.syncStdout = stdout.output
