@@ -34,12 +34,7 @@ extension PluginServer {
       Self.dispenserService(plugins, version: version, broker: broker, logger: logger),
     ])
 
-    let listenerKind: SocketListener.Kind =
-      switch configuration.listener {
-      case .unixSocket(let directory): .unix(directory: directory)
-      case .tcp: .tcp
-      }
-    let listener = try SocketListener.open(listenerKind, environment: environment)
+    let listener = try SocketListener.open(configuration.listener.socketKind, environment: environment)
     defer { listener.removeSocketFile() }
     try await multiplexer.accept(on: listener, tls: tls)
     let line = HandshakeLine(

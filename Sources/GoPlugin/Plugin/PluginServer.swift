@@ -91,12 +91,7 @@ public enum PluginServer {
       health: configuration.health)
 
     // Opened last, once nothing else can fail, so that gRPC always takes over the descriptor.
-    let listenerKind: SocketListener.Kind =
-      switch configuration.listener {
-      case .unixSocket(let directory): .unix(directory: directory)
-      case .tcp: .tcp
-      }
-    let listener = try SocketListener.open(listenerKind, environment: environment)
+    let listener = try SocketListener.open(configuration.listener.socketKind, environment: environment)
     defer { listener.removeSocketFile() }
     // Multiplexed, the announced socket carries yamux, and gRPC serves the streams the host
     // opens without a knock, on no socket of its own.
@@ -262,5 +257,15 @@ public enum PluginServer {
     var router = RPCRouter<PluginServerTransport>()
     for service in services { service.registerMethods(with: &router) }
     return Set(router.methods.map(\.service.fullyQualifiedService))
+  }
+}
+
+extension PluginServeConfiguration.Listener {
+  /// The socket this listener choice opens.
+  var socketKind: SocketListener.Kind {
+    switch self {
+    case .unixSocket(let directory): .unix(directory: directory)
+    case .tcp: .tcp
+    }
   }
 }
