@@ -16,7 +16,7 @@ struct GoPluginCommand: AsyncParsableCommand {
     commandName: "goplugin",
     abstract: "Inspect go-plugin plugins, print their checksums and verify their signatures.",
     version: GoPluginRuntime.libraryVersion,
-    subcommands: [Inspect.self, Checksum.self, Verify.self]
+    subcommands: [Inspect.self, List.self, Lock.self, Checksum.self, Verify.self]
   )
 }
 
