@@ -113,7 +113,7 @@ struct ListEntry: Encodable {
   var reason: String?
   /// Whether the description came from the cache (nothing was launched).
   var cached: Bool?
-  /// `matched`, `changed` or `unknown`, against the lock file, for usable plugins.
+  /// `matched`, `changed` or `unknown`, against the lock file, for every executable.
   var lock: String?
 
   var usable: Bool { self.description?.usable ?? false }
@@ -195,7 +195,8 @@ struct List: AsyncParsableCommand {
       } catch {
         throw CLIError(code: .unreadable, message: error.message)
       }
-      for index in entries.indices where entries[index].usable {
+      // Every executable is compared, usable or not: a changed binary may also be a broken one.
+      for index in entries.indices where entries[index].description != nil {
         guard let hex = entries[index].sha256, let digest = try? PluginChecksum(.sha256, hex: hex) else { continue }
         switch lockFile.digest(for: entries[index].name) {
         case nil: entries[index].lock = "unknown"
