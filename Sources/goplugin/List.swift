@@ -183,9 +183,11 @@ struct List: AsyncParsableCommand {
   var json = false
 
   func run() async throws {
-    let lockPath = self.lock ?? self.describe.directories.map { $0 + "/" + Lock.defaultName }.first {
-      FileManager.default.fileExists(atPath: $0)
-    }
+    let lockPath =
+      self.lock
+      ?? self.describe.directories.map { $0 + "/" + Lock.defaultName }.first {
+        FileManager.default.fileExists(atPath: $0)
+      }
     var entries = try await self.describe.describeAll(
       excluding: Lock.ownFiles(self.describe.directories).union(lockPath.map { [$0] } ?? []))
     if let lockPath {

@@ -44,7 +44,8 @@ struct PluginDescription: Codable, Hashable {
     let serving = report.health.status == "SERVING"
     self.usable = serving
     if !serving {
-      self.reason = "health check of \(report.health.service) failed: \(report.health.status ?? report.health.error ?? "?")"
+      self.reason =
+        "health check of \(report.health.service) failed: \(report.health.status ?? report.health.error ?? "?")"
     }
     self.protocol = report.protocol
     self.coreProtocolVersion = report.coreProtocolVersion

@@ -18,9 +18,10 @@ private struct PluginDirectory {
   var hangingPid: String { self.root + "/hanging.pid" }
 
   init() throws {
-    self.root = FileManager.default.temporaryDirectory.appendingPathComponent(
-      "goplugin-list-\(UInt32.random(in: 0...UInt32.max))"
-    ).path
+    self.root =
+      FileManager.default.temporaryDirectory.appendingPathComponent(
+        "goplugin-list-\(UInt32.random(in: 0...UInt32.max))"
+      ).path
     try FileManager.default.createDirectory(atPath: self.root + "/plugins", withIntermediateDirectories: true)
   }
 
@@ -39,11 +40,16 @@ private struct PluginDirectory {
 
   /// The full set, with the Swift plugin behind a script that counts its starts.
   func fill() async throws {
-    try self.write("swift-kv", "#!/bin/sh\necho swift-kv >> '\(self.launches)'\nexec '\(try BuildProducts.path("kv-plugin"))' \"$@\"\n")
+    try self.write(
+      "swift-kv",
+      "#!/bin/sh\necho swift-kv >> '\(self.launches)'\nexec '\(try BuildProducts.path("kv-plugin"))' \"$@\"\n")
     try self.copy(try await GoPeers.path("go-kv-plugin"), as: "go-kv")
     try self.copy(try await GoPeers.path("go-netrpc-plugin"), as: "go-netrpc")
     try self.copy(try await GoPeers.path("python-kv-plugin"), as: "python-kv")
-    try self.write("junk.sh", "#!/bin/sh\necho junk.sh >> '\(self.launches)'\necho $$ > '\(self.hangingPid)'\necho 'hello, I am not a plugin'\nexec sleep 60\n")
+    try self.write(
+      "junk.sh",
+      "#!/bin/sh\necho junk.sh >> '\(self.launches)'\necho $$ > '\(self.hangingPid)'\necho 'hello, I am not a plugin'\nexec sleep 60\n"
+    )
     try self.write("exits.sh", "#!/bin/sh\necho exits.sh >> '\(self.launches)'\nexit 3\n")
     try self.write("README", "not a plugin\n", mode: 0o644)
     try self.write(".swift-kv.tmp1234", "#!/bin/sh\necho dot >> '\(self.launches)'\nexit 1\n")
@@ -113,7 +119,9 @@ struct GoPluginListTests {
       #expect((file["reason"] as? String)?.contains(reason) == true, "\(name): \(file)")
       #expect(file["protocol"] == nil)
     }
-    #expect(files[directory.path("README")]?["sha256"] as? String == (try await PluginDirectory.sha256(directory.path("README"))))
+    #expect(
+      files[directory.path("README")]?["sha256"] as? String
+        == (try await PluginDirectory.sha256(directory.path("README"))))
     #expect(files[directory.path("subdir")]?["sha256"] == nil)
 
     // The script that printed junk and hung was stopped with everything else.
@@ -129,7 +137,9 @@ struct GoPluginListTests {
       #expect(again[directory.path(name)]?["cached"] as? Bool == true, "\(name)")
       #expect(again[directory.path(name)]?["usable"] as? Bool == files[directory.path(name)]?["usable"] as? Bool)
     }
-    #expect(again[directory.path("swift-kv")]?["services"] as? [String] == files[directory.path("swift-kv")]?["services"] as? [String])
+    #expect(
+      again[directory.path("swift-kv")]?["services"] as? [String] == files[directory.path("swift-kv")]?["services"]
+        as? [String])
 
     // --refresh launches again.
     _ = try await directory.list(["--refresh"])
@@ -148,8 +158,9 @@ struct GoPluginListTests {
       ["lock", "--cookie", kvCookie, "--timeout", "5", "--cache", directory.cache, directory.plugins])
     #expect(lock.status == 0, "\(lock.stderr)")
     #expect(lock.stdout.contains("skipped \(directory.path("exits.sh"))"))
-    let lockFile = try JSONSerialization.jsonObject(
-      with: Data(contentsOf: URL(fileURLWithPath: directory.path("goplugin.lock")))) as? [String: Any]
+    let lockFile =
+      try JSONSerialization.jsonObject(
+        with: Data(contentsOf: URL(fileURLWithPath: directory.path("goplugin.lock")))) as? [String: Any]
     #expect(lockFile?["version"] as? Int == 1)
     let locked = try #require(lockFile?["plugins"] as? [String: [String: String]])
     #expect(locked.keys.sorted() == ["go-kv", "kv"])
@@ -179,12 +190,14 @@ struct GoPluginListTests {
     #expect(text.stdout.contains("[lock: changed]"))
   }
 
-  @Test("bad arguments are usage errors", arguments: [
-    (["list", "/tmp"], "--cookie"),
-    (["list", "--cookie", "K=V"], "Missing the directories"),
-    (["list", "--cookie", "nocookie", "/tmp"], "KEY=VALUE"),
-    (["lock", "--cookie", "K=V", "/tmp", "/var"], "one directory"),
-  ])
+  @Test(
+    "bad arguments are usage errors",
+    arguments: [
+      (["list", "/tmp"], "--cookie"),
+      (["list", "--cookie", "K=V"], "Missing the directories"),
+      (["list", "--cookie", "nocookie", "/tmp"], "KEY=VALUE"),
+      (["lock", "--cookie", "K=V", "/tmp", "/var"], "one directory"),
+    ])
   func usageErrors(arguments: [String], message: String) async throws {
     let run = try await CLIRun.run(arguments)
     #expect(run.status == 64)

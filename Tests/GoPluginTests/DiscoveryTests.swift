@@ -8,9 +8,10 @@ private struct CandidateDirectory {
   let path: String
 
   init() throws {
-    self.path = FileManager.default.temporaryDirectory.appendingPathComponent(
-      "goplugin-discovery-\(UInt32.random(in: 0...UInt32.max))"
-    ).path
+    self.path =
+      FileManager.default.temporaryDirectory.appendingPathComponent(
+        "goplugin-discovery-\(UInt32.random(in: 0...UInt32.max))"
+      ).path
     try FileManager.default.createDirectory(atPath: self.path, withIntermediateDirectories: true)
   }
 
@@ -36,7 +37,8 @@ struct DiscoveryTests {
     try directory.file(".alpha.tmp123", executable: true)
     try directory.file(".hidden-readme", executable: false)
     try FileManager.default.createDirectory(atPath: directory.path + "/subdir", withIntermediateDirectories: false)
-    try FileManager.default.createSymbolicLink(atPath: directory.path + "/dangling", withDestinationPath: "/nonexistent/x")
+    try FileManager.default.createSymbolicLink(
+      atPath: directory.path + "/dangling", withDestinationPath: "/nonexistent/x")
     try FileManager.default.createSymbolicLink(atPath: directory.path + "/linked", withDestinationPath: "alpha")
 
     let result = PluginDiscovery(directories: [directory.path + "/", "/nonexistent/goplugin-dir"]).scan()
@@ -82,6 +84,7 @@ struct DiscoveryTests {
     #expect(noVersions.match("myapp-plugin-cache_v1.2.0")?.name == "cache_v1.2.0")
 
     let globbed = PluginDiscovery(directories: [directory.path], glob: "*_v*").scan()
-    #expect(globbed.plugins.map(\.name) == ["myapp-plugin-cache_v1.2.0", "myapp-plugin-odd_vX", "myapp-plugin-rc_v2.0.0-rc1"])
+    #expect(
+      globbed.plugins.map(\.name) == ["myapp-plugin-cache_v1.2.0", "myapp-plugin-odd_vX", "myapp-plugin-rc_v2.0.0-rc1"])
   }
 }
