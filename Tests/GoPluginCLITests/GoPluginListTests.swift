@@ -16,6 +16,8 @@ private struct PluginDirectory {
   var launches: String { self.root + "/launches" }
   /// The pid of the script that prints junk and then hangs.
   var hangingPid: String { self.root + "/hanging.pid" }
+  /// The pid of the script that says nothing and hangs.
+  var silentPid: String { self.root + "/silent.pid" }
 
   init() throws {
     self.root =
@@ -50,6 +52,8 @@ private struct PluginDirectory {
       "junk.sh",
       "#!/bin/sh\necho junk.sh >> '\(self.launches)'\necho $$ > '\(self.hangingPid)'\necho 'hello, I am not a plugin'\nexec sleep 60\n"
     )
+    try self.write(
+      "silent.sh", "#!/bin/sh\necho silent.sh >> '\(self.launches)'\necho $$ > '\(self.silentPid)'\nexec sleep 60\n")
     try self.write("exits.sh", "#!/bin/sh\necho exits.sh >> '\(self.launches)'\nexit 3\n")
     try self.write("README", "not a plugin\n", mode: 0o644)
     try self.write(".swift-kv.tmp1234", "#!/bin/sh\necho dot >> '\(self.launches)'\nexit 1\n")
@@ -84,7 +88,7 @@ struct GoPluginListTests {
     try await directory.fill()
 
     let files = try await directory.list()
-    #expect(files.count == 8, "\(files.keys.sorted())")
+    #expect(files.count == 9, "\(files.keys.sorted())")
     #expect(files[directory.path(".swift-kv.tmp1234")] == nil)
 
     for (name, protocolName, health) in [
@@ -111,7 +115,8 @@ struct GoPluginListTests {
     #expect(files[directory.path("go-netrpc")]?["services"] as? [String] == ["Control", "Dispenser"])
 
     for (name, reason) in [
-      ("junk.sh", "malformedHandshake"), ("exits.sh", "exitedBeforeHandshake"), ("README", "is not executable"),
+      ("junk.sh", "malformedHandshake"), ("exits.sh", "exitedBeforeHandshake"), ("silent.sh", "startTimeout"),
+      ("README", "is not executable"),
       ("subdir", "is a directory"),
     ] {
       let file = try #require(files[directory.path(name)], "\(name) is not listed")
@@ -124,16 +129,18 @@ struct GoPluginListTests {
         == (try await PluginDirectory.sha256(directory.path("README"))))
     #expect(files[directory.path("subdir")]?["sha256"] == nil)
 
-    // The script that printed junk and hung was stopped with everything else.
-    let pidText = try String(contentsOfFile: directory.hangingPid, encoding: .utf8)
-    let pid = try #require(Int32(pidText.trimmingCharacters(in: .whitespacesAndNewlines)))
-    #expect(kill(pid, 0) != 0 && errno == ESRCH, "the hanging non-plugin \(pid) is still running")
-    #expect(directory.launchCount == 3)
+    // The scripts that printed junk or nothing and hung were stopped with everything else.
+    for pidFile in [directory.hangingPid, directory.silentPid] {
+      let pidText = try String(contentsOfFile: pidFile, encoding: .utf8)
+      let pid = try #require(Int32(pidText.trimmingCharacters(in: .whitespacesAndNewlines)))
+      #expect(kill(pid, 0) != 0 && errno == ESRCH, "the hanging non-plugin \(pid) is still running")
+    }
+    #expect(directory.launchCount == 4)
 
     // Unchanged files: every description comes from the cache, nothing is launched.
     let again = try await directory.list()
-    #expect(directory.launchCount == 3)
-    for name in ["swift-kv", "go-kv", "python-kv", "go-netrpc", "junk.sh", "exits.sh"] {
+    #expect(directory.launchCount == 4)
+    for name in ["swift-kv", "go-kv", "python-kv", "go-netrpc", "junk.sh", "exits.sh", "silent.sh"] {
       #expect(again[directory.path(name)]?["cached"] as? Bool == true, "\(name)")
       #expect(again[directory.path(name)]?["usable"] as? Bool == files[directory.path(name)]?["usable"] as? Bool)
     }
@@ -143,7 +150,7 @@ struct GoPluginListTests {
 
     // --refresh launches again.
     _ = try await directory.list(["--refresh"])
-    #expect(directory.launchCount == 6)
+    #expect(directory.launchCount == 8)
   }
 
   @Test("lock writes the usable plugins' digests; list then marks a one-byte-changed binary as changed")
