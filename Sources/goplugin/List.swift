@@ -163,7 +163,7 @@ struct List: AsyncParsableCommand {
       Every executable is launched once, described (protocol, version, services, health) and \
       stopped; descriptions are cached by the file's SHA-256, so an unchanged file is not \
       launched again. Names starting with a dot are skipped. With a lock file (--lock, or \
-      DIR/goplugin.lock when it exists), each usable plugin is marked matched, changed or \
+      DIR/goplugin.lock when it exists), each executable is marked matched, changed or \
       unknown.
 
         goplugin list --cookie BASIC_PLUGIN=hello ./plugins
