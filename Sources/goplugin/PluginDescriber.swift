@@ -135,13 +135,23 @@ final class PluginDescriber {
       return PluginDescription(try await inspector.inspect())
     } catch let error as CLIError {
       // One line: the failure and, where there is one, its usual cause.
-      var reason = String(error.message.prefix { $0 != "\n" })
+      var reason = Self.withoutPid(String(error.message.prefix { $0 != "\n" }))
       if let code = error.pluginErrorCode { reason = "\(code): \(reason)" }
       if let hint = error.hint { reason += " (\(hint))" }
       return .unusable(reason)
     } catch {
       return .unusable("\(error)")
     }
+  }
+
+  /// `text` without the `, pid N` of the process that failed: the reason is cached, and that
+  /// process is long gone when it is read again.
+  static func withoutPid(_ text: String) -> String {
+    guard let marker = text.firstRange(of: ", pid ") else { return text }
+    let rest = text[marker.upperBound...]
+    let digits = rest.prefix { $0.isASCII && $0.isNumber }
+    guard !digits.isEmpty else { return text }
+    return String(text[..<marker.lowerBound]) + String(rest.dropFirst(digits.count))
   }
 
   /// Writes the cache file if anything was added.

@@ -123,6 +123,8 @@ struct GoPluginListTests {
       #expect(file["usable"] as? Bool == false, "\(name)")
       #expect((file["reason"] as? String)?.contains(reason) == true, "\(name): \(file)")
       #expect(file["protocol"] == nil)
+      // Reasons are cached: they name no process that is gone by the next list.
+      #expect((file["reason"] as? String)?.contains("pid") == false, "\(name): \(file)")
     }
     #expect(
       files[directory.path("README")]?["sha256"] as? String
