@@ -1,6 +1,7 @@
 // goplugin: a command-line tool for go-plugin plugins in any language. `inspect` launches one
 // and reports what its handshake and its gRPC server say; `checksum` prints the digest a host
-// pins a plugin executable to; `verify` checks plugins' OpenSSH signatures.
+// pins a plugin executable to; `verify` checks plugins' OpenSSH signatures; `list` describes
+// every file of plugin directories (cached by digest) and `lock` writes their lock file.
 import ArgumentParser
 import GoPlugin
 
@@ -14,9 +15,9 @@ import Foundation
 struct GoPluginCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "goplugin",
-    abstract: "Inspect go-plugin plugins, print their checksums and verify their signatures.",
+    abstract: "Inspect, list and lock go-plugin plugins, print their checksums and verify their signatures.",
     version: GoPluginRuntime.libraryVersion,
-    subcommands: [Inspect.self, Checksum.self, Verify.self]
+    subcommands: [Inspect.self, List.self, Lock.self, Checksum.self, Verify.self]
   )
 }
 

@@ -103,21 +103,33 @@ struct Inspect: AsyncParsableCommand {
 
   func clientConfiguration() throws -> PluginClientConfiguration {
     let handshake = try self.handshake()
-    let offered = self.versions ?? [handshake.protocolVersion]
-    var configuration = PluginClientConfiguration(
+    return Self.inspectionConfiguration(
       command: try self.pluginCommand(),
       handshake: handshake,
+      versions: self.versions ?? [handshake.protocolVersion],
+      timeout: self.timeout,
+      autoMTLS: self.autoMTLS
+    )
+  }
+
+  /// How `inspect` (and `list`, which describes plugins the same way) launches a plugin.
+  static func inspectionConfiguration(
+    command: PluginCommand, handshake: HandshakeConfiguration, versions: [Int], timeout: Double, autoMTLS: Bool
+  ) -> PluginClientConfiguration {
+    var configuration = PluginClientConfiguration(
+      command: command,
+      handshake: handshake,
       versionedPlugins: Dictionary(
-        offered.map { ($0, PluginSet([ConnectionProbe.name: ConnectionProbe()])) },
+        versions.map { ($0, PluginSet([ConnectionProbe.name: ConnectionProbe()])) },
         uniquingKeysWith: { first, _ in first }
       )
     )
-    configuration.startTimeout = .milliseconds(Int64(self.timeout * 1000))
+    configuration.startTimeout = .milliseconds(Int64(timeout * 1000))
     // The plugin is inspected, not used: it gets no terminal to read from.
     configuration.standardInput = .none
     // Whatever the plugin speaks is worth describing, its legacy net/rpc included.
     configuration.allowedProtocols = [.grpc, .netRPC]
-    if self.autoMTLS { configuration.tls = .autoMTLS }
+    if autoMTLS { configuration.tls = .autoMTLS }
     return configuration
   }
 
@@ -138,11 +150,7 @@ struct Inspect: AsyncParsableCommand {
     let value: String
     switch (self.cookie, self.magicCookieKey, self.magicCookieValue) {
     case (let cookie?, nil, nil):
-      guard let equals = cookie.firstIndex(of: "="), equals != cookie.startIndex else {
-        throw ValidationError("--cookie takes KEY=VALUE, such as BASIC_PLUGIN=hello (got \"\(cookie)\").")
-      }
-      key = String(cookie[..<equals])
-      value = String(cookie[cookie.index(after: equals)...])
+      (key, value) = try Self.splitCookie(cookie)
     case (nil, let cookieKey?, let cookieValue?):
       key = cookieKey
       value = cookieValue
@@ -156,13 +164,25 @@ struct Inspect: AsyncParsableCommand {
       throw ValidationError(
         "Give the cookie either as --cookie KEY=VALUE or as --magic-cookie-key and --magic-cookie-value, not both.")
     }
+    return try Self.handshake(key: key, value: value, protocolVersion: self.protocolVersion)
+  }
+
+  /// `--cookie KEY=VALUE`'s two halves.
+  static func splitCookie(_ cookie: String) throws -> (key: String, value: String) {
+    guard let equals = cookie.firstIndex(of: "="), equals != cookie.startIndex else {
+      throw ValidationError("--cookie takes KEY=VALUE, such as BASIC_PLUGIN=hello (got \"\(cookie)\").")
+    }
+    return (String(cookie[..<equals]), String(cookie[cookie.index(after: equals)...]))
+  }
+
+  static func handshake(key: String, value: String, protocolVersion: Int) throws -> HandshakeConfiguration {
     guard !key.isEmpty, !value.isEmpty else {
       throw ValidationError("The magic cookie needs a key and a value, neither empty.")
     }
     guard !key.contains("=") else {
       throw ValidationError("The magic cookie's key is an environment variable name and cannot contain \"=\".")
     }
-    return HandshakeConfiguration(protocolVersion: self.protocolVersion, magicCookieKey: key, magicCookieValue: value)
+    return HandshakeConfiguration(protocolVersion: protocolVersion, magicCookieKey: key, magicCookieValue: value)
   }
 
   static func parseVersions(_ text: String) throws -> [Int] {

@@ -36,7 +36,7 @@ struct InspectionReport: Encodable {
     }
   }
 
-  struct Health: Encodable {
+  struct Health: Codable, Hashable {
     /// The service asked about: `plugin`, as go-plugin hosts ask.
     var service: String
     /// SERVING, NOT_SERVING, UNKNOWN or SERVICE_UNKNOWN; absent when the check failed.
@@ -67,6 +67,8 @@ struct InspectionReport: Encodable {
   var network: String
   var address: String
   var tls: TLS
+  /// Whether the connection is multiplexed (yamux), as the plugin accepted.
+  var multiplexed: Bool
   /// `available` when the services came from server reflection, `unavailable` otherwise.
   var reflection: String
   var reflectionError: String?
@@ -108,6 +110,7 @@ struct InspectionReport: Encodable {
       mode: autoMTLS ? "AutoMTLS" : "none",
       serverCertificate: info.serverCertificate.map(CertificateSummary.init(der:))
     )
+    self.multiplexed = info.multiplexed
     self.reflection = findings.reflection ? "available" : "unavailable"
     self.reflectionError = findings.reflectionError
     self.services = findings.services
