@@ -122,6 +122,9 @@ func serve(listener: PluginServeConfiguration.Listener = .unixSocket()) async {
   }
   var configuration = PluginServeConfiguration(handshake: .kv, versionedPlugins: sets)
   configuration.listener = listener
+  // The stdio tests send MiBs right before the stop; with every suite running at once on two
+  // cores, the default 1.5 s of grace can end before a debug build has sent them.
+  configuration.shutdownGracePeriod = .seconds(10)
   await PluginServer.serve(configuration)
 }
 
