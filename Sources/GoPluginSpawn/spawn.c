@@ -306,6 +306,12 @@ bool goplugin_is_socket(const char *path) {
   return stat(path, &status) == 0 && S_ISSOCK(status.st_mode);
 }
 
+int goplugin_is_regular_file(int descriptor) {
+  struct stat status;
+  if (fstat(descriptor, &status) != 0) return -1;
+  return S_ISREG(status.st_mode) ? 1 : 0;
+}
+
 int goplugin_bind_loopback(int descriptor, uint16_t port) {
   struct sockaddr_in address;
   memset(&address, 0, sizeof(address));

@@ -1,4 +1,5 @@
 import GoPluginPlatform
+import GoPluginSpawn
 import SystemPackage
 
 /// Which signatures make a plugin trusted: OpenSSH signatures (`ssh-keygen -Y sign -n goplugin
@@ -153,13 +154,13 @@ public struct PluginTrust: Sendable {
   /// what the descriptor reads (from its start, whatever its offset), so a host that executes
   /// this descriptor runs exactly what was checked.
   public func check(descriptor: Int32, path: String, name: String? = nil) throws(PluginError) -> TrustedPlugin {
-    var info = stat()
-    guard fstat(descriptor, &info) == 0 else {
+    let regular = goplugin_is_regular_file(descriptor)
+    guard regular >= 0 else {
       var failure = TrustFiles.failure("cannot read plugin \(path)", errno)
       failure.pluginPath = path
       throw failure
     }
-    guard info.st_mode & S_IFMT == S_IFREG else {
+    guard regular == 1 else {
       throw PluginError(
         code: .invalidConfiguration, message: "refusing \(path): not a regular file", pluginPath: path
       )

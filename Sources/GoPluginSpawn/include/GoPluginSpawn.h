@@ -77,6 +77,11 @@ bool goplugin_is_own_directory(const char *_Nonnull path);
 /// Whether `path` names a socket (stat(2), following links), for the same reason.
 bool goplugin_is_socket(const char *_Nonnull path);
 
+/// 1 if `descriptor` is open on a regular file, 0 if on something else, -1 (errno set) if
+/// fstat fails. In C because Swift attributes `struct stat`'s fields to whichever module
+/// imported it first, which a fresh release build may make one the file does not import.
+int goplugin_is_regular_file(int descriptor);
+
 /// bind(2) of the TCP socket `descriptor` to 127.0.0.1:`port`. In C because a fresh build
 /// attributes `struct sockaddr_in` to whichever module first included <netinet/in.h> (NIO's
 /// CNIOLinux), and Swift then refuses its fields under MemberImportVisibility.
