@@ -1,6 +1,8 @@
 import Foundation
 import GoPluginTesting
 import KVInterface
+import Logging
+import ServiceLifecycle
 import Synchronization
 import Testing
 
@@ -410,6 +412,58 @@ struct PoolTests {
       #expect(log.all.contains { if case .failed = $0 { true } else { false } })
       let refused = await #expect(throws: PluginError.self) { _ = try await pool.dispense("kv", as: KVPlugin.self) }
       #expect(refused?.code == .unavailable)
+    }
+  }
+  @Test("a pool in a ServiceGroup stops its instances gracefully with the group; cancelling run() kills them")
+  func serviceAndCancellation() async throws {
+    let pool = PluginPool(configuration: pooled(try fixture(), instances: 2))
+    let log = PoolEventLog()
+    let events = pool.events()
+    let group = ServiceGroup(
+      configuration: ServiceGroupConfiguration(services: [.init(service: pool)], logger: Logger(label: "test")))
+    let pids = try await withThrowingTaskGroup(of: Void.self) { tasks in
+      tasks.addTask { await log.record(events) }
+      tasks.addTask { try await group.run() }
+      try await pool.ready()
+      let pids = Set(pool.instances.compactMap(\.pid))
+      await group.triggerGracefulShutdown()
+      try await tasks.waitForAll()
+      return pids
+    }
+    let stopped = log.all.compactMap { event -> (Int32, PluginExit.Reason)? in
+      if case .stopped(_, let pid, let exit) = event { return (pid, exit.reason) }
+      return nil
+    }
+    #expect(Set(stopped.map(\.0)) == pids && stopped.allSatisfy { $0.1 == .stopped })
+    for pid in pids { #expect(!isAlive(pid)) }
+
+    let cancelled = PluginPool(configuration: pooled(try fixture(), instances: 2))
+    let killed = try await withThrowingTaskGroup(of: Void.self) { tasks in
+      tasks.addTask { try await cancelled.run() }
+      try await cancelled.ready()
+      let pids = Set(cancelled.instances.compactMap(\.pid))
+      tasks.cancelAll()
+      // run() returns once every instance has been killed and reaped.
+      try await tasks.waitForAll()
+      return pids
+    }
+    #expect(killed.count == 2)
+    for pid in killed { #expect(!isAlive(pid)) }
+  }
+
+  @Test("a pool of a net/rpc plugin fails its start with unsupportedProtocol")
+  func refusesNetRPC() async throws {
+    let pool = PluginPool(configuration: pooled(try greeterConfiguration(), instances: 1))
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask {
+        let error = await #expect(throws: PluginError.self) { try await pool.run() }
+        #expect(error?.code == .unsupportedProtocol)
+      }
+      let error = await #expect(throws: PluginError.self) { try await pool.ready() }
+      #expect(error?.code == .unsupportedProtocol)
+      #expect(error?.message.contains("net/rpc") == true)
+      #expect(error?.pluginPath?.hasSuffix("greeter-plugin") == true)
+      try await group.waitForAll()
     }
   }
 }
