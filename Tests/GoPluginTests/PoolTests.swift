@@ -466,4 +466,39 @@ struct PoolTests {
       try await group.waitForAll()
     }
   }
+  @Test("an instance that keeps crashing makes the pool give up after its restart limit")
+  func givesUp() async throws {
+    // Crashes on every KV call; health checks are not KV calls, so each start succeeds.
+    var configuration = pooled(try fixture("crash-every", "1"), instances: 1)
+    configuration.restart = .init(initialDelay: .milliseconds(10), jitter: 0, maximumRestarts: 2)
+    configuration.waitForReady = .seconds(60)
+    let pool = PluginPool(configuration: configuration)
+    let log = PoolEventLog()
+    let events = pool.events()
+    let codes = Mutex<[PluginError.Code]>([])
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { await log.record(events) }
+      group.addTask {
+        let error = await #expect(throws: PluginError.self) { try await pool.run() }
+        #expect(error?.code == .restartLimitReached)
+      }
+      let kv = try await pool.dispense("kv", as: KVPlugin.self)
+      while true {
+        do {
+          try await kv.put("k", value: [1])
+          Issue.record("a call succeeded on a plugin that crashes on every call")
+        } catch let error as PluginError {
+          codes.withLock { $0.append(error.code) }
+          if error.code == .unavailable { break }
+        }
+      }
+      try await group.waitForAll()
+    }
+    // Three processes, each crashed by its call; then the pool refuses calls.
+    #expect(codes.withLock { $0 } == [.exitedDuringCall, .exitedDuringCall, .exitedDuringCall, .unavailable])
+    #expect(log.readyPIDs.count == 3)
+    #expect(log.all.filter { if case .replaced = $0 { true } else { false } }.count == 2)
+    #expect(log.all.contains { if case .failed(let error) = $0 { error.code == .restartLimitReached } else { false } })
+    for pid in log.readyPIDs { #expect(!isAlive(pid)) }
+  }
 }
