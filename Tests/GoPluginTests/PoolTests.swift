@@ -348,6 +348,31 @@ struct PoolTests {
     }
   }
 
+  @Test("a swap to a binary that starts but answers NOT_SERVING never gets a call and fails the swap")
+  func unhealthySwap() async throws {
+    let pool = PluginPool(configuration: pooled(try fixture(), instances: 1))
+    let tally = LoadTally()
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await pool.run() }
+      try await pool.ready()
+      let before = Set(pool.instances.compactMap(\.pid))
+      let kv = try await pool.dispense("kv", as: KVPlugin.self)
+      group.addTask { await tally.load(kv, callers: 3, millisecondsPerCall: 10) }
+      try await tally.waitForAnswers(10)
+      // Sets itself NOT_SERVING as it starts.
+      let sick = try fixture("draining", environment: ["FIXTURE_NOT_SERVING_AFTER_MS": "0"])
+      let error = await #expect(throws: PluginError.self) { try await pool.swap(to: sick) }
+      #expect(error?.code == .unhealthy, "\(String(describing: error))")
+      try await tally.waitForAnswers(10)
+      tally.stop.store(true, ordering: .relaxed)
+      #expect(tally.answeredBy.withLock { Set($0.keys) } == before, "only the old instance answered")
+      #expect(tally.failed.isEmpty, "no call failed: \(tally.failed)")
+      #expect(Set(pool.instances.compactMap(\.pid)) == before)
+      pool.beginGracefulShutdown()
+      try await group.waitForAll()
+    }
+  }
+
   @Test("a graceful shutdown lets the calls in flight finish, refuses new ones, and leaves no process")
   func gracefulShutdownDrains() async throws {
     let pool = PluginPool(configuration: pooled(try fixture(), instances: 2))
