@@ -61,6 +61,24 @@ extension PluginSupervisor {
     }
   }
 
+  /// The restarts that count towards a ``RestartPolicy``: a supervisor keeps one for its plugin,
+  /// a pool one per instance.
+  struct RestartHistory: Sendable {
+    /// When the restarts within the window happened, oldest first.
+    private var restarts: [ContinuousClock.Instant] = []
+
+    /// Records a restart now, and says how long to wait before it; `nil` when the policy's
+    /// limit within its window has been reached.
+    mutating func schedule(_ policy: RestartPolicy) -> (delay: Duration?, restarts: Int) {
+      let now = ContinuousClock.now
+      self.restarts.removeAll { now - $0 >= policy.window }
+      let earlier = self.restarts.count
+      guard earlier < policy.maximumRestarts else { return (nil, earlier) }
+      self.restarts.append(now)
+      return (policy.delay(afterRestarts: earlier), earlier + 1)
+    }
+  }
+
   /// What a supervisor runs and how it looks after it.
   public struct Configuration: Sendable {
     /// The plugin; each start launches it afresh with this configuration.

@@ -41,8 +41,7 @@ extension PluginSupervisor {
       var subscribers: [Int: AsyncStream<Event>.Continuation] = [:]
       var waiters: [Int: CheckedContinuation<Route?, Never>] = [:]
       var nextID = 0
-      /// When the restarts within the window happened, oldest first.
-      var restarts: [ContinuousClock.Instant] = []
+      var restarts = RestartHistory()
     }
 
     private let state = Mutex(State())
@@ -115,14 +114,7 @@ extension PluginSupervisor {
     /// Records a restart now, and says how long to wait before it; `nil` when the policy's
     /// limit within its window has been reached.
     func scheduleRestart(_ policy: RestartPolicy) -> (delay: Duration?, restarts: Int) {
-      let now = ContinuousClock.now
-      return self.state.withLock { state in
-        state.restarts.removeAll { now - $0 >= policy.window }
-        let earlier = state.restarts.count
-        guard earlier < policy.maximumRestarts else { return (nil, earlier) }
-        state.restarts.append(now)
-        return (policy.delay(afterRestarts: earlier), earlier + 1)
-      }
+      self.state.withLock { $0.restarts.schedule(policy) }
     }
 
     /// Events from now on; the sequence ends after the last event.

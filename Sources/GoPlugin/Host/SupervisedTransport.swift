@@ -46,9 +46,31 @@ struct SupervisedTransport: ClientTransport {
     guard let route = await self.machine.route(waitingUpTo: self.waitForReady ?? .zero) else {
       throw self.machine.unavailable()
     }
-    guard case .grpc(let wire) = route.session.wire else {
-      throw route.client.error(
-        .unsupportedProtocol, "a supervisor routes gRPC calls; this plugin serves net/rpc", pid: route.session.info.pid)
+    return try await route.withStream(
+      descriptor: descriptor, options: options, pluginPath: self.machine.pluginPath, router: "a supervisor", closure)
+  }
+}
+
+extension PluginSupervisor.Route {
+  /// Runs one call over this process's connection. A call that fails as the process dies fails
+  /// with ``PluginError/Code/exitedDuringCall``, naming the exit, whatever the connection said
+  /// about it: the routing transports (a supervisor's, a pool's) tell their callers so alike.
+  ///
+  /// - Parameters:
+  ///   - router: what routes the call, for the error about a net/rpc plugin.
+  ///   - onBroken: called when the call failed as a dying plugin's would, before waiting to
+  ///     see whether the plugin exited: a pool sends no more calls to the instance meanwhile.
+  func withStream<T: Sendable>(
+    descriptor: MethodDescriptor,
+    options: CallOptions,
+    pluginPath: String,
+    router: String,
+    onBroken: () -> Void = {},
+    _ closure: (RPCStream<SupervisedTransport.Inbound, SupervisedTransport.Outbound>, ClientContext) async throws -> T
+  ) async throws -> T {
+    guard case .grpc(let wire) = self.session.wire else {
+      throw self.client.error(
+        .unsupportedProtocol, "\(router) routes gRPC calls; this plugin serves net/rpc", pid: self.session.info.pid)
     }
     let failure = FailureFlag()
     let result: Result<T, any Error>
@@ -67,14 +89,13 @@ struct SupervisedTransport: ClientTransport {
       if !(error is CancellationError) { failure.set() }
       result = .failure(error)
     }
-    // A call that failed as its plugin died fails with the plugin's exit, whatever the
-    // connection said about it.
-    if failure.isSet, !Task.isCancelled, let exit = await route.client.exit(within: Self.exitSettleTime) {
+    if failure.isSet { onBroken() }
+    if failure.isSet, !Task.isCancelled, let exit = await self.client.exit(within: SupervisedTransport.exitSettleTime) {
       throw PluginError(
         code: .exitedDuringCall,
         message: "the plugin exited during the call to \(descriptor): \(exit)",
-        pluginPath: self.machine.pluginPath,
-        pid: route.session.info.pid
+        pluginPath: pluginPath,
+        pid: self.session.info.pid
       )
     }
     return try result.get()

@@ -69,6 +69,11 @@ final class FixtureKV: KV {
       return Array(environment.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: "\n").utf8)
     }
     if key.hasPrefix("env:") { return Array((environment[String(key.dropFirst(4))] ?? "<unset>").utf8) }
+    if key.hasPrefix("pid-after:"), let milliseconds = Int(key.dropFirst(10)) {
+      // A slow call that says which process answered it: for the pool tests.
+      try await Task.sleep(for: .milliseconds(milliseconds))
+      return Array(String(getpid()).utf8)
+    }
     if key.hasPrefix("sleep:"), let milliseconds = Int(key.dropFirst(6)) {
       try await Task.sleep(for: .milliseconds(milliseconds))
       return Array("slept".utf8)
