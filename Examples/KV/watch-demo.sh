@@ -20,6 +20,8 @@ fi
 kv=$KV_BIN/kv
 plugin=$KV_BIN/kv-plugin
 timeout=${DEMO_TIMEOUT:-120}
+# How long the calls flow between two steps, so that every change happens under load.
+pause=${DEMO_PAUSE:-1}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/kv-watch-demo.XXXXXX")
 dir=$work/plugins
@@ -78,20 +80,24 @@ install_as "$plugin" beta
 wait_for '"event":"online","plugin":"alpha"'
 wait_for '"event":"online","plugin":"beta"'
 
+sleep "$pause"
 echo "== 2. upgrade alpha (the same plugin with bytes appended: a new digest that still runs)"
 install_as "$plugin" alpha "upgrade-$(date +%s)"
 wait_for '"event":"swapped","plugin":"alpha"'
 
+sleep "$pause"
 echo "== 3. break beta: its new version exits at once; the old one keeps serving"
 printf '#!/bin/sh\necho "beta 2.0: cannot start" >&2\nexit 1\n' >"$work/broken"
 install_as "$work/broken" beta
 wait_for '"event":"unhealthy","plugin":"beta"'
 
+sleep "$pause"
 echo "== 4. empty the directory: both go offline"
 rm "$dir/alpha" "$dir/beta"
 wait_for '"event":"offline","plugin":"alpha"'
 wait_for '"event":"offline","plugin":"beta"'
 
+sleep "$pause"
 echo "== 5. SIGINT: kv watch stops and sums up"
 kill -INT "$watcher"
 status=0

@@ -202,6 +202,7 @@ struct ManagerTests {
     let log = ManagerLog()
     let events = manager.events()
     var pids: [Int32] = []
+    var watch: ProcessWatch?
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { await log.record(events) }
       group.addTask { try await manager.run() }
@@ -211,6 +212,8 @@ struct ManagerTests {
       let alpha = try #require(await log.online("alpha"))
       let beta = try #require(await log.online("beta"))
       pids = [alpha, beta]
+      watch = ProcessWatch(pids)
+      let alphaWatch = ProcessWatch([alpha])
       #expect(alpha != beta)
       #expect(isAlive(alpha) && isAlive(beta))
       #expect(inotifyDescriptors() == inotifyBefore + 1, "the directory is watched with inotify")
@@ -224,7 +227,7 @@ struct ManagerTests {
 
       try directory.remove("alpha")
       #expect(await log.offline("alpha") == .removed)
-      #expect(await ProcessWatch([alpha]).running(after: .seconds(30)).isEmpty, "alpha's process is gone")
+      #expect(await alphaWatch.running(after: .seconds(30)).isEmpty, "alpha's process is gone")
       #expect(manager.status("alpha")?.state == .offline(.removed))
       #expect(isAlive(beta), "beta serves on")
       await #expect(throws: PluginError.self) {
@@ -238,7 +241,7 @@ struct ManagerTests {
     let kinds = log.all.filter { $0.name == "alpha" }.map { "\($0)".split(separator: "(").first.map(String.init) ?? "" }
     #expect(kinds == ["alpha: online", "alpha: draining", "alpha: offline"])
     #expect(log.all.last == .offline(name: "beta", reason: .stopped))
-    #expect(await ProcessWatch(pids).running(after: .seconds(30)).isEmpty, "no plugin process is left")
+    #expect(await watch?.running(after: .seconds(30)).isEmpty == true, "no plugin process is left: \(pids)")
     #expect(inotifyDescriptors() == inotifyBefore, "the watcher's descriptor is closed")
   }
 
@@ -255,6 +258,7 @@ struct ManagerTests {
       group.addTask { try await manager.run() }
       try directory.install(self.plugin, as: "alpha")
       let oldPID = try #require(await log.online("alpha"))
+      let oldWatch = ProcessWatch([oldPID])
       guard case .online(_, let oldDigest)? = manager.status("alpha")?.state else {
         Issue.record("alpha is not online")
         return
@@ -272,7 +276,7 @@ struct ManagerTests {
       let took = ContinuousClock.now - landed
       print("manager hot swap: \(took) from the rename to the old instance stopped")
       #expect(swap.0 == oldPID && swap.1 != oldPID)
-      #expect(await ProcessWatch([oldPID]).running(after: .seconds(30)).isEmpty, "the old process is gone")
+      #expect(await oldWatch.running(after: .seconds(30)).isEmpty, "the old process is gone")
       await load.waitForSuccesses(50)
       #expect(
         String(decoding: try await kv.get("pid"), as: UTF8.self) == "\(swap.1)", "the same client reaches the new file")
@@ -389,11 +393,12 @@ struct ManagerTests {
       group.addTask { try await manager.run() }
       try directory.link(self.plugin, as: "alpha")
       let first = try #require(await log.online("alpha"))
+      let firstWatch = ProcessWatch([first])
       #expect(inotifyDescriptors() == inotifyBefore, "polling opens no inotify descriptor")
 
       manager.disable("alpha")
       #expect(await log.offline("alpha") == .disabled)
-      #expect(await ProcessWatch([first]).running(after: .seconds(30)).isEmpty)
+      #expect(await firstWatch.running(after: .seconds(30)).isEmpty)
       #expect(manager.status("alpha")?.state == .disabled)
       // A file change while disabled starts nothing.
       try directory.install(self.plugin, as: "alpha")
@@ -403,6 +408,7 @@ struct ManagerTests {
 
       manager.enable("alpha")
       let second = try #require(await log.online("alpha", skipping: 1))
+      let secondWatch = ProcessWatch([second])
       #expect(second != first)
       let kv = try await manager.dispense(plugin: "alpha", "kv", as: KVPlugin.self)
       #expect(String(decoding: try await kv.get("pid"), as: UTF8.self) == "\(second)")
@@ -410,7 +416,7 @@ struct ManagerTests {
       // Removed while polling: offline.
       try directory.remove("alpha")
       #expect(await log.first { if case .offline("alpha", .removed) = $0 { true } else { nil } } == true)
-      #expect(await ProcessWatch([second]).running(after: .seconds(30)).isEmpty)
+      #expect(await secondWatch.running(after: .seconds(30)).isEmpty)
       manager.beginGracefulShutdown()
       try await group.waitForAll()
     }
@@ -425,15 +431,15 @@ struct ManagerTests {
     let log = ManagerLog()
     let events = manager.events()
     try directory.link(self.plugin, as: "alpha")
-    let pid = try await withThrowingTaskGroup(of: Void.self) { group in
+    let watch = try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { await log.record(events) }
       group.addTask { try await manager.run() }
-      let pid = try #require(await log.online("alpha"))
+      let watch = ProcessWatch([try #require(await log.online("alpha"))])
       group.cancelAll()
       try? await group.waitForAll()
-      return pid
+      return watch
     }
-    #expect(await ProcessWatch([pid]).running(after: .seconds(30)).isEmpty)
+    #expect(await watch.running(after: .seconds(30)).isEmpty)
     #expect(inotifyDescriptors() == inotifyBefore)
   }
 }

@@ -151,7 +151,7 @@ struct Watch: AsyncParsableCommand {
         ? Self.object(["event": "swapped", "plugin": name, "pid": newPID, "oldPid": oldPID])
         : "swapped    \(name) pid \(oldPID) -> \(newPID)"
     case .upgradeFailed(let name, let pid, let error):
-      let reason = "upgrade failed, pid \(pid) keeps serving: \(error.message)"
+      let reason = "upgrade failed, pid \(pid) keeps serving: \(error)"
       return self.json
         ? Self.object(["event": "unhealthy", "plugin": name, "pid": pid, "reason": reason])
         : "unhealthy  \(name) pid \(pid): \(reason)"
@@ -161,12 +161,12 @@ struct Watch: AsyncParsableCommand {
         : "restarted  \(name) pid \(pid)"
     case .unhealthy(let name, let pid, let error):
       return self.json
-        ? Self.object(["event": "unhealthy", "plugin": name, "pid": pid, "reason": error.message])
-        : "unhealthy  \(name) pid \(pid): \(error.message)"
+        ? Self.object(["event": "unhealthy", "plugin": name, "pid": pid, "reason": "\(error)"])
+        : "unhealthy  \(name) pid \(pid): \(error)"
     case .refused(let name, let error):
       return self.json
-        ? Self.object(["event": "refused", "plugin": name, "reason": error.message])
-        : "refused    \(name): \(error.message)"
+        ? Self.object(["event": "refused", "plugin": name, "reason": "\(error)"])
+        : "refused    \(name): \(error)"
     case .draining:
       return nil
     }
