@@ -1,6 +1,8 @@
 import Foundation
 import GoPluginTesting
 import KVInterface
+import Logging
+import ServiceLifecycle
 import Synchronization
 import Testing
 
@@ -346,6 +348,31 @@ struct PoolTests {
     }
   }
 
+  @Test("a swap to a binary that starts but answers NOT_SERVING never gets a call and fails the swap")
+  func unhealthySwap() async throws {
+    let pool = PluginPool(configuration: pooled(try fixture(), instances: 1))
+    let tally = LoadTally()
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await pool.run() }
+      try await pool.ready()
+      let before = Set(pool.instances.compactMap(\.pid))
+      let kv = try await pool.dispense("kv", as: KVPlugin.self)
+      group.addTask { await tally.load(kv, callers: 3, millisecondsPerCall: 10) }
+      try await tally.waitForAnswers(10)
+      // Sets itself NOT_SERVING as it starts.
+      let sick = try fixture("draining", environment: ["FIXTURE_NOT_SERVING_AFTER_MS": "0"])
+      let error = await #expect(throws: PluginError.self) { try await pool.swap(to: sick) }
+      #expect(error?.code == .unhealthy, "\(String(describing: error))")
+      try await tally.waitForAnswers(10)
+      tally.stop.store(true, ordering: .relaxed)
+      #expect(tally.answeredBy.withLock { Set($0.keys) } == before, "only the old instance answered")
+      #expect(tally.failed.isEmpty, "no call failed: \(tally.failed)")
+      #expect(Set(pool.instances.compactMap(\.pid)) == before)
+      pool.beginGracefulShutdown()
+      try await group.waitForAll()
+    }
+  }
+
   @Test("a graceful shutdown lets the calls in flight finish, refuses new ones, and leaves no process")
   func gracefulShutdownDrains() async throws {
     let pool = PluginPool(configuration: pooled(try fixture(), instances: 2))
@@ -411,5 +438,92 @@ struct PoolTests {
       let refused = await #expect(throws: PluginError.self) { _ = try await pool.dispense("kv", as: KVPlugin.self) }
       #expect(refused?.code == .unavailable)
     }
+  }
+  @Test("a pool in a ServiceGroup stops its instances gracefully with the group; cancelling run() kills them")
+  func serviceAndCancellation() async throws {
+    let pool = PluginPool(configuration: pooled(try fixture(), instances: 2))
+    let log = PoolEventLog()
+    let events = pool.events()
+    let group = ServiceGroup(
+      configuration: ServiceGroupConfiguration(services: [.init(service: pool)], logger: Logger(label: "test")))
+    let pids = try await withThrowingTaskGroup(of: Void.self) { tasks in
+      tasks.addTask { await log.record(events) }
+      tasks.addTask { try await group.run() }
+      try await pool.ready()
+      let pids = Set(pool.instances.compactMap(\.pid))
+      await group.triggerGracefulShutdown()
+      try await tasks.waitForAll()
+      return pids
+    }
+    let stopped = log.all.compactMap { event -> (Int32, PluginExit.Reason)? in
+      if case .stopped(_, let pid, let exit) = event { return (pid, exit.reason) }
+      return nil
+    }
+    #expect(Set(stopped.map(\.0)) == pids && stopped.allSatisfy { $0.1 == .stopped })
+    for pid in pids { #expect(!isAlive(pid)) }
+
+    let cancelled = PluginPool(configuration: pooled(try fixture(), instances: 2))
+    let killed = try await withThrowingTaskGroup(of: Void.self) { tasks in
+      tasks.addTask { try await cancelled.run() }
+      try await cancelled.ready()
+      let pids = Set(cancelled.instances.compactMap(\.pid))
+      tasks.cancelAll()
+      // run() returns once every instance has been killed and reaped.
+      try await tasks.waitForAll()
+      return pids
+    }
+    #expect(killed.count == 2)
+    for pid in killed { #expect(!isAlive(pid)) }
+  }
+
+  @Test("a pool of a net/rpc plugin fails its start with unsupportedProtocol")
+  func refusesNetRPC() async throws {
+    let pool = PluginPool(configuration: pooled(try greeterConfiguration(), instances: 1))
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask {
+        let error = await #expect(throws: PluginError.self) { try await pool.run() }
+        #expect(error?.code == .unsupportedProtocol)
+      }
+      let error = await #expect(throws: PluginError.self) { try await pool.ready() }
+      #expect(error?.code == .unsupportedProtocol)
+      #expect(error?.message.contains("net/rpc") == true)
+      #expect(error?.pluginPath?.hasSuffix("greeter-plugin") == true)
+      try await group.waitForAll()
+    }
+  }
+  @Test("an instance that keeps crashing makes the pool give up after its restart limit")
+  func givesUp() async throws {
+    // Crashes on every KV call; health checks are not KV calls, so each start succeeds.
+    var configuration = pooled(try fixture("crash-every", "1"), instances: 1)
+    configuration.restart = .init(initialDelay: .milliseconds(10), jitter: 0, maximumRestarts: 2)
+    configuration.waitForReady = .seconds(60)
+    let pool = PluginPool(configuration: configuration)
+    let log = PoolEventLog()
+    let events = pool.events()
+    let codes = Mutex<[PluginError.Code]>([])
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { await log.record(events) }
+      group.addTask {
+        let error = await #expect(throws: PluginError.self) { try await pool.run() }
+        #expect(error?.code == .restartLimitReached)
+      }
+      let kv = try await pool.dispense("kv", as: KVPlugin.self)
+      while true {
+        do {
+          try await kv.put("k", value: [1])
+          Issue.record("a call succeeded on a plugin that crashes on every call")
+        } catch let error as PluginError {
+          codes.withLock { $0.append(error.code) }
+          if error.code == .unavailable { break }
+        }
+      }
+      try await group.waitForAll()
+    }
+    // Three processes, each crashed by its call; then the pool refuses calls.
+    #expect(codes.withLock { $0 } == [.exitedDuringCall, .exitedDuringCall, .exitedDuringCall, .unavailable])
+    #expect(log.readyPIDs.count == 3)
+    #expect(log.all.filter { if case .replaced = $0 { true } else { false } }.count == 2)
+    #expect(log.all.contains { if case .failed(let error) = $0 { error.code == .restartLimitReached } else { false } })
+    for pid in log.readyPIDs { #expect(!isAlive(pid)) }
   }
 }

@@ -114,6 +114,8 @@ extension PluginPool {
 
     struct State {
       var lifecycle = Lifecycle.idle
+      /// Whether ``PluginPool/run()`` has been called.
+      var ran = false
       var failure: PluginError?
       var readiness = Readiness.pending
       var initialPending = 0
@@ -160,17 +162,25 @@ extension PluginPool {
 
     // MARK: - Lifecycle
 
-    /// Leaves `idle` and schedules the initial members; false if the pool has run already.
-    func start(_ configuration: Configuration) -> Bool {
+    enum StartOutcome {
+      case started
+      /// Stopped before it was run: nothing to do.
+      case stoppedBeforeStart
+      case ranBefore
+    }
+
+    /// Leaves `idle` and schedules the initial members.
+    func start(_ configuration: Configuration) -> StartOutcome {
       self.state.withLock { state in
-        guard case .idle = state.lifecycle else { return false }
+        guard case .idle = state.lifecycle else { return state.ran ? .ranBefore : .stoppedBeforeStart }
+        state.ran = true
         state.lifecycle = .running
         state.places = Array(repeating: Place(configuration: configuration.client), count: configuration.instances)
         state.initialPending = configuration.instances
         for slot in 0..<configuration.instances {
           self.add(slot: slot, kind: .initial, configuration: configuration.client, delay: .zero, to: &state)
         }
-        return true
+        return .started
       }
     }
 

@@ -149,7 +149,8 @@ public final class PluginPool: Service, Sendable {
   /// Runs the instances, replacing those that crash or turn unhealthy, until
   /// ``beginGracefulShutdown()`` is called, the group it runs in shuts down gracefully, the
   /// pool gives up, or the task is cancelled (which kills every instance at once). Returns once
-  /// every process it started has been stopped and reaped. Call it once.
+  /// every process it started has been stopped and reaped; at once if the pool was shut down
+  /// before it ran. Call it once.
   ///
   /// - Throws: ``PluginError`` when the pool gave up: an initial instance failed to start, or
   ///   an instance passed its restart limit (``PluginError/Code/restartLimitReached``);
@@ -158,7 +159,12 @@ public final class PluginPool: Service, Sendable {
   public func run() async throws {
     try self.configuration.validate()
     try self.configuration.client.validate()
-    guard self.machine.start(self.configuration) else {
+    switch self.machine.start(self.configuration) {
+    case .started:
+      break
+    case .stoppedBeforeStart:
+      return
+    case .ranBefore:
       throw PluginError(
         code: .invalidConfiguration, message: "a PluginPool runs once; make a new one to run the plugin again",
         pluginPath: self.machine.pluginPath)
@@ -259,12 +265,26 @@ public final class PluginPool: Service, Sendable {
       throw client.error(.unsupportedProtocol, "a pool routes gRPC calls; this plugin serves net/rpc", pid: pid)
     }
     guard let check = self.configuration.healthCheck else { return }
-    do {
-      try await client.ping(timeout: check.timeout)
-    } catch {
-      throw PluginError(
-        code: .unhealthy, message: "the first health check failed: \(error)", pluginPath: client.pluginPath, pid: pid,
-        cause: error)
+    // As the periodic check does, one failure is not enough: a plugin still warming up on a
+    // busy machine gets `failureThreshold` tries, a moment apart.
+    var attempt = 1
+    while true {
+      do {
+        try await client.ping(timeout: check.timeout)
+        return
+      } catch {
+        guard attempt < check.failureThreshold, !client.hasExited, !Task.isCancelled else {
+          throw PluginError(
+            code: .unhealthy, message: "the first health check failed \(attempt) time(s); the last: \(error)",
+            pluginPath: client.pluginPath, pid: pid, cause: error)
+        }
+      }
+      attempt += 1
+      do {
+        try await Task.sleep(for: min(check.interval, .seconds(1)))
+      } catch {
+        throw client.error(.notRunning, "cancelled during the first health check", pid: pid)
+      }
     }
   }
 }
