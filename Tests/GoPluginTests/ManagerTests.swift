@@ -422,6 +422,38 @@ struct ManagerTests {
     }
   }
 
+  @Test(
+    "a plugin that crashes is restarted by its pool: a restarted event, and the state and calls follow the new process")
+  func crashIsRestarted() async throws {
+    let directory = try PluginDirectory()
+    defer { directory.delete() }
+    let manager = PluginManager(configuration: managed(directory))
+    let log = ManagerLog()
+    let events = manager.events()
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { await log.record(events) }
+      group.addTask { try await manager.run() }
+      try directory.link(self.plugin, as: "alpha")
+      let first = try #require(await log.online("alpha"))
+      let kv = try await manager.dispense(plugin: "alpha", "kv", as: KVPlugin.self)
+      // The fixture exits with status 3 on this key: the call in flight fails, as it must.
+      await #expect(throws: (any Error).self) { _ = try await kv.get("crash") }
+      let second = try #require(
+        await log.first { event -> Int32? in
+          if case .restarted("alpha", let pid) = event { return pid }
+          return nil
+        })
+      #expect(second != first)
+      #expect(manager.status("alpha")?.state.isServing == true)
+      if case .online(let pid, _)? = manager.status("alpha")?.state {
+        #expect(pid == second)
+      }
+      #expect(String(decoding: try await kv.get("pid"), as: UTF8.self) == "\(second)")
+      manager.beginGracefulShutdown()
+      try await group.waitForAll()
+    }
+  }
+
   @Test("cancelling the manager kills its plugins at once and leaves no process or descriptor")
   func cancellation() async throws {
     let directory = try PluginDirectory()

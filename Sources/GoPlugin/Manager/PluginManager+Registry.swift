@@ -304,6 +304,18 @@ extension PluginManager {
       }
     }
 
+    /// An instance of the pool was replaced by the process `pid`; the state names the first
+    /// instance's process, which may be the new one.
+    func restarted(_ name: String, pool: PluginPool, pid: Int32, firstPID: Int32) {
+      self.change(name) { entry in
+        guard entry.running?.pool === pool else { return (nil, ()) }
+        if case .online(_, let digest) = entry.state, firstPID != 0 {
+          entry.state = .online(pid: firstPID, digest: digest)
+        }
+        return (.restarted(name: name, pid: pid), ())
+      }
+    }
+
     /// Publishes an event of the pool's (an instance restarted, unhealthy) while it is the
     /// plugin's current pool.
     func publish(_ event: Event, from pool: PluginPool) {

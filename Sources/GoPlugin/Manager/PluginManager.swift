@@ -280,7 +280,7 @@ public final class PluginManager: Service, Sendable {
     for await event in events {
       switch event {
       case .replaced(_, _, let newPID):
-        self.registry.publish(.restarted(name: name, pid: newPID), from: pool)
+        self.registry.restarted(name, pool: pool, pid: newPID, firstPID: Self.firstPID(pool))
       case .unhealthy(_, let pid, let error):
         self.registry.publish(.unhealthy(name: name, pid: pid, error: error), from: pool)
       default:
