@@ -370,7 +370,7 @@ int goplugin_inotify_watch_directory(int inotify_descriptor, const char *path) {
 #endif
 }
 
-int goplugin_inotify_wait(int inotify_descriptor, int wake_descriptor, int timeout_ms) {
+int goplugin_inotify_wait(int inotify_descriptor, int wake_descriptor, int timeout_ms, int *lost_watch) {
 #ifdef __linux__
   struct pollfd descriptors[2] = {
     {.fd = inotify_descriptor, .events = POLLIN, .revents = 0},
@@ -393,6 +393,7 @@ int goplugin_inotify_wait(int inotify_descriptor, int wake_descriptor, int timeo
       const struct inotify_event *event = (const struct inotify_event *)cursor;
       // An overflow, or the directory itself going, counts: only a rescan can tell what happened.
       if (event->len == 0 || event->name[0] != '.') counted += 1;
+      if (event->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT)) *lost_watch = 1;
       cursor += sizeof(struct inotify_event) + event->len;
     }
   }
@@ -401,6 +402,7 @@ int goplugin_inotify_wait(int inotify_descriptor, int wake_descriptor, int timeo
   (void)inotify_descriptor;
   (void)wake_descriptor;
   (void)timeout_ms;
+  (void)lost_watch;
   errno = ENOSYS;
   return -1;
 #endif

@@ -454,6 +454,29 @@ struct ManagerTests {
     }
   }
 
+  @Test("a watched directory that is deleted and made again is watched again")
+  func directoryRecreated() async throws {
+    let directory = try PluginDirectory()
+    defer { directory.delete() }
+    let manager = PluginManager(configuration: managed(directory, watch: .inotify))
+    let log = ManagerLog()
+    let events = manager.events()
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { await log.record(events) }
+      group.addTask { try await manager.run() }
+      try directory.link(self.plugin, as: "alpha")
+      let first = try #require(await log.online("alpha"))
+      directory.delete()
+      #expect(await log.offline("alpha") == .removed)
+      try FileManager.default.createDirectory(atPath: directory.path, withIntermediateDirectories: true)
+      try directory.link(self.plugin, as: "alpha")
+      let second = try #require(await log.online("alpha", skipping: 1))
+      #expect(second != first)
+      manager.beginGracefulShutdown()
+      try await group.waitForAll()
+    }
+  }
+
   @Test("cancelling the manager kills its plugins at once and leaves no process or descriptor")
   func cancellation() async throws {
     let directory = try PluginDirectory()

@@ -82,8 +82,14 @@ enum DirectoryWatcher {
     let settle = Int32(Self.settleDelay / .milliseconds(1))
     while true {
       let timeout = unwatched.isEmpty ? -1 : Int32(Self.retryInterval / .milliseconds(1))
-      let events = goplugin_inotify_wait(inotify, wake, timeout)
+      var lost: Int32 = 0
+      let events = goplugin_inotify_wait(inotify, wake, timeout, &lost)
       if events == -2 || events == -1 { return }
+      if lost != 0 {
+        // A directory went: watched again when it is back (watching one still watched is a
+        // no-op that returns its watch).
+        unwatched = directories.filter { goplugin_inotify_watch_directory(inotify, $0) < 0 }
+      }
       if events == 0 {
         // A directory that appeared since is watched from now on, and scanned.
         let before = unwatched.count
@@ -93,10 +99,11 @@ enum DirectoryWatcher {
       }
       let deadline = ContinuousClock.now + Self.longestSettle
       while ContinuousClock.now < deadline {
-        let more = goplugin_inotify_wait(inotify, wake, settle)
+        let more = goplugin_inotify_wait(inotify, wake, settle, &lost)
         if more == -2 || more == -1 { return }
         if more == 0 { break }
       }
+      if lost != 0 { unwatched = directories.filter { goplugin_inotify_watch_directory(inotify, $0) < 0 } }
       changed()
     }
   }

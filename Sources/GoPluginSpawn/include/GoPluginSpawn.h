@@ -117,7 +117,9 @@ int goplugin_inotify_watch_directory(int inotify_descriptor, const char *_Nonnul
 /// not needed), 0 on timeout, -2 when woken (nothing is read from the wake descriptor), -1 with
 /// errno set on failure. Events about names starting with a dot are counted as 0: editors and
 /// atomic replacements write them, and the rename that follows is an event of its own.
-int goplugin_inotify_wait(int inotify_descriptor, int wake_descriptor, int timeout_ms);
+/// `lost_watch` is set to 1 when a watched directory went (deleted, moved, unmounted): its
+/// watch is gone, and the caller watches the path again once it exists.
+int goplugin_inotify_wait(int inotify_descriptor, int wake_descriptor, int timeout_ms, int *_Nonnull lost_watch);
 
 #ifdef __cplusplus
 }
