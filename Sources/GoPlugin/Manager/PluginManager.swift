@@ -197,12 +197,19 @@ public final class PluginManager: Service, Sendable {
   /// differs.
   private func bringOnline(_ name: String, _ plugin: DiscoveredPlugin, pools: inout TaskGroup<Void>) async {
     let digest: PluginChecksum
-    do throws(PluginError) {
-      if let trust = self.configuration.trust {
-        digest = try trust.check(path: plugin.path, name: name).sha256
-      } else {
-        digest = try PluginChecksum(ofFile: plugin.path)
+    let trust = self.configuration.trust
+    // Reading a binary of many MiB is work for a thread of its own, not for one of the few
+    // that run every task.
+    let checked = await DedicatedThread.run { () -> Result<PluginChecksum, PluginError> in
+      do throws(PluginError) {
+        if let trust { return .success(try trust.check(path: plugin.path, name: name).sha256) }
+        return .success(try PluginChecksum(ofFile: plugin.path))
+      } catch {
+        return .failure(error)
       }
+    }
+    do throws(PluginError) {
+      digest = try checked.get()
     } catch {
       var error = error
       error.pluginPath = error.pluginPath ?? plugin.path
