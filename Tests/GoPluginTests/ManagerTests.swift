@@ -295,6 +295,52 @@ struct ManagerTests {
     print("manager hot swap: \(load.successes.load(ordering: .relaxed)) calls, \(failures.count) failed")
   }
 
+  @Test("a plugin of two instances is swapped one instance at a time under load, with zero failed calls")
+  func swapPool() async throws {
+    let directory = try PluginDirectory()
+    defer { directory.delete() }
+    var configuration = managed(directory)
+    configuration.instances = 2
+    let manager = PluginManager(configuration: configuration)
+    let log = ManagerLog()
+    let events = manager.events()
+    let load = SteadyLoad()
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { await log.record(events) }
+      group.addTask { try await manager.run() }
+      try directory.install(self.plugin, as: "alpha")
+      _ = try #require(await log.online("alpha"))
+      let pool = try #require(manager.registry.running("alpha")?.pool)
+      let oldPIDs = Set(pool.instances.compactMap(\.pid))
+      #expect(oldPIDs.count == 2)
+      let oldWatch = ProcessWatch(Array(oldPIDs))
+      let kv = try await manager.dispense(plugin: "alpha", "kv", as: KVPlugin.self)
+      group.addTask { await load.run(kv) }
+      await load.waitForSuccesses(50)
+
+      try directory.install(self.plugin, as: "alpha", appending: Array("version 2".utf8))
+      let swaps = try #require(
+        await log.first(skipping: 1) { event -> [(Int32, Int32)]? in
+          guard case .swapped("alpha", _, _) = event else { return nil }
+          return log.all.compactMap { event in
+            if case .swapped("alpha", let old, let new) = event { return (old, new) }
+            return nil
+          }
+        })
+      #expect(Set(swaps.map(\.0)) == oldPIDs, "each old instance was swapped out")
+      #expect(Set(swaps.map(\.1)).isDisjoint(with: oldPIDs) && Set(swaps.map(\.1)).count == 2)
+      #expect(await oldWatch.running(after: .seconds(30)).isEmpty, "the old processes are gone")
+      await load.waitForSuccesses(50)
+      let answered = String(decoding: try await kv.get("pid"), as: UTF8.self)
+      #expect(swaps.map { "\($0.1)" }.contains(answered), "calls reach the new file")
+      load.stop()
+      manager.beginGracefulShutdown()
+      try await group.waitForAll()
+    }
+    let failures = load.failures.withLock { $0 }
+    #expect(failures.isEmpty, "failed calls during the swap: \(failures.prefix(5))")
+  }
+
   @Test(
     "a broken new version is reported with its reason while the old one keeps serving; a broken new plugin stays offline"
   )
