@@ -426,6 +426,46 @@ struct ManagerTests {
     }
   }
 
+  @Test(
+    "an unchanged file is not read again on a rescan; a touched one is checked again, and the running one serves on")
+  func identityDecidesRechecks() async throws {
+    let directory = try PluginDirectory()
+    defer { directory.delete() }
+    let lockPath = directory.path + "-plugins.lock"
+    defer { try? FileManager.default.removeItem(atPath: lockPath) }
+    let lock = try PluginLockFile(path: lockPath, policy: .refuse)
+    try lock.record("alpha", digest: try PluginChecksum(ofFile: self.plugin))
+    var configuration = managed(directory)
+    configuration.trust = PluginTrust(lockFile: lock)
+    let manager = PluginManager(configuration: configuration)
+    let log = ManagerLog()
+    let events = manager.events()
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { await log.record(events) }
+      group.addTask { try await manager.run() }
+      try directory.install(self.plugin, as: "alpha")
+      let pid = try #require(await log.online("alpha"))
+      // From now on a check of alpha's file would refuse it: none happens while it is unchanged.
+      try lock.remove("alpha")
+      for _ in 0..<5 { manager.rescan() }
+      try #require(FileManager.default.createFile(atPath: directory.file("other.txt"), contents: Data()))
+      try await Task.sleep(for: .milliseconds(500))
+      #expect(!log.all.contains { if case .refused = $0 { true } else { false } }, "\(log.all)")
+      // A new modification time is a new identity: the file is checked again, and refused.
+      try FileManager.default.setAttributes(
+        [.modificationDate: Date(timeIntervalSinceNow: 60)], ofItemAtPath: directory.file("alpha"))
+      let refusal = try #require(
+        await log.first { event -> PluginError? in
+          if case .refused("alpha", let error) = event { return error }
+          return nil
+        })
+      #expect(refusal.code == .untrustedPlugin)
+      #expect(manager.status("alpha")?.state == .online(pid: pid, digest: try PluginChecksum(ofFile: self.plugin)))
+      manager.beginGracefulShutdown()
+      try await group.waitForAll()
+    }
+  }
+
   @Test("disable drains and stops a plugin, enable brings it back; polling sees the directory")
   func disableAndEnable() async throws {
     let directory = try PluginDirectory()
