@@ -6,6 +6,7 @@
 #
 #   Examples/KV/watch-demo.sh                  # builds kv and kv-plugin with swift build first
 #   KV_BIN=/path/to/bin Examples/KV/watch-demo.sh   # uses the kv and kv-plugin built there
+#   KV_WATCH_ARGS="--instances 2 --poll 200" Examples/KV/watch-demo.sh   # more options for kv watch
 #
 # Only Swift is needed. Exits 0 when every step showed what it should and no call failed.
 set -euo pipefail
@@ -70,8 +71,9 @@ install_as() {
   mv "$dir/.$2.new" "$dir/$2"
 }
 
-echo "== kv watch $dir --json"
-"$kv" watch "$dir" --json >"$events" 2>"$work/stderr" &
+echo "== kv watch $dir --json ${KV_WATCH_ARGS:-}"
+# shellcheck disable=SC2086 # the extra arguments are split on purpose
+"$kv" watch "$dir" --json ${KV_WATCH_ARGS:-} >"$events" 2>"$work/stderr" &
 watcher=$!
 
 echo "== 1. fill the directory: alpha and beta come online"
