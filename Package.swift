@@ -163,7 +163,11 @@ let package = Package(
     ),
     .executableTarget(
       name: "kv",
-      dependencies: ["GoPlugin", "KVInterface", argumentParser, logging],
+      dependencies: [
+        "GoPlugin", "KVInterface", argumentParser, logging,
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+      ],
       path: "Examples/KV/Sources/kv",
       swiftSettings: strictSettings
     ),

@@ -18,7 +18,9 @@
 #include <unistd.h>
 
 #ifdef __linux__
+#include <poll.h>
 #include <sched.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #endif
@@ -328,4 +330,80 @@ int goplugin_bound_port(int descriptor) {
     return -1;
   }
   return ntohs(address.sin_port);
+}
+
+int goplugin_file_identity_of(const char *path, goplugin_file_identity *identity) {
+  struct stat status;
+  if (stat(path, &status) != 0) return -1;
+  identity->device = (uint64_t)status.st_dev;
+  identity->inode = (uint64_t)status.st_ino;
+  identity->size = (int64_t)status.st_size;
+#if defined(__APPLE__)
+  identity->modified_seconds = (int64_t)status.st_mtimespec.tv_sec;
+  identity->modified_nanoseconds = (int64_t)status.st_mtimespec.tv_nsec;
+#else
+  identity->modified_seconds = (int64_t)status.st_mtim.tv_sec;
+  identity->modified_nanoseconds = (int64_t)status.st_mtim.tv_nsec;
+#endif
+  return 0;
+}
+
+int goplugin_inotify_open(void) {
+#ifdef __linux__
+  return inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+#else
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
+int goplugin_inotify_watch_directory(int inotify_descriptor, const char *path) {
+#ifdef __linux__
+  uint32_t mask = IN_CREATE | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ATTRIB |
+                  IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
+  return inotify_add_watch(inotify_descriptor, path, mask);
+#else
+  (void)inotify_descriptor;
+  (void)path;
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
+int goplugin_inotify_wait(int inotify_descriptor, int wake_descriptor, int timeout_ms, int *lost_watch) {
+#ifdef __linux__
+  struct pollfd descriptors[2] = {
+    {.fd = inotify_descriptor, .events = POLLIN, .revents = 0},
+    {.fd = wake_descriptor, .events = POLLIN, .revents = 0},
+  };
+  int ready = poll(descriptors, 2, timeout_ms);
+  if (ready < 0) return errno == EINTR ? 0 : -1;
+  if (descriptors[1].revents != 0) return -2;
+  if (ready == 0) return 0;
+  int counted = 0;
+  char buffer[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+  for (;;) {
+    ssize_t length = read(inotify_descriptor, buffer, sizeof(buffer));
+    if (length < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
+      return -1;
+    }
+    if (length == 0) break;
+    for (char *cursor = buffer; cursor < buffer + length;) {
+      const struct inotify_event *event = (const struct inotify_event *)cursor;
+      // An overflow, or the directory itself going, counts: only a rescan can tell what happened.
+      if (event->len == 0 || event->name[0] != '.') counted += 1;
+      if (event->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT)) *lost_watch = 1;
+      cursor += sizeof(struct inotify_event) + event->len;
+    }
+  }
+  return counted;
+#else
+  (void)inotify_descriptor;
+  (void)wake_descriptor;
+  (void)timeout_ms;
+  (void)lost_watch;
+  errno = ENOSYS;
+  return -1;
+#endif
 }

@@ -91,6 +91,36 @@ int goplugin_bind_loopback(int descriptor, uint16_t port);
 int goplugin_bound_port(int descriptor);
 
 
+/// What identifies one version of a file cheaply: when any field changes, its content may have.
+typedef struct goplugin_file_identity {
+  uint64_t device;
+  uint64_t inode;
+  int64_t size;
+  int64_t modified_seconds;
+  int64_t modified_nanoseconds;
+} goplugin_file_identity;
+
+/// stat(2) of `path`, following links, into `identity`: 0, or -1 with errno set. In C for the
+/// same reason as goplugin_is_regular_file.
+int goplugin_file_identity_of(const char *_Nonnull path, goplugin_file_identity *_Nonnull identity);
+
+/// An inotify descriptor (non-blocking, close-on-exec), or -1 with errno set (ENOSYS where
+/// there is no inotify).
+int goplugin_inotify_open(void);
+
+/// Watches the directory `path` for entries created, written, moved in or out, deleted or
+/// changed in mode: the watch descriptor, or -1 with errno set.
+int goplugin_inotify_watch_directory(int inotify_descriptor, const char *_Nonnull path);
+
+/// Waits up to `timeout_ms` (-1: forever) for inotify events or for `wake_descriptor` to become
+/// readable. Returns the number of events read and dropped (the caller rescans; what changed is
+/// not needed), 0 on timeout, -2 when woken (nothing is read from the wake descriptor), -1 with
+/// errno set on failure. Events about names starting with a dot are counted as 0: editors and
+/// atomic replacements write them, and the rename that follows is an event of its own.
+/// `lost_watch` is set to 1 when a watched directory went (deleted, moved, unmounted): its
+/// watch is gone, and the caller watches the path again once it exists.
+int goplugin_inotify_wait(int inotify_descriptor, int wake_descriptor, int timeout_ms, int *_Nonnull lost_watch);
+
 #ifdef __cplusplus
 }
 #endif

@@ -18,7 +18,7 @@ struct KVCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "kv",
     abstract: "Put and get values through a go-plugin KV plugin.",
-    subcommands: [Put.self, Get.self, Demo.self, Bench.self, Stop.self]
+    subcommands: [Put.self, Get.self, Demo.self, Bench.self, Stop.self, Watch.self]
   )
 
   @OptionGroup var options: PluginOptions
@@ -26,9 +26,15 @@ struct KVCommand: AsyncParsableCommand {
 
 // Ctrl-C or SIGTERM stops the plugin gracefully, then ends the host by that signal. The command
 // runs inside the handling, so that the error of a call the stop cut short is not reported.
+// `watch` is a service group that handles the signals itself: it stops its plugins, prints its
+// summary and exits 0.
 extension KVCommand {
   static func main() async {
     do {
+      if let watch = try parseAsRoot() as? Watch {
+        try await watch.run()
+        return
+      }
       try await withPluginHostSignalHandling {
         var command = try parseAsRoot()
         if var command = command as? any AsyncParsableCommand { try await command.run() } else { try command.run() }
