@@ -29,13 +29,15 @@ public final class ProcessWatch: Sendable {
     return await DedicatedThread.run {
       let deadline = ContinuousClock.now + limit
       var left = watched.filter { $0.descriptor >= 0 }
-      repeat {
+      // Checked first: with nothing to watch, poll would sleep the whole limit.
+      while !left.isEmpty {
         let remaining = max(deadline - ContinuousClock.now, .zero)
         var descriptors = left.map { pollfd(fd: $0.descriptor, events: Int16(POLLIN), revents: 0) }
         let timeout = Int32(min(remaining / .milliseconds(1), 60_000).rounded(.up))
         guard poll(&descriptors, nfds_t(descriptors.count), timeout) >= 0 || errno == EINTR else { break }
         left = zip(left, descriptors).filter { $0.1.revents == 0 }.map(\.0)
-      } while !left.isEmpty && ContinuousClock.now < deadline
+        if ContinuousClock.now >= deadline { break }
+      }
       return left.map(\.pid)
     }
   }
