@@ -37,10 +37,11 @@ generate() {
 
 cd "$repo/Protos"
 # go-plugin's own services are internals of the library: package access only. Server
-# reflection, which Go plugins may register, is here for the goplugin CLI to ask with.
+# reflection, which Go plugins may register, is here for the library's describer to ask with,
+# and so is swift-go-plugin's own info service (goplugin/info.proto).
 generate Package "$out/Sources/GoPluginProtos/Generated" \
   plugin/grpc_broker.proto plugin/grpc_controller.proto plugin/grpc_stdio.proto grpc/health/v1/health.proto \
-  grpc/reflection/v1alpha/reflection.proto
+  grpc/reflection/v1alpha/reflection.proto goplugin/info.proto
 # The KV contract is shared with outside programs, so its types are public.
 generate Public "$out/Examples/KV/Sources/KVInterface/Generated" kvbench/kv.proto
 generate Public "$out/Examples/Counter/Sources/CounterInterface/Generated" counter/counter.proto

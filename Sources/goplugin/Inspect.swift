@@ -91,46 +91,25 @@ struct Inspect: AsyncParsableCommand {
     try await self.output.reportingFailures {
       let recorder = PluginLogRecorder()
       let inspector = Inspector(
-        configuration: try self.clientConfiguration(),
-        callTimeout: .milliseconds(Int64(self.timeout * 1000)),
-        recorder: recorder,
-        logger: recorder.logger(displayLevel: self.verbose ? .debug : .warning)
+        describer: try self.describer(logger: recorder.logger(displayLevel: self.verbose ? .debug : .warning)),
+        command: try self.pluginCommand(),
+        recorder: recorder
       )
       let report = try await inspector.inspect()
       try self.output.emit(report) { report.text }
     }
   }
 
-  func clientConfiguration() throws -> PluginClientConfiguration {
+  /// `inspect` launches the plugin as `list` does: through the library's describer.
+  func describer(logger: Logger) throws -> PluginDescriber {
     let handshake = try self.handshake()
-    return Self.inspectionConfiguration(
-      command: try self.pluginCommand(),
+    return PluginDescriber(
       handshake: handshake,
       versions: self.versions ?? [handshake.protocolVersion],
-      timeout: self.timeout,
-      autoMTLS: self.autoMTLS
+      timeout: .milliseconds(Int64(self.timeout * 1000)),
+      autoMTLS: self.autoMTLS,
+      logger: logger
     )
-  }
-
-  /// How `inspect` (and `list`, which describes plugins the same way) launches a plugin.
-  static func inspectionConfiguration(
-    command: PluginCommand, handshake: HandshakeConfiguration, versions: [Int], timeout: Double, autoMTLS: Bool
-  ) -> PluginClientConfiguration {
-    var configuration = PluginClientConfiguration(
-      command: command,
-      handshake: handshake,
-      versionedPlugins: Dictionary(
-        versions.map { ($0, PluginSet([ConnectionProbe.name: ConnectionProbe()])) },
-        uniquingKeysWith: { first, _ in first }
-      )
-    )
-    configuration.startTimeout = .milliseconds(Int64(timeout * 1000))
-    // The plugin is inspected, not used: it gets no terminal to read from.
-    configuration.standardInput = .none
-    // Whatever the plugin speaks is worth describing, its legacy net/rpc included.
-    configuration.allowedProtocols = [.grpc, .netRPC]
-    if autoMTLS { configuration.tls = .autoMTLS }
-    return configuration
   }
 
   private func pluginCommand() throws -> PluginCommand {

@@ -36,14 +36,7 @@ struct InspectionReport: Encodable {
     }
   }
 
-  struct Health: Codable, Hashable {
-    /// The service asked about: `plugin`, as go-plugin hosts ask.
-    var service: String
-    /// SERVING, NOT_SERVING, UNKNOWN or SERVICE_UNKNOWN; absent when the check failed.
-    var status: String?
-    /// Why the check failed.
-    var error: String?
-  }
+  typealias Health = PluginDescription.Health
 
   struct Exit: Encodable {
     /// `exited`, `signalled` or `none` (the process never ran).
@@ -74,22 +67,16 @@ struct InspectionReport: Encodable {
   var reflectionError: String?
   var services: [String]
   var health: Health
+  /// What a Swift plugin said about itself through the info service.
+  var info: PluginDescription.Info?
   /// From launch until the handshake was read and the connection set up.
   var startMilliseconds: Double
   /// How long stopping took: Shutdown, the plugin's exit, and the reap.
   var shutdownMilliseconds: Double
   var exit: Exit
 
-  init(
-    command: [String],
-    info: PluginInfo,
-    offeredVersions: [Int],
-    autoMTLS: Bool,
-    findings: Inspector.Findings,
-    startDuration: Duration,
-    shutdownDuration: Duration,
-    exit: PluginExit
-  ) {
+  init(command: [String], inspection: PluginInspection, autoMTLS: Bool) {
+    let info = inspection.plugin
     let line = HandshakeLine(
       appVersion: info.negotiatedVersion,
       network: info.network,
@@ -100,10 +87,10 @@ struct InspectionReport: Encodable {
     self.command = command
     self.pid = info.pid
     self.handshake = line.encoded
-    self.coreProtocolVersion = line.coreVersion
+    self.coreProtocolVersion = inspection.coreProtocolVersion
     self.protocol = info.protocol.rawValue
     self.negotiatedVersion = info.negotiatedVersion
-    self.offeredVersions = offeredVersions
+    self.offeredVersions = inspection.offeredVersions
     self.network = info.network.rawValue
     self.address = info.address
     self.tls = TLS(
@@ -111,12 +98,14 @@ struct InspectionReport: Encodable {
       serverCertificate: info.serverCertificate.map(CertificateSummary.init(der:))
     )
     self.multiplexed = info.multiplexed
-    self.reflection = findings.reflection ? "available" : "unavailable"
-    self.reflectionError = findings.reflectionError
-    self.services = findings.services
-    self.health = findings.health
-    self.startMilliseconds = Self.milliseconds(startDuration)
-    self.shutdownMilliseconds = Self.milliseconds(shutdownDuration)
+    self.reflection = inspection.reflection ? "available" : "unavailable"
+    self.reflectionError = inspection.reflectionError
+    self.services = inspection.services
+    self.health = inspection.health
+    self.info = inspection.info
+    self.startMilliseconds = Self.milliseconds(inspection.startDuration)
+    self.shutdownMilliseconds = Self.milliseconds(inspection.shutdownDuration)
+    let exit = inspection.exit
     switch exit.status {
     case .exited(let code)?:
       self.exit = Exit(status: "exited", code: code, reason: "\(exit.reason)", description: exit.description)
@@ -174,6 +163,11 @@ struct InspectionReport: Encodable {
     }
     lines.append(
       ("health", "\(self.health.service): " + (self.health.status ?? "check failed: \(self.health.error ?? "?")")))
+    if let info {
+      lines += info.textLines
+    } else if self.protocol == PluginProtocol.grpc.rawValue {
+      lines.append(("info", "none (not a Swift plugin)"))
+    }
     lines.append(("start", "\(Self.format(self.startMilliseconds)) (launch to handshake)"))
     lines.append(("shutdown", Self.format(self.shutdownMilliseconds)))
     lines.append(("exit", self.exit.description))
@@ -195,5 +189,37 @@ struct InspectionReport: Encodable {
 
   private static func format(_ milliseconds: Double) -> String {
     "\(milliseconds) ms"
+  }
+}
+
+extension PluginDescription.Info {
+  /// The info service's answer, one labelled line per field, as `inspect` prints it.
+  var textLines: [(String, String)] {
+    var lines: [(String, String)] = [("name", self.name + (self.version.map { " " + $0 } ?? ""))]
+    if let description { lines.append(("about", description)) }
+    for offer in self.versions {
+      lines.append(
+        ("offers", "v\(offer.version) \(offer.protocol): \(offer.plugins.joined(separator: ", "))"))
+    }
+    if let build {
+      lines.append(("built", build.summary))
+    }
+    for (key, value) in self.metadata.sorted(by: { $0.key < $1.key }) {
+      lines.append(("  " + key, value))
+    }
+    return lines
+  }
+
+  /// One line: `v2 netrpc: greeter; v3 grpc: kv`.
+  var offersSummary: String {
+    self.versions.map { "v\($0.version) \($0.protocol): \($0.plugins.joined(separator: ","))" }
+      .joined(separator: "; ")
+  }
+}
+
+extension PluginDescription.Info.Build {
+  var summary: String {
+    "swift-go-plugin \(self.libraryVersion)" + (self.swiftVersion.map { ", Swift \($0)" } ?? "")
+      + ", \(self.os)/\(self.arch)"
   }
 }

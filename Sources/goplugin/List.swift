@@ -1,5 +1,6 @@
 import ArgumentParser
 import GoPlugin
+import Logging
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -46,55 +47,59 @@ struct DescribeOptions: ParsableArguments {
   var directories: [String] = []
 
   func validate() throws {
-    _ = try self.launch()
+    _ = try self.describer(cache: nil)
     guard !self.directories.isEmpty else { throw ValidationError("Missing the directories to scan.") }
     guard self.timeout.isFinite, self.timeout > 0, self.timeout <= 86_400 else {
       throw ValidationError("--timeout must be a number of seconds greater than 0 (got \(self.timeout)).")
     }
   }
 
-  func launch() throws -> PluginDescriber.Launch {
+  func describer(cache: PluginDescriptionCache?) throws -> PluginDescriber {
     guard self.protocolVersion > 0 else {
       throw ValidationError("--protocol-version must be a positive integer (got \(self.protocolVersion)).")
     }
     let (key, value) = try Inspect.splitCookie(self.cookie)
     let handshake = try Inspect.handshake(key: key, value: value, protocolVersion: self.protocolVersion)
-    return PluginDescriber.Launch(
+    let recorder = PluginLogRecorder()
+    return PluginDescriber(
       handshake: handshake,
       versions: self.versions ?? [handshake.protocolVersion],
-      timeout: self.timeout,
+      timeout: .milliseconds(Int64(self.timeout * 1000)),
       autoMTLS: self.autoMTLS,
-      verbose: self.verbose
+      cache: cache,
+      logger: self.verbose ? recorder.logger(displayLevel: .debug) : nil
     )
   }
 
-  /// Every file in the directories, described; `excluding` the files goplugin keeps there.
+  /// Every file in the directories, described by the library's ``PluginDescriber`` (cached by
+  /// digest); `excluding` the files goplugin keeps there.
   func describeAll(excluding: Set<String>) async throws -> [ListEntry] {
-    let describer = try PluginDescriber(
-      launch: try self.launch(), cachePath: self.cache ?? PluginDescriber.defaultCachePath, refresh: self.refresh)
-    let scan = PluginDiscovery(directories: self.directories).scan()
-    var entries: [ListEntry] = []
-    for issue in scan.issues where !excluding.contains(issue.path) {
-      var entry = ListEntry(path: issue.path, name: Self.fileName(issue.path))
-      entry.reason = issue.reason.description
-      if issue.reason == .notExecutable { entry.sha256 = try? PluginChecksum(ofFile: issue.path).hex }
-      entries.append(entry)
+    let cache = PluginDescriptionCache(path: self.cache ?? Self.defaultCachePath)
+    if self.refresh { cache.removeAll() }
+    let describer = try self.describer(cache: cache)
+    var scan = PluginDiscovery(directories: self.directories).scan()
+    scan.plugins.removeAll { excluding.contains($0.path) }
+    scan.issues.removeAll { excluding.contains($0.path) }
+    let names = Dictionary(scan.plugins.map { ($0.path, $0.name) }, uniquingKeysWith: { first, _ in first })
+    let entries = await describer.describe(scan).map { description in
+      var entry = ListEntry(name: names[description.path] ?? Self.fileName(description.path), description: description)
+      entry.wasDescribed = names[description.path] != nil
+      return entry
     }
-    for plugin in scan.plugins where !excluding.contains(plugin.path) {
-      var entry = ListEntry(path: plugin.path, name: plugin.name)
-      do {
-        let digest = try PluginChecksum(ofFile: plugin.path)
-        entry.sha256 = digest.hex
-        let (description, cached) = await describer.describe(path: plugin.path, sha256: digest)
-        entry.description = description
-        entry.cached = cached
-      } catch {
-        entry.reason = "cannot be read: \(error.message)"
-      }
-      entries.append(entry)
+    do {
+      try cache.save()
+    } catch {
+      throw CLIError(code: .unreadable, message: error.message)
     }
-    try describer.save()
-    return entries.sorted { $0.path < $1.path }
+    return entries
+  }
+
+  /// `$XDG_CACHE_HOME/goplugin/descriptions.json`, else under `~/.cache`.
+  static var defaultCachePath: String? {
+    let environment = ProcessInfo.processInfo.environment
+    if let base = environment["XDG_CACHE_HOME"], !base.isEmpty { return base + "/goplugin/descriptions.json" }
+    if let home = environment["HOME"], !home.isEmpty { return home + "/.cache/goplugin/descriptions.json" }
+    return nil
   }
 
   static func fileName(_ path: String) -> String {
@@ -102,54 +107,58 @@ struct DescribeOptions: ParsableArguments {
   }
 }
 
-/// One file in `goplugin list`: its description flattened into the object.
+/// One file in `goplugin list`: its description, with the plugin's name, whether the
+/// description was cached, and how it compares with the lock file.
 struct ListEntry: Encodable {
-  var path: String
   /// The plugin's name: its file name, under which the lock file knows it.
   var name: String
-  var sha256: String?
-  var description: PluginDescription?
-  /// Why the file is not usable when it was not even launched.
-  var reason: String?
-  /// Whether the description came from the cache (nothing was launched).
-  var cached: Bool?
+  var description: PluginDescription
   /// `matched`, `changed` or `unknown`, against the lock file, for every executable.
   var lock: String?
 
-  var usable: Bool { self.description?.usable ?? false }
+  var path: String { self.description.path }
+  var sha256: String? { self.description.sha256 }
+  var usable: Bool { self.description.usable }
+  var reason: String? { self.description.reason }
+  /// Whether the file is an executable the scan found, described by a launch (now or
+  /// before): not a directory or a file without the execute bit.
+  var wasDescribed = false
 
-  init(path: String, name: String) {
-    self.path = path
+  init(name: String, description: PluginDescription) {
     self.name = name
+    self.description = description
   }
 
   private enum Key: String, CodingKey {
-    case path, name, sha256, usable, reason, cached, lock
+    case name, cached, lock
   }
 
   func encode(to encoder: any Encoder) throws {
-    try self.description?.encode(to: encoder)
+    try self.description.encode(to: encoder)
     var container = encoder.container(keyedBy: Key.self)
-    try container.encode(self.path, forKey: .path)
     try container.encode(self.name, forKey: .name)
-    try container.encode(self.usable, forKey: .usable)
-    try container.encodeIfPresent(self.sha256, forKey: .sha256)
-    try container.encodeIfPresent(self.reason ?? self.description?.reason, forKey: .reason)
-    try container.encodeIfPresent(self.cached, forKey: .cached)
+    if self.wasDescribed { try container.encode(self.description.cached, forKey: .cached) }
     try container.encodeIfPresent(self.lock, forKey: .lock)
   }
 
   /// The human form: one line.
   var text: String {
     var line = "\(self.path): "
-    if let description, description.usable {
-      line += "\(description.protocol ?? "?") v\(description.negotiatedVersion ?? 0)"
-      if description.autoMTLS == true { line += ", AutoMTLS" }
-      if let services = description.services, !services.isEmpty {
+    if self.description.usable {
+      line += "\(self.description.protocol ?? "?") v\(self.description.negotiatedVersion ?? 0)"
+      if self.description.autoMTLS == true { line += ", AutoMTLS" }
+      if let info = self.description.info {
+        line += ", \(info.name)" + (info.version.map { " " + $0 } ?? "")
+        if info.versions.count > 1 || info.versions.first?.plugins != [] {
+          line += " (offers \(info.offersSummary))"
+        }
+      }
+      if let services = self.description.services, !services.isEmpty {
         line += ", services: " + services.joined(separator: " ")
       }
+      if let about = self.description.info?.description { line += " — \(about)" }
     } else {
-      line += "not usable: \(self.reason ?? self.description?.reason ?? "?")"
+      line += "not usable: \(self.reason ?? "?")"
     }
     if let lock { line += " [lock: \(lock)]" }
     return line
@@ -198,7 +207,7 @@ struct List: AsyncParsableCommand {
         throw CLIError(code: .unreadable, message: error.message)
       }
       // Every executable is compared, usable or not: a changed binary may also be a broken one.
-      for index in entries.indices where entries[index].description != nil {
+      for index in entries.indices where entries[index].wasDescribed {
         guard let hex = entries[index].sha256, let digest = try? PluginChecksum(.sha256, hex: hex) else { continue }
         switch lockFile.digest(for: entries[index].name) {
         case nil: entries[index].lock = "unknown"

@@ -59,7 +59,7 @@ struct Lock: AsyncParsableCommand {
       throw CLIError(code: .unreadable, message: error.message)
     }
     for entry in entries where !entry.usable {
-      print("skipped \(entry.path): \(entry.reason ?? entry.description?.reason ?? "?")")
+      print("skipped \(entry.path): \(entry.reason ?? "?")")
     }
   }
 }

@@ -114,6 +114,21 @@ struct GoPluginListTests {
     #expect((files[directory.path("swift-kv")]?["services"] as? [String])?.contains("kvbench.KV") == true)
     #expect(files[directory.path("go-netrpc")]?["services"] as? [String] == ["Control", "Dispenser"])
 
+    // The Swift plugin describes itself through the info service; the others have none.
+    let info = try #require(files[directory.path("swift-kv")]?["info"] as? [String: Any], "no info for swift-kv")
+    #expect(info["name"] as? String == "kv-plugin")
+    #expect((info["description"] as? String)?.contains("KV example") == true)
+    let offers = try #require(info["versions"] as? [[String: Any]])
+    #expect(offers.count == 1)
+    #expect(offers.first?["version"] as? Int == 1)
+    #expect(offers.first?["protocol"] as? String == "grpc")
+    #expect(offers.first?["plugins"] as? [String] == ["kv"])
+    #expect((info["build"] as? [String: Any])?["os"] as? String == "linux")
+    #expect((info["metadata"] as? [String: String])?["example"] == "KV")
+    for name in ["go-kv", "python-kv", "go-netrpc"] {
+      #expect(files[directory.path(name)]?["info"] == nil, "\(name)")
+    }
+
     for (name, reason) in [
       ("junk.sh", "malformedHandshake"), ("exits.sh", "exitedBeforeHandshake"), ("silent.sh", "startTimeout"),
       ("README", "is not executable"),
@@ -149,6 +164,7 @@ struct GoPluginListTests {
     #expect(
       again[directory.path("swift-kv")]?["services"] as? [String] == files[directory.path("swift-kv")]?["services"]
         as? [String])
+    #expect((again[directory.path("swift-kv")]?["info"] as? [String: Any])?["name"] as? String == "kv-plugin")
 
     // --refresh launches again.
     _ = try await directory.list(["--refresh"])
@@ -197,6 +213,10 @@ struct GoPluginListTests {
       ["list", "--cookie", kvCookie, "--cache", directory.cache, directory.plugins])
     #expect(text.stdout.contains("\(directory.path("kv")): grpc v1"))
     #expect(text.stdout.contains("[lock: changed]"))
+    // The info service's name defaults to the executable's file name: this copy's is kv.
+    #expect(text.stdout.contains("\(directory.path("kv")): grpc v1, kv "), "\(text.stdout)")
+    #expect(text.stdout.contains("The KV example"), "\(text.stdout)")
+    #expect(text.stdout.contains("(offers v1 grpc: kv)"), "\(text.stdout)")
   }
 
   @Test(

@@ -38,6 +38,11 @@ public struct PluginServeConfiguration: Sendable {
   /// The serving status the health service reports; keep a reference to change it while the
   /// plugin runs (see ``PluginHealth``).
   public var health = PluginHealth()
+  /// What the plugin says about itself through the info service (`goplugin.info.v1.PluginInfo`),
+  /// which hosts and `goplugin list` read to describe it without knowing its interface. The
+  /// plugins and versions it offers are added from ``versionedPlugins``; net/rpc plugins do not
+  /// serve it.
+  public var info = Info()
 
   /// Serves `plugins` at the handshake's protocol version.
   public init(handshake: HandshakeConfiguration, plugins: PluginSet, logger: Logger? = nil) {

@@ -88,7 +88,8 @@ public enum PluginServer {
     defer { signals.stdioCapture.fulfil(nil) }
     let services = try Self.services(
       plugins, version: version, broker: broker, signals: signals, logger: configuration.logger,
-      health: configuration.health)
+      health: configuration.health,
+      info: InfoService(configuration.info, versionedPlugins: configuration.versionedPlugins))
 
     // Opened last, once nothing else can fail, so that gRPC always takes over the descriptor.
     let listener = try SocketListener.open(configuration.listener.socketKind, environment: environment)
@@ -179,21 +180,24 @@ public enum PluginServer {
     return (version, plugins)
   }
 
-  /// go-plugin's core services, then each plugin's own, in the order of their names; the
-  /// plugin's own start SERVING in `health`.
+  /// go-plugin's core services and this library's info service, then each plugin's own, in the
+  /// order of their names; the plugin's own start SERVING in `health` (the core ones are not
+  /// listed there: they are the protocol's, not the plugin's).
   private static func services(
     _ plugins: PluginSet,
     version: Int,
     broker: GRPCBroker,
     signals: Signals,
     logger: Logger,
-    health: PluginHealth
+    health: PluginHealth,
+    info: InfoService
   ) throws -> [any RegistrableRPCService] {
     let services: [any RegistrableRPCService] = [
       HealthService(stopping: signals.stopping, health: health),
       ControllerService(shutdownRequested: signals.shutdownRequested),
       BrokerService(stopping: signals.stopping, broker: broker),
       StdioService(stopping: signals.stopping, capture: signals.stdioCapture),
+      info,
     ]
     var own: [any RegistrableRPCService] = []
     for (name, definition) in plugins.plugins.sorted(by: { $0.key < $1.key }) {

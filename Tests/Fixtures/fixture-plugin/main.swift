@@ -141,10 +141,13 @@ case "serve-tcp":
 case "serve-negotiated":
   // go-plugin's examples/negotiated, under the greeter handshake: version 2 is the net/rpc
   // example set, version 3 a gRPC KV, so the negotiated version decides the protocol.
-  await PluginServer.serve(
-    PluginServeConfiguration(
-      handshake: .greeter,
-      versionedPlugins: [2: .greeterExample(serving: true), 3: ["kv": KVPlugin(serving: FixtureKV(version: 3))]]))
+  var configuration = PluginServeConfiguration(
+    handshake: .greeter,
+    versionedPlugins: [2: .greeterExample(serving: true), 3: ["kv": KVPlugin(serving: FixtureKV(version: 3))]])
+  configuration.info = .init(
+    version: "3.1.4", description: "go-plugin's examples/negotiated: net/rpc at version 2, gRPC at 3.",
+    metadata: ["fixture": "negotiated"])
+  await PluginServer.serve(configuration)
 case "serve-tls":
   // Serves with the TLS files in FIXTURE_TLS_DIR: server.pem, server.key, and client.pem, the
   // only client certificate it accepts.

@@ -3,5 +3,12 @@
 import CounterInterface
 import GoPlugin
 
-await PluginServer.serve(
-  PluginServeConfiguration(handshake: .counter, plugins: ["counter": CounterPlugin(serving: MemoryCounter())]))
+var configuration = PluginServeConfiguration(
+  handshake: .counter, plugins: ["counter": CounterPlugin(serving: MemoryCounter())])
+// What `goplugin list` and a host's PluginDescriber show about this plugin.
+configuration.info = .init(
+  version: GoPluginRuntime.libraryVersion,
+  description: "The bidirectional example: counters in memory, added up by calling back into the host.",
+  metadata: ["example": "Counter"]
+)
+await PluginServer.serve(configuration)

@@ -28,7 +28,13 @@ if let directory = ProcessInfo.processInfo.environment["KV_DIR"], !directory.isE
   store = MemoryKV()
 }
 
-let configuration = PluginServeConfiguration(handshake: .kv, plugins: ["kv": KVPlugin(serving: store)])
+var configuration = PluginServeConfiguration(handshake: .kv, plugins: ["kv": KVPlugin(serving: store)])
+// What `goplugin list` and a host's PluginDescriber show about this plugin.
+configuration.info = .init(
+  version: GoPluginRuntime.libraryVersion,
+  description: "The KV example: kvbench.KV's Get, Put and Upload, in memory or in files under $KV_DIR.",
+  metadata: ["example": "KV", "storage": store is MemoryKV ? "memory" : "files"]
+)
 if CommandLine.arguments.dropFirst().contains("--debug") {
   do {
     try await PluginServer.serveDebug(configuration)
