@@ -60,4 +60,40 @@ struct KVWatchTests {
       #expect(!isAlive(pid), "plugin process \(pid) outlived kv watch")
     }
   }
+
+  @Test("--lock: a plugin the lock file names runs, one it does not name is refused and never started")
+  func lockRefuses() async throws {
+    let kv = try BuildProducts.path("kv")
+    let plugin = try BuildProducts.path("kv-plugin")
+    // The same steps as the demo, in a few lines of shell: a lock naming alpha's digest, alpha
+    // and an unknown gamma put in place, kv watch until both have their event, then SIGINT.
+    let script = #"""
+      set -euo pipefail
+      work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+      mkdir "$work/plugins"
+      printf '{"plugins":{"alpha":{"sha256":"%s"}},"version":1}' "$(sha256sum "$2" | cut -d' ' -f1)" >"$work/lock"
+      "$1" watch "$work/plugins" --json --lock "$work/lock" >"$work/events" &
+      watcher=$!
+      cp "$2" "$work/plugins/.alpha" && mv "$work/plugins/.alpha" "$work/plugins/alpha"
+      { cat "$2"; printf x; } >"$work/plugins/.gamma" && chmod +x "$work/plugins/.gamma"
+      mv "$work/plugins/.gamma" "$work/plugins/gamma"
+      for _ in $(seq 1200); do
+        grep -q '"online","plugin":"alpha"' "$work/events" && grep -q '"refused","plugin":"gamma"' "$work/events" && break
+        sleep 0.05
+      done
+      kill -INT "$watcher"
+      wait "$watcher"
+      cat "$work/events"
+      """#
+    let run = try await ExternalProgram.run("/bin/bash", arguments: ["-c", script, "lock-test", kv, plugin])
+    #expect(run.status == 0, "stdout:\n\(run.outputText)\nstderr:\n\(run.errorText)")
+    let lines = try run.outputText.split(separator: "\n").filter { $0.hasPrefix("{") }
+      .map { try JSONDecoder().decode(Line.self, from: Data($0.utf8)) }
+    #expect(lines.contains { $0.event == "online" && $0.plugin == "alpha" && $0.pid != nil })
+    let refused = try #require(lines.first { $0.event == "refused" && $0.plugin == "gamma" })
+    #expect(refused.pid == nil, "a refused plugin never runs")
+    #expect(refused.reason?.contains("not in the lock file") == true, "\(refused.reason ?? "")")
+    #expect(!lines.contains { $0.plugin == "gamma" && $0.event == "online" })
+    #expect(lines.last?.event == "summary" && lines.last?.failed == 0)
+  }
 }

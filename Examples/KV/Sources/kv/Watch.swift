@@ -42,11 +42,23 @@ struct Watch: AsyncParsableCommand {
   @Option(help: "How many processes of each plugin serve its calls.") var instances = 1
   @Option(help: "Poll the directory every this many milliseconds instead of watching it with inotify.")
   var poll: Int?
+  @Option(
+    help:
+      "A lock file (plugin name → SHA-256, as `goplugin lock` writes): a plugin not in it, or whose file changed, is refused."
+  )
+  var lock: String?
+  @Flag(help: "With --lock: record unknown plugins in the lock file (trust on first use) instead of refusing them.")
+  var trustOnFirstUse = false
+  @Option(
+    help: "An OpenSSH allowed-signers file: only plugins with a PLUGIN.sig by one of its keys (namespace goplugin) run."
+  )
+  var allowedSigners: String?
 
   func validate() throws {
     guard self.interval >= 1 else { throw ValidationError("--interval must be at least 1 ms (got \(self.interval)).") }
     guard self.instances >= 1 else { throw ValidationError("--instances must be at least 1 (got \(self.instances)).") }
     if let poll = self.poll, poll < 1 { throw ValidationError("--poll must be at least 1 ms (got \(poll)).") }
+    if self.trustOnFirstUse && self.lock == nil { throw ValidationError("--trust-on-first-use needs --lock FILE.") }
   }
 
   func run() async throws {
@@ -59,6 +71,7 @@ struct Watch: AsyncParsableCommand {
     configuration.instances = self.instances
     configuration.drainTimeout = .seconds(10)
     if let poll = self.poll { configuration.watch = .polling(.milliseconds(poll)) }
+    configuration.trust = try self.trust()
     let manager = PluginManager(configuration: configuration, logger: logger)
     let events = manager.events()
     let tally = Tally()
@@ -74,6 +87,24 @@ struct Watch: AsyncParsableCommand {
     } else {
       Self.emit("summary: \(calls) calls, \(failed) failed")
     }
+  }
+
+  /// The trust `--lock` and `--allowed-signers` ask for; `nil` when neither does. A file that
+  /// cannot be read stops the command before any plugin runs.
+  private func trust() throws -> PluginTrust? {
+    guard self.lock != nil || self.allowedSigners != nil else { return nil }
+    var trust = PluginTrust()
+    do {
+      if let lock = self.lock {
+        trust.lockFile = try PluginLockFile(path: lock, policy: self.trustOnFirstUse ? .trustOnFirstUse : .refuse)
+      }
+      if let allowedSigners = self.allowedSigners {
+        trust.signatures = PluginSignatureRequirement(allowedSigners: try AllowedSigners(contentsOf: allowedSigners))
+      }
+    } catch {
+      throw ValidationError(error.message)
+    }
+    return trust
   }
 
   /// Prints every event and keeps one caller per online plugin, until the manager has stopped.
