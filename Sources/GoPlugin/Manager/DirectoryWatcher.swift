@@ -79,6 +79,10 @@ enum DirectoryWatcher {
     inotify: Int32, wake: Int32, directories: [String], changed: @Sendable () -> Void
   ) {
     var unwatched = directories.filter { goplugin_inotify_watch_directory(inotify, $0) < 0 }
+    // The manager's first scan may have run before these watches existed: a file put in place
+    // in between would have no event and stay unseen until the next one. A scan now, with the
+    // watches in place, sees it.
+    changed()
     let settle = Int32(Self.settleDelay / .milliseconds(1))
     while true {
       let timeout = unwatched.isEmpty ? -1 : Int32(Self.retryInterval / .milliseconds(1))
