@@ -38,7 +38,7 @@ extension PluginSupervisor {
 
     private struct State {
       var phase = Phase.idle
-      var subscribers: [Int: AsyncStream<Event>.Continuation] = [:]
+      var subscribers = EventSubscribers<Event>()
       var waiters: [Int: CheckedContinuation<Route?, Never>] = [:]
       var nextID = 0
       var restarts = RestartHistory()
@@ -88,19 +88,14 @@ extension PluginSupervisor {
           state.phase = .finished(error)
           event = error.map { .failed($0) }
         }
-        if let event {
-          for subscriber in state.subscribers.values { subscriber.yield(event) }
-        }
+        if let event { state.subscribers.publish(event) }
         switch state.phase {
         case .running(let route):
           defer { state.waiters = [:] }
           return (([], Array(state.waiters.values)), route, false)
         case .finished:
-          defer {
-            state.waiters = [:]
-            state.subscribers = [:]
-          }
-          return ((Array(state.subscribers.values), Array(state.waiters.values)), nil, true)
+          defer { state.waiters = [:] }
+          return ((state.subscribers.removeAll(), Array(state.waiters.values)), nil, true)
         default:
           return (([], []), nil, false)
         }
@@ -119,21 +114,14 @@ extension PluginSupervisor {
 
     /// Events from now on; the sequence ends after the last event.
     func subscribe() -> AsyncStream<Event> {
-      let (stream, continuation) = AsyncStream.makeStream(of: Event.self)
-      let id: Int? = self.state.withLock { state in
-        if case .finished = state.phase { return nil }
-        defer { state.nextID += 1 }
-        state.subscribers[state.nextID] = continuation
-        return state.nextID
+      EventSubscribers.subscribe { continuation in
+        self.state.withLock { state in
+          if case .finished = state.phase { return nil }
+          return state.subscribers.add(continuation)
+        }
+      } unregister: { [weak self] id in
+        self?.state.withLock { $0.subscribers.remove(id) }
       }
-      guard let id else {
-        continuation.finish()
-        return stream
-      }
-      continuation.onTermination = { [weak self] _ in
-        _ = self?.state.withLock { $0.subscribers.removeValue(forKey: id) }
-      }
-      return stream
     }
 
     /// The plugin to send a call to, if one is running right now.

@@ -57,8 +57,7 @@ extension PluginManager {
       var stopRequested = false
       var entries: [String: Entry] = [:]
       var disabled: Set<String> = []
-      var subscribers: [Int: AsyncStream<Event>.Continuation] = [:]
-      var nextID = 0
+      var subscribers = EventSubscribers<Event>()
       var rescan: AsyncStream<Void>.Continuation?
     }
 
@@ -176,9 +175,7 @@ extension PluginManager {
       self.state.withLock { state -> Result? in
         guard state.entries[name] != nil else { return nil }
         let (event, result) = change(&state.entries[name]!)
-        if let event {
-          for subscriber in state.subscribers.values { subscriber.yield(event) }
-        }
+        if let event { state.subscribers.publish(event) }
         return result
       }
     }
@@ -247,9 +244,7 @@ extension PluginManager {
         entry.state = .online(pid: pid, digest: digest)
         state.entries[name] = entry
         for (oldPID, newPID) in pids {
-          for subscriber in state.subscribers.values {
-            subscriber.yield(.swapped(name: name, oldPID: oldPID, newPID: newPID))
-          }
+          state.subscribers.publish(.swapped(name: name, oldPID: oldPID, newPID: newPID))
         }
       }
     }
@@ -359,29 +354,21 @@ extension PluginManager {
     }
 
     func subscribe() -> AsyncStream<Event> {
-      let (stream, continuation) = AsyncStream.makeStream(of: Event.self)
-      let id: Int? = self.state.withLock { state in
-        if case .finished = state.phase { return nil }
-        defer { state.nextID += 1 }
-        state.subscribers[state.nextID] = continuation
-        return state.nextID
+      EventSubscribers.subscribe { continuation in
+        self.state.withLock { state in
+          if case .finished = state.phase { return nil }
+          return state.subscribers.add(continuation)
+        }
+      } unregister: { [weak self] id in
+        self?.state.withLock { $0.subscribers.remove(id) }
       }
-      guard let id else {
-        continuation.finish()
-        return stream
-      }
-      continuation.onTermination = { [weak self] _ in
-        _ = self?.state.withLock { $0.subscribers.removeValue(forKey: id) }
-      }
-      return stream
     }
 
     /// The manager has stopped: the event sequences end.
     func finish() {
       let subscribers = self.state.withLock { state in
         state.phase = .finished
-        defer { state.subscribers = [:] }
-        return Array(state.subscribers.values)
+        return state.subscribers.removeAll()
       }
       for subscriber in subscribers { subscriber.finish() }
     }

@@ -124,7 +124,7 @@ extension PluginPool {
       var swap: SwapStep?
       var nextID = 0
       var leases = 0
-      var subscribers: [Int: AsyncStream<Event>.Continuation] = [:]
+      var subscribers = EventSubscribers<Event>()
       var leaseWaiters: [Int: CheckedContinuation<Attempt, Never>] = [:]
       var readyWaiters: [Int: CheckedContinuation<PluginError?, Never>] = [:]
 
@@ -134,7 +134,7 @@ extension PluginPool {
       }
 
       func publish(_ event: Event) {
-        for subscriber in self.subscribers.values { subscriber.yield(event) }
+        self.subscribers.publish(event)
       }
     }
 
@@ -237,8 +237,7 @@ extension PluginPool {
     private func finishIfDone(_ state: inout State, _ effects: inout Effects) {
       guard case .stopping = state.lifecycle, state.entries.isEmpty else { return }
       state.lifecycle = .finished
-      let subscribers = Array(state.subscribers.values)
-      state.subscribers = [:]
+      let subscribers = state.subscribers.removeAll()
       let launch = self.launch
       effects.add {
         launch.finish()
@@ -625,21 +624,14 @@ extension PluginPool {
 
     /// Events from now on; the sequence ends once the pool has stopped.
     func subscribe() -> AsyncStream<Event> {
-      let (stream, continuation) = AsyncStream.makeStream(of: Event.self)
-      let id: Int? = self.state.withLock { state in
-        if case .finished = state.lifecycle { return nil }
-        let id = state.makeID()
-        state.subscribers[id] = continuation
-        return id
+      EventSubscribers.subscribe { continuation in
+        self.state.withLock { state in
+          if case .finished = state.lifecycle { return nil }
+          return state.subscribers.add(continuation)
+        }
+      } unregister: { [weak self] id in
+        self?.state.withLock { $0.subscribers.remove(id) }
       }
-      guard let id else {
-        continuation.finish()
-        return stream
-      }
-      continuation.onTermination = { [weak self] _ in
-        _ = self?.state.withLock { $0.subscribers.removeValue(forKey: id) }
-      }
-      return stream
     }
 
     var instances: [InstanceStatus] {
