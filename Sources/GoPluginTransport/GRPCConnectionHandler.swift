@@ -66,6 +66,8 @@ package final class GRPCConnectionHandler: ChannelInboundHandler, @unchecked Sen
   private(set) var isGoingAway = false
   private var closeWhenIdle = false
   let closed: EventLoopPromise<Void>
+  /// Runs a call's task on this connection's event loop, where its frames are read and written.
+  package let taskExecutor: EventLoopTaskExecutor
   /// Succeeds with the peer's first SETTINGS, the point from which the connection carries calls;
   /// fails with why the connection ended if it ends first.
   let ready: EventLoopPromise<Void>
@@ -84,7 +86,8 @@ package final class GRPCConnectionHandler: ChannelInboundHandler, @unchecked Sen
     maxMessageSize: Int,
     streamWindow: Int,
     connectionWindow: Int,
-    peer: String = "the peer"
+    peer: String = "the peer",
+    taskExecutor: EventLoopTaskExecutor? = nil
   ) {
     self.role = role
     self.eventLoop = channel.eventLoop
@@ -93,6 +96,13 @@ package final class GRPCConnectionHandler: ChannelInboundHandler, @unchecked Sen
     self.connectionWindow = connectionWindow
     self.peer = peer
     self.closed = channel.eventLoop.makePromise()
+    // Sharing the transport's executor lets a caller already on it make calls without any
+    // executor switch at all.
+    if let taskExecutor, taskExecutor.eventLoop === channel.eventLoop {
+      self.taskExecutor = taskExecutor
+    } else {
+      self.taskExecutor = EventLoopTaskExecutor(channel.eventLoop)
+    }
     self.ready = channel.eventLoop.makePromise()
   }
 

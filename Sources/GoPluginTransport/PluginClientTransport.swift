@@ -48,6 +48,9 @@ public final class PluginClientTransport: ClientTransport, Sendable {
   private let methodConfig: MethodConfig
   private let onConnect: @Sendable () -> Void
   private let eventLoop: any EventLoop
+  /// Runs tasks on the event loop the connections are made on (a handed channel may use
+  /// another). A caller that makes many calls can run on it: see ``callExecutor``.
+  private let taskExecutor: EventLoopTaskExecutor
   private let connection = Mutex(Connection.idle)
   /// Every channel dialled and not yet closed: the current one, one still draining after a
   /// GOAWAY, one dialled while shutting down. ``connect()`` returns only once all are closed, so
@@ -80,11 +83,18 @@ public final class PluginClientTransport: ClientTransport, Sendable {
     self.authority = "unused"
     self.onConnect = onConnect
     self.eventLoop = eventLoop
+    self.taskExecutor = EventLoopTaskExecutor(eventLoop)
     var methodConfig = MethodConfig(names: [MethodConfig.Name(service: "")])
     methodConfig.maxRequestMessageBytes = maxMessageSize
     methodConfig.maxResponseMessageBytes = maxMessageSize
     self.methodConfig = methodConfig
   }
+
+  /// The executor every call on this transport runs on while it is on the wire: the event loop
+  /// of its connection. A task that makes many calls in a row can prefer it too
+  /// (`withTaskExecutorPreference(transport.callExecutor) { … }`), and its calls then make no
+  /// thread switch at all; other tasks switch to it and back once per call.
+  public var callExecutor: any TaskExecutor { self.taskExecutor }
 
   /// No retries: a plugin call either reaches the plugin or fails.
   public var retryThrottle: RetryThrottle? { nil }
@@ -156,11 +166,20 @@ public final class PluginClientTransport: ClientTransport, Sendable {
       outbound: RPCWriter.Closable(wrapping: ClientOutbound(stream: stream, headers: headers))
     )
     let context = ClientContext(descriptor: descriptor, remotePeer: self.peerDescription, localPeer: "local")
-    defer {
-      // Whatever the closure left open is cancelled, so the plugin stops working on it.
-      stream.eventLoop.execute { stream.reset(.cancel) }
+    // The call runs on the connection's event loop, with the writer task grpc-swift starts for
+    // it: frames go out as they are written and the reader is resumed where they arrive, so a
+    // call crosses threads only on its way in and out, not once per frame.
+    return try await withTaskExecutorPreference(handler.taskExecutor) {
+      defer {
+        // Whatever the closure left open is cancelled, so the plugin stops working on it.
+        if stream.eventLoop.inEventLoop {
+          stream.reset(.cancel)
+        } else {
+          stream.eventLoop.execute { stream.reset(.cancel) }
+        }
+      }
+      return try await closure(rpcStream, context)
     }
-    return try await closure(rpcStream, context)
   }
 
   private var peerDescription: String {
@@ -293,7 +312,8 @@ public final class PluginClientTransport: ClientTransport, Sendable {
       maxMessageSize: self.maxMessageSize,
       streamWindow: Transports.windowSize,
       connectionWindow: Transports.connectionWindowSize,
-      peer: "\(self.peerName) at \(self.peerDescription)"
+      peer: "\(self.peerName) at \(self.peerDescription)",
+      taskExecutor: self.taskExecutor
     )
     do {
       if let tls = self.tls {

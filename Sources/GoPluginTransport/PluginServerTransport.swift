@@ -10,8 +10,9 @@ import Synchronization
 /// listens on.
 ///
 /// A plugin serves one host over a local socket, so its connections share one event loop.
-/// Handlers run as tasks wherever Swift concurrency schedules them, as with grpc-swift's own
-/// transport: one that blocks ties up a thread, not the connection.
+/// Handlers run as tasks on that loop by default, so that a call is read, handled and answered
+/// on one thread; a handler that blocks its thread then stalls the connection, and a server whose
+/// handlers may block runs them on Swift's global executor instead (`handlersOnEventLoop`).
 package final class PluginServerTransport: ServerTransport, Sendable {
   package typealias Bytes = PluginBytes
 
@@ -28,13 +29,22 @@ package final class PluginServerTransport: ServerTransport, Sendable {
   }
 
   let eventLoop: any EventLoop
+  /// Where handlers run: the event loop, or Swift's global executor when handlers may block.
+  private let handlerExecutor: EventLoopTaskExecutor?
   private let descriptor: Int32
   private let tls: ConnectionTLS?
   private let maxReceiveMessageSize: Int
   private let state = Mutex(State())
   private let listening = OneShot<Result<Void, any Error>>()
 
-  package init(listeningDescriptor: Int32, maxReceiveMessageSize: Int, tls: ConnectionTLS?, eventLoop: any EventLoop) {
+  package init(
+    listeningDescriptor: Int32,
+    maxReceiveMessageSize: Int,
+    tls: ConnectionTLS?,
+    eventLoop: any EventLoop,
+    handlersOnEventLoop: Bool = true
+  ) {
+    self.handlerExecutor = handlersOnEventLoop ? EventLoopTaskExecutor(eventLoop) : nil
     self.descriptor = listeningDescriptor
     self.maxReceiveMessageSize = maxReceiveMessageSize
     self.tls = tls
@@ -44,9 +54,18 @@ package final class PluginServerTransport: ServerTransport, Sendable {
   /// A transport that serves the connections handed to it with ``serve(_:)``, such as yamux
   /// streams, and listens on no socket. `eventLoop` must be theirs.
   package convenience init(
-    handedConnectionsOn eventLoop: any EventLoop, maxReceiveMessageSize: Int, tls: ConnectionTLS?
+    handedConnectionsOn eventLoop: any EventLoop,
+    maxReceiveMessageSize: Int,
+    tls: ConnectionTLS?,
+    handlersOnEventLoop: Bool = true
   ) {
-    self.init(listeningDescriptor: -1, maxReceiveMessageSize: maxReceiveMessageSize, tls: tls, eventLoop: eventLoop)
+    self.init(
+      listeningDescriptor: -1,
+      maxReceiveMessageSize: maxReceiveMessageSize,
+      tls: tls,
+      eventLoop: eventLoop,
+      handlersOnEventLoop: handlersOnEventLoop
+    )
   }
 
   /// Serves gRPC on `channel`, a connection made elsewhere: called on the transport's event
@@ -94,9 +113,13 @@ package final class PluginServerTransport: ServerTransport, Sendable {
     _ = self.listening.fulfil(.success(()))
 
     await withTaskCancellationHandler {
-      await withDiscardingTaskGroup { group in
-        for await call in accepted {
-          group.addTask { await streamHandler(call.stream, call.context) }
+      // Calls are handled on the connections' event loop (they share one), which reads their
+      // requests and writes their responses: a call makes no thread switch inside the plugin.
+      await withTaskExecutorPreference(self.handlerExecutor) {
+        await withDiscardingTaskGroup { group in
+          for await call in accepted {
+            group.addTask { await streamHandler(call.stream, call.context) }
+          }
         }
       }
     } onCancel: {

@@ -36,6 +36,15 @@ public struct PluginTransport: ClientTransport {
     }
   }
 
+  /// The executor calls over the library's own transport run on: their connection's event loop.
+  /// A task that prefers it makes its calls without switching threads; nil for other transports.
+  public var callExecutor: (any TaskExecutor)? {
+    switch self.backing {
+    case .direct(let transport): transport.callExecutor
+    case .converting: nil
+    }
+  }
+
   public var retryThrottle: RetryThrottle? {
     switch self.backing {
     case .direct(let transport): transport.retryThrottle

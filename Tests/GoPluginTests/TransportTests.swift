@@ -3,6 +3,7 @@ import GRPCCore
 import GoPlugin
 import KVInterface
 import Logging
+import NIOPosix
 import Testing
 
 /// The library's own gRPC transport on a real unix socket, with the server side served in this
@@ -14,6 +15,13 @@ struct TransportTests {
   private func withServedKV(
     configure: (inout PluginServeConfiguration) -> Void = { _ in },
     _ body: @Sendable (KVClient) async throws -> Void
+  ) async throws {
+    try await self.withServedKVAndTransport(configure: configure) { kv, _ in try await body(kv) }
+  }
+
+  private func withServedKVAndTransport(
+    configure: (inout PluginServeConfiguration) -> Void = { _ in },
+    _ body: @Sendable (KVClient, PluginClientTransport) async throws -> Void
   ) async throws {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
       "transport-\(UUID().uuidString.prefix(8))"
@@ -41,7 +49,7 @@ struct TransportTests {
       let line = try #require(await iterator.next())
       let transport = try PluginClientTransport(network: line.network, address: line.address)
       try await withGRPCClient(transport: PluginTransport(transport)) { client in
-        try await body(KVClient(grpcClient: client))
+        try await body(KVClient(grpcClient: client), transport)
       }
       group.cancelAll()
     }
@@ -75,6 +83,40 @@ struct TransportTests {
     }
   }
 
+  @Test("handlers run on the connection's event loop unless the plugin asks for the global executor")
+  func handlerExecution() async throws {
+    let onConnection: (inout PluginServeConfiguration) -> Void = {
+      $0.versionedPlugins = [1: ["kv": KVPlugin(serving: WhereKV())]]
+    }
+    try await self.withServedKV(configure: onConnection) { kv in
+      let answer = try await kv.get("where")
+      #expect(answer == WhereKV.onEventLoop)
+    }
+    let onGlobalExecutor: (inout PluginServeConfiguration) -> Void = {
+      $0.versionedPlugins = [1: ["kv": KVPlugin(serving: WhereKV())]]
+      $0.handlerExecution = .globalExecutor
+    }
+    try await self.withServedKV(configure: onGlobalExecutor) { kv in
+      let answer = try await kv.get("where")
+      #expect(answer == WhereKV.offEventLoop)
+    }
+  }
+
+  @Test("a caller on the connection's call executor stays on its event loop through its calls")
+  func callExecutor() async throws {
+    try await self.withServedKVAndTransport { kv, transport in
+      // Not on an event loop yet: the test runs on the cooperative pool.
+      #expect(WhereKV.here == WhereKV.offEventLoop)
+      try await withTaskExecutorPreference(transport.callExecutor) {
+        for index in 0..<20 {
+          try await kv.put("k\(index)", value: [UInt8(index)])
+          #expect(try await kv.get("k\(index)") == [UInt8(index)])
+          #expect(WhereKV.here == WhereKV.onEventLoop)
+        }
+      }
+    }
+  }
+
   @Test("an unknown address type is a typed error")
   func badNetwork() {
     #expect(throws: PluginError.self) {
@@ -82,4 +124,18 @@ struct TransportTests {
     }
     #expect(throws: PluginError.self) { try PluginClientTransport(network: .tcp, address: "no-port") }
   }
+}
+
+/// A store that answers every Get with where its handler ran.
+private struct WhereKV: KV {
+  static let onEventLoop: [UInt8] = [1]
+  static let offEventLoop: [UInt8] = [0]
+
+  static var here: [UInt8] {
+    MultiThreadedEventLoopGroup.currentEventLoop == nil ? Self.offEventLoop : Self.onEventLoop
+  }
+
+  func get(_ key: String) async throws -> [UInt8] { Self.here }
+  func put(_ key: String, value: [UInt8]) async throws {}
+  func upload(_ chunks: [[UInt8]]) async throws -> UploadCount { UploadCount(bytes: 0, chunks: 0) }
 }

@@ -65,6 +65,15 @@ struct PluginBench: AsyncParsableCommand {
   @Flag(name: .customLong("auto-mtls"), help: "Secure the connection with AutoMTLS certificates made per launch.")
   var autoMTLS = false
 
+  @Flag(
+    name: .customLong("callers-on-pool"),
+    help: """
+      Run the callers on Swift's cooperative pool, so that every call switches to the \
+      connection's event loop and back, instead of on the connection's call executor.
+      """
+  )
+  var callersOnPool = false
+
   @Flag(help: "Print one JSON object instead of a table.")
   var json = false
 
@@ -91,7 +100,8 @@ struct PluginBench: AsyncParsableCommand {
       bulkBytes: self.bulkMiB * 1024 * 1024,
       chunkBytes: self.chunkKiB * 1024,
       multiplex: self.multiplex,
-      autoMTLS: self.autoMTLS
+      autoMTLS: self.autoMTLS,
+      callersOnConnectionExecutor: !self.callersOnPool
     )
     let start = BenchResult(label: self.label, host: "swift", plugin: self.plugin, parameters: parameters)
     let workloads = Workloads(

@@ -18,9 +18,14 @@ struct BenchKVPlugin: GRPCPlugin {
     throw PluginError(code: .invalidConfiguration, message: "plugin-bench only hosts \(context.name)")
   }
 
-  func client(connection: PluginConnection) -> Kvbench_KV.Client<PluginTransport> {
-    Kvbench_KV.Client(wrapping: connection.grpcClient)
+  func client(connection: PluginConnection) -> BenchKV {
+    BenchKV(stub: Kvbench_KV.Client(wrapping: connection.grpcClient), callExecutor: connection.callExecutor)
   }
+}
+
+struct BenchKV: Sendable {
+  var stub: Kvbench_KV.Client<PluginTransport>
+  var callExecutor: (any TaskExecutor)?
 }
 
 /// A workload failed in a way the numbers cannot hide.
@@ -43,6 +48,9 @@ struct Workloads: Sendable {
     var multiplex = false
     /// The connection is secured with AutoMTLS.
     var autoMTLS = false
+    /// The callers run on the connection's call executor, as a host making many calls should,
+    /// rather than on the cooperative pool.
+    var callersOnConnectionExecutor = true
   }
 
   static let valueSize = 16
@@ -100,9 +108,12 @@ struct Workloads: Sendable {
       let pid = info.pid
       let kv = try await client.dispense("kv", as: BenchKVPlugin.self)
       var measured = soFar
-      try await self.sequential(kv, into: &measured)
-      try await self.concurrent(kv, into: &measured)
-      try await self.bulk(kv, into: &measured)
+      let executor = self.parameters.callersOnConnectionExecutor ? kv.callExecutor : nil
+      try await withTaskExecutorPreference(executor) {
+        try await self.sequential(kv.stub, into: &measured)
+        try await self.concurrent(kv.stub, into: &measured)
+        try await self.bulk(kv.stub, into: &measured)
+      }
       // Read before the plugin is stopped: after that there is no process to ask.
       measured.pluginPeakRSSKiB = ProcessStats.peakRSSKiB(pid: pid) ?? 0
       return measured
@@ -113,7 +124,7 @@ struct Workloads: Sendable {
     let start = self.clock.now
     return try await withPluginClient(self.configuration, logger: self.logger) { client in
       let kv = try await client.dispense("kv", as: BenchKVPlugin.self)
-      _ = try await kv.get(.with { $0.key = "first" })
+      _ = try await kv.stub.get(.with { $0.key = "first" })
       return self.clock.now - start
     }
   }

@@ -173,7 +173,8 @@ public final class PluginClient: Sendable {
       grpcClient: wire.grpcClient,
       name: name,
       negotiatedVersion: session.info.negotiatedVersion,
-      broker: wire.broker
+      broker: wire.broker,
+      callExecutor: wire.transport.callExecutor
     )
   }
 

@@ -10,14 +10,35 @@ public struct PluginConnection: Sendable {
   public let negotiatedVersion: Int
   /// Extra connections to and from the plugin.
   public let broker: GRPCBroker
+  /// The executor the connection's calls run on while they are on the wire: the event loop
+  /// that reads and writes its socket. Every call switches to it and back; a task that makes
+  /// many calls in a row can run on it throughout, and its calls then switch no thread at all:
+  ///
+  /// ```swift
+  /// try await withTaskExecutorPreference(connection.callExecutor) {
+  ///   for key in keys { _ = try await kv.get(key) }
+  /// }
+  /// ```
+  ///
+  /// Keep blocking work off it: it serves the connection. Nil where the connection is not one
+  /// socket of the library's own, such as a supervisor's or a pool's, whose process changes,
+  /// or an in-process test transport.
+  public let callExecutor: (any TaskExecutor)?
 
   /// A connection over any gRPC client, for instance to test a plugin's client type against an
   /// in-process server: wrap that client's transport in a ``PluginTransport``, as
   /// `GoPluginTesting`'s `withInProcessPlugin` does with grpc-swift's `InProcessTransport`.
-  public init(grpcClient: GRPCClient<PluginTransport>, name: String, negotiatedVersion: Int, broker: GRPCBroker) {
+  public init(
+    grpcClient: GRPCClient<PluginTransport>,
+    name: String,
+    negotiatedVersion: Int,
+    broker: GRPCBroker,
+    callExecutor: (any TaskExecutor)? = nil
+  ) {
     self.grpcClient = grpcClient
     self.name = name
     self.negotiatedVersion = negotiatedVersion
     self.broker = broker
+    self.callExecutor = callExecutor
   }
 }

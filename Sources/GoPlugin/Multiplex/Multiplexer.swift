@@ -278,9 +278,12 @@ final class Multiplexer: Sendable {
 
   /// A gRPC server for the streams routed to it with ``setMainRoute(_:)`` or
   /// ``routeNextInboundStream(to:)`` (pass its ``PluginServerTransport/serve(_:)``).
-  func serverTransport(maxReceiveMessageSize: Int, tls: ConnectionTLS?) -> PluginServerTransport {
+  func serverTransport(
+    maxReceiveMessageSize: Int, tls: ConnectionTLS?, handlersOnEventLoop: Bool = true
+  ) -> PluginServerTransport {
     PluginServerTransport(
-      handedConnectionsOn: self.eventLoop, maxReceiveMessageSize: maxReceiveMessageSize, tls: tls)
+      handedConnectionsOn: self.eventLoop, maxReceiveMessageSize: maxReceiveMessageSize, tls: tls,
+      handlersOnEventLoop: handlersOnEventLoop)
   }
 
   // MARK: - Closing

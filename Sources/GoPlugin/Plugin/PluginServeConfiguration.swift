@@ -12,6 +12,18 @@ public struct PluginServeConfiguration: Sendable {
     case tcp
   }
 
+  /// Where a plugin's service handlers run.
+  public enum HandlerExecution: Sendable, Hashable {
+    /// On the event loop of the connection the call came in on, which reads the request and
+    /// writes the response: a call switches no thread inside the plugin. A handler that blocks
+    /// its thread (synchronous I/O, a lock held long, heavy computation) holds up every other
+    /// call on the connection meanwhile.
+    case onConnection
+    /// On Swift's global executor: each call switches to it and back, tens of microseconds on
+    /// a small machine, and a handler that blocks holds up only itself.
+    case globalExecutor
+  }
+
   /// The protocol version and magic cookie hosts launch this plugin with.
   public var handshake: HandshakeConfiguration
   /// The plugins to serve, by application protocol version.
@@ -28,6 +40,9 @@ public struct PluginServeConfiguration: Sendable {
   /// configuration. It takes precedence over AutoMTLS; without either, a host that sends
   /// `PLUGIN_CLIENT_CERT` gets AutoMTLS, and any other host plaintext over the private socket.
   public var tls: TLSConfiguration?
+  /// Where the handlers of the plugin's services run; on the connection's event loop by
+  /// default, which suits handlers that await rather than block.
+  public var handlerExecution: HandlerExecution = .onConnection
   /// The plugin's logger; by default hclog JSON on the real stderr, which every host parses.
   public var logger: Logger
   /// Whether what the process writes to stdout and stderr after the handshake is captured and

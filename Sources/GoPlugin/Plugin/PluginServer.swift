@@ -97,12 +97,16 @@ public enum PluginServer {
     // Multiplexed, the announced socket carries yamux, and gRPC serves the streams the host
     // opens without a knock, on no socket of its own.
     let transport: PluginServerTransport
+    let handlersOnEventLoop = configuration.handlerExecution == .onConnection
     if let multiplexer {
-      transport = multiplexer.serverTransport(maxReceiveMessageSize: configuration.maxReceiveMessageSize, tls: tls)
+      transport = multiplexer.serverTransport(
+        maxReceiveMessageSize: configuration.maxReceiveMessageSize, tls: tls,
+        handlersOnEventLoop: handlersOnEventLoop)
       multiplexer.setMainRoute { channel in try transport.serve(channel) }
     } else {
       transport = Transports.server(
-        listener: listener, maxReceiveMessageSize: configuration.maxReceiveMessageSize, tls: tls)
+        listener: listener, maxReceiveMessageSize: configuration.maxReceiveMessageSize, tls: tls,
+        handlersOnEventLoop: handlersOnEventLoop)
     }
     let line = HandshakeLine(
       appVersion: version,

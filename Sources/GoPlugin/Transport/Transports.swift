@@ -7,13 +7,15 @@ extension Transports {
   static func server(
     listener: SocketListener,
     maxReceiveMessageSize: Int,
-    tls: ConnectionTLS?
+    tls: ConnectionTLS?,
+    handlersOnEventLoop: Bool = true
   ) -> PluginServerTransport {
     PluginServerTransport(
       listeningDescriptor: listener.descriptor,
       maxReceiveMessageSize: maxReceiveMessageSize,
       tls: tls,
-      eventLoop: MultiThreadedEventLoopGroup.singleton.next()
+      eventLoop: MultiThreadedEventLoopGroup.singleton.next(),
+      handlersOnEventLoop: handlersOnEventLoop
     )
   }
 
