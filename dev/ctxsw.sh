@@ -5,6 +5,10 @@
 #
 #   dev/ctxsw.sh                         # builds kv and kv-plugin in release, 20000 calls, 5 runs
 #   dev/ctxsw.sh --calls 50000 --runs 7 --skip-build --results FILE.md
+#   dev/ctxsw.sh --bin .build-bench/swift-static/release [--swift-host-args "--callers-on-pool"]
+#
+# With --bin, the Swift side is the release build in DIR (dev/bench.sh's, which builds none
+# here) and the Swift host is its `plugin-bench`, given --swift-host-args.
 #
 # What a call costs beyond the wire is mostly thread hand-offs; this counts them. Each pair runs
 # twice per round under `perf stat -e context-switches,cpu-migrations,task-clock` (software
@@ -19,13 +23,17 @@ base=2000
 runs=5
 build=1
 results=""
+bin_dir=""
+host_args=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --calls) calls="$2"; shift ;;
     --runs) runs="$2"; shift ;;
     --skip-build) build=0 ;;
     --results) results="$2"; shift ;;
-    -h | --help) sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --bin) bin_dir="$2"; build=0; shift ;;
+    --swift-host-args) host_args="$2"; shift ;;
+    -h | --help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "ctxsw.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -39,8 +47,14 @@ if [ "$build" = 1 ]; then
   swift build --package-path "$repo" -c release --product kv-plugin >&2
   [ -x "$interop/go-kv-host" ] || "$repo/Tests/Interop/build.sh" "$interop" >&2
 fi
-bin="$(swift build --package-path "$repo" -c release --show-bin-path)"
-for program in "$bin/kv" "$bin/kv-plugin" "$interop/go-kv-host" "$interop/go-kv-plugin"; do
+if [ -n "$bin_dir" ]; then
+  bin="$(cd "$bin_dir" && pwd)"
+  swift_host="$bin/plugin-bench"
+else
+  bin="$(swift build --package-path "$repo" -c release --show-bin-path)"
+  swift_host="$bin/kv"
+fi
+for program in "$swift_host" "$bin/kv-plugin" "$interop/go-kv-host" "$interop/go-kv-plugin"; do
   [ -x "$program" ] || { echo "ctxsw.sh: $program is missing (run without --skip-build)" >&2; exit 1; }
 done
 
@@ -51,8 +65,16 @@ trap 'rm -rf "$work"' EXIT
 measure() {
   local host=$1 plugin=$2 n=$3
   case "$host" in
-    swift) perf stat -x, -o "$work/stat" -e context-switches,cpu-migrations,task-clock -- \
-      "$bin/kv" --plugin "$plugin" bench --calls "$n" --launches 1 >"$work/out" 2>&1 ;;
+    swift)
+      if [ -n "$bin_dir" ]; then
+        # shellcheck disable=SC2086 # the host's extra arguments are words
+        perf stat -x, -o "$work/stat" -e context-switches,cpu-migrations,task-clock -- \
+          "$swift_host" --plugin "$plugin" --launches 0 --calls "$n" --warmup 0 --concurrent-calls 0 \
+          --bulk-mib 0 $host_args >"$work/out" 2>&1
+      else
+        perf stat -x, -o "$work/stat" -e context-switches,cpu-migrations,task-clock -- \
+          "$swift_host" --plugin "$plugin" bench --calls "$n" --launches 1 >"$work/out" 2>&1
+      fi ;;
     go) perf stat -x, -o "$work/stat" -e context-switches,cpu-migrations,task-clock -- \
       "$interop/go-kv-host" -plugin "$plugin" -calls "$n" >"$work/out" 2>&1 ;;
   esac || { echo "ctxsw.sh: the $host host failed on $plugin:" >&2; cat "$work/out" >&2; exit 1; }
@@ -92,7 +114,7 @@ if [ -n "$results" ]; then
   {
     echo "# Context switches per call ($(date -u +%Y-%m-%d), $(git -C "$repo" rev-parse --short HEAD))"
     echo
-    echo "\`dev/ctxsw.sh --calls $calls --runs $runs\`: sequential Get of a short value, $calls calls beyond a"
+    echo "\`dev/ctxsw.sh --calls $calls --runs $runs${bin_dir:+ --bin $bin_dir}${host_args:+ --swift-host-args \"$host_args\"}\`: sequential Get of a short value, $calls calls beyond a"
     echo "$base-call run, host and plugin processes counted together by \`perf stat\`, median of $runs rounds."
     echo
     cat "$work/table"

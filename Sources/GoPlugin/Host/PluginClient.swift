@@ -193,6 +193,18 @@ public final class PluginClient: Sendable {
     }
   }
 
+  /// The executor the plugin's gRPC calls run on while they are on the wire, its connection's
+  /// event loop; waits until the plugin has started. A task that makes many calls can run on
+  /// it, and its calls then switch no thread (see ``PluginConnection/callExecutor``). Nil for a
+  /// net/rpc plugin.
+  public var callExecutor: (any TaskExecutor)? {
+    get async throws(PluginError) {
+      let session = try await self.session()
+      guard case .grpc(let wire) = session.wire else { return nil }
+      return wire.transport.callExecutor
+    }
+  }
+
   /// Extra streams to and from a net/rpc plugin; waits until the plugin has started.
   ///
   /// - Throws: ``PluginError`` with ``PluginError/Code/unsupportedProtocol`` for a gRPC plugin,
