@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Checks that GoPluginProtoGenerator stops a build with an error that says what to install when
+# the protoc it is told to use does not exist, rather than with protoc's or SwiftPM's own words.
+# It builds the GreeterProto example's interface target in the repository's build folder with
+# PROTOC_PATH naming a file that does not exist and a PATH without protoc. About a minute when
+# the package is already built (the build stops while planning, before compiling anything).
+#
+#   dev/check-proto-generator.sh
+#
+# The case where no protoc exists at all (none named, none in PATH, /usr/bin, /usr/local/bin or
+# /opt/homebrew/bin) is not run here: it needs a machine without /usr/bin/protoc.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+toolchain=$(dirname "$(readlink -f "$(command -v swift)")")
+
+status=0
+output=$(env PROTOC_PATH=/nonexistent/protoc PATH="$toolchain:/bin" \
+  nice -n 15 swift build --target GreeterProtoInterface 2>&1) || status=$?
+if ((status == 0)); then
+  echo "the build succeeded with PROTOC_PATH=/nonexistent/protoc: the generator did not check it" >&2
+  exit 1
+fi
+for expected in "/nonexistent/protoc, named by PROTOC_PATH, is not an executable file" \
+  "apt-get install protobuf-compiler" "brew install protobuf"; do
+  if ! grep -qF "$expected" <<<"$output"; then
+    printf 'the build failed, but without saying "%s":\n%s\n' "$expected" "$output" >&2
+    exit 1
+  fi
+done
+echo "a missing protoc stops the build with: $(grep -m1 -F 'GoPluginProtoGenerator:' <<<"$output")"
