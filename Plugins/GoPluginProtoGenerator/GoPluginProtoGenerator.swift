@@ -16,11 +16,18 @@ struct GoPluginProtoGenerator: BuildToolPlugin {
 
     let root = target.directoryURL.standardizedFileURL
     let configurationFile = root.appending(path: Configuration.fileName)
-    let configuration = try Configuration.load(from: configurationFile)
-    let environment = ProcessInfo.processInfo.environment
-    let protoc = try Protoc.locate(configuration: configuration, targetDirectory: root, environment: environment)
-    let importPaths = ImportPaths.resolve(configuration: configuration, targetDirectory: root)
-    try ImportPaths.checkWellKnownTypes(of: protos, importPaths: importPaths, protoc: protoc)
+    let configuration: Configuration
+    let protoc: URL
+    let importPaths: [URL]
+    do {
+      configuration = try Configuration.load(from: configurationFile)
+      let environment = ProcessInfo.processInfo.environment
+      protoc = try Protoc.locate(configuration: configuration, targetDirectory: root, environment: environment)
+      importPaths = ImportPaths.resolve(configuration: configuration, targetDirectory: root)
+      try ImportPaths.checkWellKnownTypes(of: protos, importPaths: importPaths, protoc: protoc)
+    } catch let error as GeneratorError {
+      return try Self.failing(with: error, protos: protos, root: root, output: context.pluginWorkDirectoryURL)
+    }
 
     let generators = Generators(
       swift: try context.tool(named: "protoc-gen-swift").url,
@@ -40,6 +47,31 @@ struct GoPluginProtoGenerator: BuildToolPlugin {
     }
   }
 
+  /// Commands that fail with `error` when the target's files are built. SwiftPM runs build
+  /// plugins for every target of a root package whatever is being built, so throwing here
+  /// would stop `swift build --product kv-plugin` on a machine without protoc, although nothing
+  /// it builds needs one; a command fails only a build that needs the generated files.
+  private static func failing(with error: GeneratorError, protos: [URL], root: URL, output: URL) throws -> [Command] {
+    try protos.map { proto in
+      let relative = try ImportPaths.path(of: proto, under: root)
+      let stem = Self.outputStem(of: relative)
+      return .buildCommand(
+        displayName: "Generating Swift for \(relative)",
+        executable: URL(filePath: "/bin/sh"),
+        arguments: ["-c", "printf 'error: %s\\n' \"$1\" >&2; exit 1", "sh", error.description],
+        inputFiles: [proto],
+        outputFiles: [output.appending(path: "\(stem).pb.swift"), output.appending(path: "\(stem).grpc.swift")]
+      )
+    }
+  }
+
+  /// What the generated files of the file at `relative` are called, before `.pb.swift` and
+  /// `.grpc.swift`: protoc's PathToUnderscores naming, a/b/c.proto becoming a_b_c, so that two
+  /// files called c.proto in different folders of one target do not both become c.pb.swift.
+  private static func outputStem(of relative: String) -> String {
+    String(relative.dropLast(".proto".count)).replacing("/", with: "_")
+  }
+
   /// One protoc run for one file, writing its messages and, unless both are turned off, its
   /// gRPC client and server.
   private static func command(
@@ -47,9 +79,7 @@ struct GoPluginProtoGenerator: BuildToolPlugin {
     generators: Generators, dependencies: [URL], output: URL
   ) throws -> Command {
     let relative = try ImportPaths.path(of: proto, under: root)
-    // PathToUnderscores names a/b/c.proto a_b_c.pb.swift: two files called c.proto in
-    // different folders of one target would otherwise both become c.pb.swift.
-    let stem = String(relative.dropLast(".proto".count)).replacing("/", with: "_")
+    let stem = Self.outputStem(of: relative)
     let visibility = configuration.visibility.protocOption
     let accessLevelOnImports = configuration.useAccessLevelOnImports ?? true
     let common = [
