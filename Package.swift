@@ -239,6 +239,9 @@ let package = Package(
       swiftSettings: strictSettings
     ),
 
+    // What GoPluginProtoGenerator runs for each .proto file, when the build runs: reads the
+    // target's go-plugin-proto.json, finds protoc, then runs it with the two protoc plugins.
+    .executableTarget(name: "goplugin-protoc", swiftSettings: strictSettings),
     // Generates Swift from a target's .proto files at build time with the protoc installed on
     // the machine. Only the two protoc plugins (Swift) are built; grpc-swift-protobuf's own
     // build plugin also compiles protoc from C++, which a cold build pays a quarter hour for.
@@ -246,6 +249,7 @@ let package = Package(
       name: "GoPluginProtoGenerator",
       capability: .buildTool(),
       dependencies: [
+        "goplugin-protoc",
         .product(name: "protoc-gen-swift", package: "swift-protobuf"),
         .product(name: "protoc-gen-grpc-swift-2", package: "grpc-swift-protobuf"),
       ]

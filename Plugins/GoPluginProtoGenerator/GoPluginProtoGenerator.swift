@@ -2,6 +2,12 @@
 // on the machine. grpc-swift-protobuf's own build plugin compiles protoc from C++ first, which
 // costs a cold build about a quarter of an hour on two cores; a plugin interface should cost a
 // .proto file, not that.
+//
+// This plugin only names the files: SwiftPM reuses a plugin's commands until the target's list
+// of files, the plugin or the environment changes, so nothing here may depend on what a file
+// says or on what is installed. Reading go-plugin-proto.json, finding protoc and checking
+// imports happen when the command runs (goplugin-protoc), which the build reruns whenever a
+// proto file or the configuration changes, and after every failure.
 import Foundation
 import PackagePlugin
 
@@ -15,109 +21,52 @@ struct GoPluginProtoGenerator: BuildToolPlugin {
     guard !protos.isEmpty else { return [] }
 
     let root = target.directoryURL.standardizedFileURL
-    let configurationFile = root.appending(path: Configuration.fileName)
-    let configuration: Configuration
-    let protoc: URL
-    let importPaths: [URL]
-    do {
-      configuration = try Configuration.load(from: configurationFile)
-      let environment = ProcessInfo.processInfo.environment
-      protoc = try Protoc.locate(configuration: configuration, targetDirectory: root, environment: environment)
-      importPaths = ImportPaths.resolve(configuration: configuration, targetDirectory: root)
-      try ImportPaths.checkWellKnownTypes(of: protos, importPaths: importPaths, protoc: protoc)
-    } catch let error as GeneratorError {
-      return try Self.failing(with: error, protos: protos, root: root, output: context.pluginWorkDirectoryURL)
-    }
-
-    let generators = Generators(
-      swift: try context.tool(named: "protoc-gen-swift").url,
-      grpc: try context.tool(named: "protoc-gen-grpc-swift-2").url
-    )
-    // A change to any proto of the target may change what another one imports, and a change
-    // to the configuration changes every file: each command depends on all of them.
-    var dependencies = protos + [generators.swift, generators.grpc, protoc]
+    let driver = try context.tool(named: "goplugin-protoc").url
+    let swiftGenerator = try context.tool(named: "protoc-gen-swift").url
+    let grpcGenerator = try context.tool(named: "protoc-gen-grpc-swift-2").url
+    let configurationFile = root.appending(path: "go-plugin-proto.json")
+    // Any proto of the target may be imported by another, and the configuration applies to
+    // all of them: each command depends on every one.
+    var inputs = protos + [driver, swiftGenerator, grpcGenerator]
     if FileManager.default.fileExists(atPath: configurationFile.path) {
-      dependencies.append(configurationFile)
+      inputs.append(configurationFile)
     }
-    return try protos.map { proto in
-      try Self.command(
-        for: proto, root: root, configuration: configuration, protoc: protoc, importPaths: importPaths,
-        generators: generators, dependencies: dependencies, output: context.pluginWorkDirectoryURL
-      )
-    }
-  }
+    // Where to look for protoc, as this build's environment says; the environment is part of
+    // what SwiftPM keys its reuse of these commands on, so a change reaches the next build.
+    let environment = ProcessInfo.processInfo.environment
+    let output = context.pluginWorkDirectoryURL
 
-  /// Commands that fail with `error` when the target's files are built. SwiftPM runs build
-  /// plugins for every target of a root package whatever is being built, so throwing here
-  /// would stop `swift build --product kv-plugin` on a machine without protoc, although nothing
-  /// it builds needs one; a command fails only a build that needs the generated files.
-  private static func failing(with error: GeneratorError, protos: [URL], root: URL, output: URL) throws -> [Command] {
-    try protos.map { proto in
-      let relative = try ImportPaths.path(of: proto, under: root)
-      let stem = Self.outputStem(of: relative)
+    return try protos.map { proto in
+      let relative = try Self.path(of: proto, under: root)
+      // protoc's PathToUnderscores naming: a/b/c.proto becomes a_b_c, so that two files called
+      // c.proto in different folders of one target do not both become c.pb.swift.
+      let stem = String(relative.dropLast(".proto".count)).replacing("/", with: "_")
       return .buildCommand(
         displayName: "Generating Swift for \(relative)",
-        executable: URL(filePath: "/bin/sh"),
-        arguments: ["-c", "printf 'error: %s\\n' \"$1\" >&2; exit 1", "sh", error.description],
-        inputFiles: [proto],
+        executable: driver,
+        arguments: [
+          "--target-directory", root.path, "--proto", relative, "--output", output.path,
+          "--protoc-gen-swift", swiftGenerator.path, "--protoc-gen-grpc-swift-2", grpcGenerator.path,
+          "--protoc-path-variable", environment["PROTOC_PATH"] ?? "", "--search-path", environment["PATH"] ?? "",
+        ],
+        inputFiles: inputs,
         outputFiles: [output.appending(path: "\(stem).pb.swift"), output.appending(path: "\(stem).grpc.swift")]
       )
     }
   }
 
-  /// What the generated files of the file at `relative` are called, before `.pb.swift` and
-  /// `.grpc.swift`: protoc's PathToUnderscores naming, a/b/c.proto becoming a_b_c, so that two
-  /// files called c.proto in different folders of one target do not both become c.pb.swift.
-  private static func outputStem(of relative: String) -> String {
-    String(relative.dropLast(".proto".count)).replacing("/", with: "_")
-  }
-
-  /// One protoc run for one file, writing its messages and, unless both are turned off, its
-  /// gRPC client and server.
-  private static func command(
-    for proto: URL, root: URL, configuration: Configuration, protoc: URL, importPaths: [URL],
-    generators: Generators, dependencies: [URL], output: URL
-  ) throws -> Command {
-    let relative = try ImportPaths.path(of: proto, under: root)
-    let stem = Self.outputStem(of: relative)
-    let visibility = configuration.visibility.protocOption
-    let accessLevelOnImports = configuration.useAccessLevelOnImports ?? true
-    let common = [
-      "Visibility=\(visibility)", "FileNaming=PathToUnderscores", "UseAccessLevelOnImports=\(accessLevelOnImports)",
-    ]
-
-    var arguments = importPaths.map { "--proto_path=\($0.path)" }
-    arguments += ["--plugin=protoc-gen-swift=\(generators.swift.path)"]
-    arguments += common.map { "--swift_opt=\($0)" }
-    arguments += ["--swift_out=\(output.path)"]
-    var outputs = [output.appending(path: "\(stem).pb.swift")]
-
-    let clients = configuration.clients ?? true
-    let servers = configuration.servers ?? true
-    if clients || servers {
-      arguments += ["--plugin=protoc-gen-grpc-swift-2=\(generators.grpc.path)"]
-      arguments += (common + ["Client=\(clients)", "Server=\(servers)"]).map { "--grpc-swift-2_opt=\($0)" }
-      arguments += ["--grpc-swift-2_out=\(output.path)"]
-      outputs.append(output.appending(path: "\(stem).grpc.swift"))
+  /// `file`'s path relative to `root`, which is how protoc names it, and so how the generated
+  /// files are named.
+  private static func path(of file: URL, under root: URL) throws -> String {
+    let filePath = file.standardizedFileURL.path
+    let rootPath = root.path.hasSuffix("/") ? root.path : root.path + "/"
+    guard filePath.hasPrefix(rootPath) else {
+      throw GeneratorError("\(filePath) is not inside its target's folder \(rootPath)")
     }
-    arguments.append(relative)
-
-    return .buildCommand(
-      displayName: "Generating Swift for \(relative) with \(protoc.path)",
-      executable: protoc,
-      arguments: arguments,
-      inputFiles: dependencies,
-      outputFiles: outputs
-    )
+    return String(filePath.dropFirst(rootPath.count))
   }
 }
 
-private struct Generators {
-  var swift: URL
-  var grpc: URL
-}
-
-/// Why no code could be generated, in words that say what to do about it.
 struct GeneratorError: Error, CustomStringConvertible {
   var description: String
 

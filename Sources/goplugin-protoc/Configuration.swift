@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// The optional `go-plugin-proto.json` beside a target's sources. Every key may be left out, and
 /// so may the file: a target whose types stay inside its module needs none.

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Finding the protoc to run. A path someone chose (the configuration, then `PROTOC_PATH`) must
 /// be right: falling back silently would build with a protoc nobody asked for. Without one, the
@@ -9,15 +13,20 @@ enum Protoc {
     "install protoc: `apt-get install protobuf-compiler` (Debian, Ubuntu) or `brew install protobuf` (macOS), "
     + "or name one with PROTOC_PATH or \"protocPath\" in \(Configuration.fileName)"
 
-  static func locate(configuration: Configuration, targetDirectory: URL, environment: [String: String]) throws -> URL {
+  /// - Parameters:
+  ///   - protocPathVariable: `PROTOC_PATH` of the build, empty when unset.
+  ///   - searchPath: `PATH` of the build.
+  static func locate(
+    configuration: Configuration, targetDirectory: URL, protocPathVariable: String, searchPath: String
+  ) throws -> URL {
     if let chosen = configuration.protocPath {
       let url = URL(filePath: chosen, relativeTo: targetDirectory).standardizedFileURL
       return try self.checked(url, namedBy: "\"protocPath\" in \(targetDirectory.path)/\(Configuration.fileName)")
     }
-    if let chosen = environment["PROTOC_PATH"], !chosen.isEmpty {
-      return try self.checked(URL(filePath: chosen), namedBy: "PROTOC_PATH")
+    if !protocPathVariable.isEmpty {
+      return try self.checked(URL(filePath: protocPathVariable), namedBy: "PROTOC_PATH")
     }
-    let searchPath = (environment["PATH"] ?? "").split(separator: ":").map(String.init)
+    let searchPath = searchPath.split(separator: ":").map(String.init)
     let usual = ["/usr/bin", "/usr/local/bin", "/opt/homebrew/bin"]
     for directory in searchPath + usual where !directory.isEmpty {
       let candidate = URL(filePath: directory).appending(path: "protoc")
@@ -59,17 +68,6 @@ enum ImportPaths {
     return paths
   }
 
-  /// `file`'s path relative to `root`, which is how protoc names it, and so how the generated
-  /// file is named.
-  static func path(of file: URL, under root: URL) throws -> String {
-    let filePath = file.standardizedFileURL.path
-    let rootPath = root.path.hasSuffix("/") ? root.path : root.path + "/"
-    guard filePath.hasPrefix(rootPath) else {
-      throw GeneratorError("\(filePath) is not inside its target's folder \(rootPath)")
-    }
-    return String(filePath.dropFirst(rootPath.count))
-  }
-
   /// Fails before protoc runs when a file imports a well-known type that no import path holds:
   /// protoc would only say "File not found", and not that a package is missing.
   static func checkWellKnownTypes(of protos: [URL], importPaths: [URL], protoc: URL) throws {
@@ -94,7 +92,7 @@ enum ImportPaths {
 
   private static func wellKnownImports(in text: String) -> [String] {
     text.split(separator: "\n").compactMap { line in
-      let words = line.trimmingCharacters(in: .whitespaces)
+      let words = line.drop(while: \.isWhitespace)
       guard words.hasPrefix("import "), let open = words.firstIndex(of: "\"") else { return nil }
       let rest = words[words.index(after: open)...]
       guard let close = rest.firstIndex(of: "\"") else { return nil }
