@@ -6,12 +6,11 @@
 #   - the GreeterProto example's interface target, which must fail with that error;
 #   - kv-plugin, which generates nothing and must build (SwiftPM runs build plugins for every
 #     target of the package, whatever is being built).
+# and, where user namespaces allow it (unshare -rm), runs the generator's command directly with
+# every usual protoc hidden behind /dev/null, for the error of a machine without any protoc.
 # About a minute when the package is already built.
 #
 #   dev/check-proto-generator.sh
-#
-# The case where no protoc exists at all (none named, none in PATH, /usr/bin, /usr/local/bin or
-# /opt/homebrew/bin) is not run here: it needs a machine without /usr/bin/protoc.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,3 +37,29 @@ if ! output=$(env PROTOC_PATH=/nonexistent/protoc nice -n 15 swift build --produ
   exit 1
 fi
 echo "a missing protoc stops only builds that need it, with: $(grep -m1 -F 'GoPluginProtoGenerator:' <<<"$first")"
+
+# No protoc anywhere: hidden in a private mount namespace, so nothing outside this check sees it.
+if unshare -rm true 2>/dev/null; then
+  driver=$(swift build --show-bin-path)/goplugin-protoc
+  scratch=$(mktemp -d)
+  trap 'rm -rf "$scratch"' EXIT
+  hide=""
+  for protoc in /usr/bin/protoc /usr/local/bin/protoc /opt/homebrew/bin/protoc; do
+    [[ -e $protoc ]] && hide+="mount --bind /dev/null $protoc && "
+  done
+  none=$(unshare -rm sh -c "$hide exec \"\$0\" \"\$@\"" "$driver" \
+    --target-directory "$repo/Examples/GreeterProto/Sources/GreeterProtoInterface" --proto greeter.proto \
+    --output "$scratch" --protoc-gen-swift unused --protoc-gen-grpc-swift-2 unused \
+    --protoc-path-variable "" --search-path /nonexistent 2>&1) && {
+    echo "goplugin-protoc found a protoc although every usual one was hidden" >&2
+    exit 1
+  }
+  if ! grep -qF "found none in PATH, /usr/bin, /usr/local/bin or /opt/homebrew/bin" <<<"$none" \
+    || ! grep -qF "apt-get install protobuf-compiler" <<<"$none"; then
+    printf 'without any protoc, goplugin-protoc said:\n%s\n' "$none" >&2
+    exit 1
+  fi
+  echo "no protoc at all stops the build with: $none"
+else
+  echo "skipped the no-protoc-at-all case: unshare -rm is not allowed here" >&2
+fi
