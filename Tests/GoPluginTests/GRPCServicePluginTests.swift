@@ -2,6 +2,7 @@ import GRPCCore
 import GoPlugin
 import GoPluginTesting
 import GreeterProtoInterface
+import Logging
 import SwiftProtobuf
 import Testing
 
@@ -59,6 +60,36 @@ struct GRPCServicePluginTests {
       let reply = try await greeter.sayHello(.with { $0.name = "Ada" })
       #expect(reply.message == "welcome Ada")
     }
+  }
+
+  @Test("a client made from the whole connection sees its name and version as well")
+  func clientFromConnection() async throws {
+    let plugin = GRPCServicePlugin(connection: { connection in
+      (
+        name: connection.name, version: connection.negotiatedVersion,
+        stub: Greeter_V1_Greeter.Client(wrapping: connection.grpcClient)
+      )
+    }).serving(TestGreeter())
+    try await withInProcessPlugin(plugin, name: "greeter", negotiatedVersion: 3) { client, _ in
+      #expect(client.name == "greeter")
+      #expect(client.version == 3)
+      let reply = try await client.stub.sayHello(.with { $0.name = "Ada" })
+      #expect(reply.message == "Hi Ada")
+    }
+  }
+
+  @Test("a value that only serves (for a Go host, say) registers its services, given or made from the context")
+  func servingOnly() throws {
+    let pair = try InProcessPluginPair(maxMessageSize: 1 << 20, logger: Logger(label: "test"))
+    defer { pair.finish() }
+    let context = PluginServiceContext(
+      name: "greeter", negotiatedVersion: 1, logger: Logger(label: "test"), broker: pair.pluginBroker)
+    let given = try GRPCServicePlugin(serving: TestGreeter()).services(context: context)
+    #expect(given.count == 1)
+    #expect(given.first is TestGreeter)
+    let made = try GRPCServicePlugin(services: { context in [TestGreeter(prefix: context.name)] })
+      .services(context: context)
+    #expect((made.first as? TestGreeter)?.prefix == "greeter")
   }
 
   @Test("a value that describes only the host's side refuses to serve, and says how to fix it")
