@@ -42,6 +42,9 @@ let package = Package(
     .executable(name: "greeter", targets: ["greeter"]),
     .executable(name: "greeter-plugin", targets: ["greeter-plugin"]),
     .executable(name: "goplugin", targets: ["goplugin"]),
+    .executable(name: "greeter-proto", targets: ["greeter-proto"]),
+    .executable(name: "greeter-proto-plugin", targets: ["greeter-proto-plugin"]),
+    .plugin(name: "GoPluginProtoGenerator", targets: ["GoPluginProtoGenerator"]),
   ],
   dependencies: [
     .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
@@ -236,6 +239,44 @@ let package = Package(
       swiftSettings: strictSettings
     ),
 
+    // What GoPluginProtoGenerator runs for each .proto file, when the build runs: reads the
+    // target's go-plugin-proto.json, finds protoc, then runs it with the two protoc plugins.
+    .executableTarget(name: "goplugin-protoc", swiftSettings: strictSettings),
+    // Generates Swift from a target's .proto files at build time with the protoc installed on
+    // the machine. Only the two protoc plugins (Swift) are built; grpc-swift-protobuf's own
+    // build plugin also compiles protoc from C++, which a cold build pays a quarter hour for.
+    .plugin(
+      name: "GoPluginProtoGenerator",
+      capability: .buildTool(),
+      dependencies: [
+        "goplugin-protoc",
+        .product(name: "protoc-gen-swift", package: "swift-protobuf"),
+        .product(name: "protoc-gen-grpc-swift-2", package: "grpc-swift-protobuf"),
+      ]
+    ),
+
+    // The GreeterProto example: a plugin interface from a .proto and a few lines of glue,
+    // generated at build time by GoPluginProtoGenerator (the article PluginFromProto).
+    .target(
+      name: "GreeterProtoInterface",
+      dependencies: ["GoPlugin", grpcCore, grpcProtobuf, swiftProtobuf],
+      path: "Examples/GreeterProto/Sources/GreeterProtoInterface",
+      swiftSettings: strictSettings,
+      plugins: ["GoPluginProtoGenerator"]
+    ),
+    .executableTarget(
+      name: "greeter-proto-plugin",
+      dependencies: ["GoPlugin", "GreeterProtoInterface", grpcCore, swiftProtobuf],
+      path: "Examples/GreeterProto/Sources/greeter-proto-plugin",
+      swiftSettings: strictSettings
+    ),
+    .executableTarget(
+      name: "greeter-proto",
+      dependencies: ["GoPlugin", "GreeterProtoInterface", grpcCore, swiftProtobuf],
+      path: "Examples/GreeterProto/Sources/greeter-proto",
+      swiftSettings: strictSettings
+    ),
+
     // A plugin whose misbehaviours the tests ask for by name.
     .executableTarget(
       name: "fixture-plugin",
@@ -271,7 +312,8 @@ let package = Package(
       dependencies: [
         "GoPlugin", "GoPluginProtos", "GoPluginTesting", "KVInterface", "CounterInterface", "StreamingInterface",
         "GreeterInterface", "greeter-plugin", "greeter", "fixture-plugin", "kv-plugin", "kv", "orphan-host",
-        "GoPluginSpawn", "GoPluginTransport", grpcCore, logging,
+        "GreeterProtoInterface", "greeter-proto-plugin", "greeter-proto", "GoPluginSpawn", "GoPluginTransport",
+        grpcCore, logging,
         swiftProtobuf,
         .product(name: "NIOSSL", package: "swift-nio-ssl"),
         .product(name: "X509", package: "swift-certificates"),

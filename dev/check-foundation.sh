@@ -48,7 +48,7 @@ if [[ -n $findings ]]; then
 fi
 
 # Binaries. On macOS Foundation is the system's and costs nothing to load: nothing to check.
-products=(kv-plugin kv counter counter-plugin stream-file streaming-plugin greeter greeter-plugin goplugin)
+products=(kv-plugin kv counter counter-plugin stream-file streaming-plugin greeter greeter-plugin greeter-proto greeter-proto-plugin goplugin)
 if [[ $(uname -s) == Linux ]]; then
   for product in "${products[@]}"; do
     if [[ ! -x $bin/$product ]]; then

@@ -9,7 +9,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
-mapfile -t files < <(find Sources Examples Tests Benchmarks Package.swift -name '*.swift' \
+mapfile -t files < <(find Sources Examples Tests Benchmarks Plugins Package.swift -name '*.swift' \
   -not -path '*/Generated/*' -not -path '*/.build*' -not -path '*/.swiftpm/*' | LC_ALL=C sort)
 
 if [[ ${1:-} == --fix ]]; then

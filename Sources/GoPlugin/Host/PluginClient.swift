@@ -335,14 +335,17 @@ public final class PluginClient: Sendable {
 /// Nothing outlives the call: when it returns the plugin has been shut down (or killed),
 /// reaped, and its sockets and connections are closed.
 ///
+/// - Parameter isolation: where `body` runs: the caller's actor, so that a host's `@main`
+///   (main actor) can pass a closure that uses its state without making it `Sendable`.
 /// - Throws: ``PluginError`` if the plugin fails to start, or what `body` throws.
 public func withPluginClient<Result: Sendable>(
   _ configuration: PluginClientConfiguration,
   logger: Logger = Logger(label: "plugin"),
+  isolation: isolated (any Actor)? = #isolation,
   _ body: (PluginClient) async throws -> Result
 ) async throws -> Result {
   let client = PluginClient(configuration: configuration, logger: logger)
-  return try await withThrowingTaskGroup(of: Void.self) { group in
+  return try await withThrowingTaskGroup(of: Void.self, isolation: isolation) { group in
     group.addTask { try await client.run() }
     do {
       _ = try await client.info
