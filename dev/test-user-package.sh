@@ -14,8 +14,8 @@
 #
 # It is a cold build of a package that depends on this one (the protoc plugins, SwiftNIO, gRPC,
 # BoringSSL and the library from scratch): measured 2026-12-07 on the shared 2-core machine,
-# under nice -n 15, at 6 min 58 s (the build itself 401 s; it printed no warning). Not part
-# of dev/test.sh.
+# under nice -n 15, at 6 min 58 s (the build itself 401 s; it printed no warning). The last
+# step of dev/test.sh.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)

@@ -3,7 +3,8 @@
 # go-plugin and protoc from Debian's packages, grpcio from PyPI) when it is missing, checks
 # that the generated code is current, that the sources are formatted and lint-clean and form a
 # stack of folders without cycles, builds with warnings as errors, checks that no binary links
-# full Foundation, and runs every test, interop included.
+# full Foundation, runs every test, interop included, and builds the PluginFromProto article's
+# code as a new package.
 #
 #   dev/test.sh            # everything
 #   dev/test.sh --filter X # passes extra arguments on to `swift test`
@@ -54,3 +55,12 @@ dev/check-foundation.sh "$(swift build --show-bin-path)"
 
 step "testing"
 GOPLUGIN_INTEROP_DIR="$repo/.build/interop" swift test --skip-build --disable-xctest "$@"
+
+# Last, and only for the whole suite: the PluginFromProto article built as a new package that
+# depends on this checkout (about 7 minutes, nearly all of it the cold build of the dependencies).
+if (($# == 0)); then
+  step "checking that the proto build plugin says what to install when protoc is missing"
+  dev/check-proto-generator.sh
+  step "building the PluginFromProto article as a user's package"
+  dev/test-user-package.sh
+fi
