@@ -2,8 +2,9 @@
 # Runs the cross-language benchmark: the same workloads from a Swift host (plugin-bench) and a
 # Go go-plugin 1.0.1 host (benchhost) against the Swift and the Go KV plugin, side by side with
 # each pair's ratio to Go↔Go: the four host→plugin pairs, Swift↔Swift also multiplexed and with
-# AutoMTLS (Go↔Go with AutoMTLS too), and every pair with Swift in it for both release builds of
-# the Swift side, static and dynamic. Not part of the test suite.
+# AutoMTLS (Go↔Go with AutoMTLS too), the Swift host's callers also on the connection's event loop
+# ("loop"), and every pair with Swift in it for both release builds of the Swift side, static and
+# dynamic. Not part of the test suite.
 #
 #   dev/bench.sh                      # full run (about 5 minutes on 2 cores, after the builds)
 #   dev/bench.sh --quick              # a smoke test with small counts
@@ -128,7 +129,10 @@ pair() {
 go_host=("$out/benchhost" -json -plugin)
 pair "go→go" - - "${go_host[@]}" "$go_plugin" "${go_args[@]}"
 pair "go→go" mtls - "${go_host[@]}" "$go_plugin" -auto-mtls "${go_args[@]}"
-variants=("swift→swift|-" "swift→swift|mux" "swift→swift|mtls" "swift→go|-" "go→swift|-")
+# "loop": the Swift host's callers run on the connection's call executor (its event loop), as a
+# host may ask (PluginClient.callExecutor), instead of on the cooperative pool.
+variants=("swift→swift|-" "swift→swift|loop" "swift→swift|mux" "swift→swift|mtls" "swift→go|-" "swift→go|loop"
+    "go→swift|-")
 for v in "${variants[@]}"; do
     kind="${v%|*}" variant="${v#*|}"
     for b in "${builds[@]}"; do
@@ -141,6 +145,7 @@ for v in "${variants[@]}"; do
         case "$variant" in
             mux) host+=(--multiplex) ;;
             mtls) host+=(--auto-mtls) ;;
+            loop) host+=(--callers-on-connection) ;;
         esac
         pair "$kind" "$variant" "$b" "${host[@]}"
     done

@@ -66,13 +66,13 @@ struct PluginBench: AsyncParsableCommand {
   var autoMTLS = false
 
   @Flag(
-    name: .customLong("callers-on-pool"),
+    name: .customLong("callers-on-connection"),
     help: """
-      Run the callers on Swift's cooperative pool, so that every call switches to the \
-      connection's event loop and back, instead of on the connection's call executor.
+      Run the callers on the connection's call executor (its event loop), as a host that makes \
+      many calls in a row may, instead of on Swift's cooperative pool.
       """
   )
-  var callersOnPool = false
+  var callersOnConnection = false
 
   @Flag(help: "Print one JSON object instead of a table.")
   var json = false
@@ -101,7 +101,7 @@ struct PluginBench: AsyncParsableCommand {
       chunkBytes: self.chunkKiB * 1024,
       multiplex: self.multiplex,
       autoMTLS: self.autoMTLS,
-      callersOnConnectionExecutor: !self.callersOnPool
+      callersOnConnectionExecutor: self.callersOnConnection
     )
     let start = BenchResult(label: self.label, host: "swift", plugin: self.plugin, parameters: parameters)
     let workloads = Workloads(

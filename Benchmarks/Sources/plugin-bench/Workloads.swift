@@ -48,9 +48,9 @@ struct Workloads: Sendable {
     var multiplex = false
     /// The connection is secured with AutoMTLS.
     var autoMTLS = false
-    /// The callers run on the connection's call executor, as a host making many calls should,
-    /// rather than on the cooperative pool.
-    var callersOnConnectionExecutor = true
+    /// The callers run on the connection's call executor rather than on the cooperative pool,
+    /// where a host's tasks run unless it asks otherwise.
+    var callersOnConnectionExecutor = false
   }
 
   static let valueSize = 16
