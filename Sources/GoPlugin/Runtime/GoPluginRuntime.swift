@@ -8,11 +8,15 @@ public enum GoPluginRuntime {
   public static let libraryVersion = "0.1.0"
 
   /// Makes the event loops that carry plugin connections Swift concurrency's global executor
-  /// too, so that a call's bytes and the tasks that handle them run on the same threads.
+  /// too, so that a call's bytes and the tasks that make and handle calls run on the same
+  /// threads.
   ///
-  /// A gRPC call otherwise crosses from an event-loop thread to the cooperative pool and back on
-  /// each side, and on a small machine each hand-off costs tens of microseconds. Sequential
-  /// calls and many concurrent callers both gain, in a host and in a plugin.
+  /// A call already runs on its connection's event loop while it is on the wire, and a plugin's
+  /// handlers run there too (see ``PluginServeConfiguration/handlerExecution``). What is left is
+  /// a host's caller: a task on the cooperative pool switches to the loop and back once per
+  /// call, and on a small machine each switch costs tens of microseconds. With this, the caller
+  /// already runs on an event loop, often the connection's. ``PluginClient/callExecutor`` does
+  /// the same for one task without changing the whole process.
   ///
   /// It affects the whole process, so it is the program's choice, not the library's. Call it
   /// first thing in `main`, before any task has started.
