@@ -27,9 +27,9 @@ enum WirePart: Sendable {
 ///
 /// grpc-swift's own transport gives each stream a child channel, a pipeline of handlers and an
 /// async bridge, and a plugin call crosses them all on each side. Here a stream is a small
-/// object owned by this handler, and its reader and writer talk to it directly; a task that is
-/// already on the event loop (as under GoPlugin's `GoPluginRuntime.useEventLoopsAsGlobalExecutor()`)
-/// writes without any hand-off.
+/// object owned by this handler, and its reader and writer talk to it directly; a call's task
+/// runs on the event loop (``taskExecutor``), so it writes without any hand-off and is resumed
+/// where its frames arrive.
 ///
 /// Its state belongs to the event loop; it is `Sendable` only so that transports can hold it and
 /// hop to the loop to use it.
