@@ -67,8 +67,7 @@ export GOPATH="$out/interop/gopath:$repo/Benchmarks/go:$repo/Tests/Interop/go:/u
 # - static: linked as Go links its programs, with the Swift runtime (and whatever of Foundation
 #   the program uses) inside the binary, at a fixed address (not position-independent: no
 #   relocations to apply at start) and exporting no symbols (the dynamic loader has no table of
-#   a megabyte to read); no global-executor hook, see
-#   GoPluginRuntime.useEventLoopsAsGlobalExecutor();
+#   a megabyte to read);
 # - dynamic: SwiftPM's default, the Swift runtime's shared libraries loaded at start.
 swift_build() {
     local kind="$1"; shift

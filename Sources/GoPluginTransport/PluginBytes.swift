@@ -16,16 +16,27 @@ public struct PluginBytes: GRPCContiguousBytes, Sendable, Hashable {
   }
 
   /// Creates `count` copies of `repeating`: the serializers' way to get a buffer to fill.
+  ///
+  /// The buffer starts with room for the message's gRPC prefix, written now that the length is
+  /// known, so that sending the message later costs no copy of it.
   public init(repeating: UInt8, count: Int) {
-    var buffer = ByteBufferAllocator().buffer(capacity: count)
+    var buffer = ByteBufferAllocator().buffer(capacity: Self.prefixLength + count)
+    buffer.writeInteger(UInt8(0))
+    buffer.writeInteger(UInt32(truncatingIfNeeded: count))
+    buffer.moveReaderIndex(forwardBy: Self.prefixLength)
     buffer.writeRepeatingByte(repeating, count: count)
     self.buffer = buffer
   }
 
   /// Creates bytes holding the elements of `sequence`.
   public init(_ sequence: some Sequence<UInt8>) {
-    var buffer = ByteBufferAllocator().buffer(capacity: sequence.underestimatedCount)
-    buffer.writeBytes(sequence)
+    var buffer = ByteBufferAllocator().buffer(capacity: Self.prefixLength + sequence.underestimatedCount)
+    buffer.writeInteger(UInt8(0))
+    buffer.writeInteger(UInt32(0))
+    let written = buffer.writeBytes(sequence)
+    // The length is known only now; the buffer is this initializer's alone, so no copy is made.
+    buffer.setInteger(UInt32(truncatingIfNeeded: written), at: buffer.readerIndex + 1)
+    buffer.moveReaderIndex(forwardBy: Self.prefixLength)
     self.buffer = buffer
   }
 
@@ -43,12 +54,30 @@ public struct PluginBytes: GRPCContiguousBytes, Sendable, Hashable {
   }
 
   /// The message behind its gRPC prefix: not compressed, then the 32-bit big-endian length.
-  /// One copy, which a shared buffer would cost anyway the moment a prefix is written into it.
+  ///
+  /// Bytes made by a serializer already carry the prefix in front of them, and are sent as they
+  /// are. Others (a slice of a received buffer, bytes whose length no longer fits a 32-bit
+  /// prefix) are copied once behind a new one.
   func framed(allocator: ByteBufferAllocator) -> ByteBuffer {
+    if let framed = self.withPrefixInPlace() { return framed }
     var framed = allocator.buffer(capacity: Self.prefixLength + self.buffer.readableBytes)
     framed.writeInteger(UInt8(0))
     framed.writeInteger(UInt32(self.buffer.readableBytes))
     framed.writeImmutableBuffer(self.buffer)
+    return framed
+  }
+
+  /// The buffer with its reader moved back over a prefix that is already there and right for
+  /// this message; moving an index copies nothing.
+  private func withPrefixInPlace() -> ByteBuffer? {
+    let length = self.buffer.readableBytes
+    let start = self.buffer.readerIndex - Self.prefixLength
+    guard start >= 0, length <= Int(UInt32.max) else { return nil }
+    var framed = self.buffer
+    framed.moveReaderIndex(to: start)
+    guard framed.getInteger(at: start, as: UInt8.self) == 0,
+      framed.getInteger(at: start + 1, as: UInt32.self) == UInt32(length)
+    else { return nil }
     return framed
   }
 }

@@ -166,7 +166,8 @@ package final class PluginServerTransport: ServerTransport, Sendable {
       maxMessageSize: self.maxReceiveMessageSize,
       streamWindow: Transports.windowSize,
       connectionWindow: Transports.connectionWindowSize,
-      peer: "the client"
+      peer: "the client",
+      taskExecutor: self.handlerExecutor
     )
     do {
       if let tls = self.tls { try pipeline.addHandler(tls.serverHandler { handler.noteCertificateRefused($0) }) }

@@ -20,6 +20,31 @@ struct GRPCWireTests {
     #expect(Array(self.framed([]).readableBytesView) == [0, 0, 0, 0, 0])
   }
 
+  @Test("a serializer's bytes go out behind their prefix without being copied")
+  func framingInPlace() {
+    var bytes = PluginBytes(repeating: 0, count: 64 << 10)
+    // What a serializer does with the buffer it asked for.
+    bytes.withUnsafeMutableBytes { $0[0] = 9 }
+    let framed = bytes.framed(allocator: ByteBufferAllocator())
+    let payloadAddress = bytes.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) }
+    let framedAddress = framed.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) }
+    #expect(framedAddress + UInt(PluginBytes.prefixLength) == payloadAddress, "the message was copied")
+    #expect(Array(framed.readableBytesView.prefix(6)) == [0, 0, 1, 0, 0, 9])
+    #expect(framed.readableBytes == PluginBytes.prefixLength + (64 << 10))
+    #expect(bytes.count == 64 << 10, "the prefix is not part of the message")
+  }
+
+  @Test("bytes without a prefix in front of them (a received message) are framed by a copy")
+  func framingReceived() throws {
+    var reader = GRPCWire.MessageReader(maximumLength: 1 << 20)
+    reader.append(ByteBuffer(bytes: [0, 0, 0, 0, 2, 5, 6, 0, 0, 0, 0, 1, 7]))
+    let first = try #require(try reader.next())
+    let second = try #require(try reader.next())
+    #expect(Array(first.framed(allocator: ByteBufferAllocator()).readableBytesView) == [0, 0, 0, 0, 2, 5, 6])
+    #expect(Array(second.framed(allocator: ByteBufferAllocator()).readableBytesView) == [0, 0, 0, 0, 1, 7])
+    #expect(first == PluginBytes([5, 6]), "equality compares the message, never the prefix")
+  }
+
   @Test("messages are cut out of DATA however the frames split them")
   func reassembly() throws {
     let messages: [[UInt8]] = [[1], [], Array(repeating: 2, count: 70_000), [3, 4]]

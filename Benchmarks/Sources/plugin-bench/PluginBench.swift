@@ -21,17 +21,6 @@ struct PluginBench: AsyncParsableCommand {
     abstract: "Benchmark a go-plugin KV plugin (kv.proto) from a Swift host."
   )
 
-  /// A host tuned as the library recommends: tasks on the connection's event loops. It has to
-  /// happen before any task runs, so before the arguments are parsed. A build linked with
-  /// `--static-swift-stdlib`, as dev/bench.sh makes, has no hook for it and says so.
-  static func main() async {
-    if !GoPluginRuntime.useEventLoopsAsGlobalExecutor() {
-      let note = "plugin-bench: tasks run on Swift's default executor (no global-executor hook in this build)\n"
-      _ = note.utf8CString.withUnsafeBufferPointer { write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
-    }
-    await Self.main(nil)
-  }
-
   @Option(help: "The plugin's command line, split as a shell would split plain words and quotes.")
   var plugin: String
 

@@ -3,5 +3,4 @@
 import GoPlugin
 import GreeterInterface
 
-GoPluginRuntime.useEventLoopsAsGlobalExecutor()
 await PluginServer.serve(PluginServeConfiguration(handshake: .greeter, plugins: .greeterExample(serving: true)))

@@ -18,9 +18,6 @@ import FoundationEssentials
 import Foundation
 #endif
 
-// Tasks run on the event loops that carry the connection: fewer thread hand-offs per call.
-GoPluginRuntime.useEventLoopsAsGlobalExecutor()
-
 let store: any KV
 if let directory = ProcessInfo.processInfo.environment["KV_DIR"], !directory.isEmpty {
   store = try FileKV(directory: directory)
