@@ -45,6 +45,7 @@ let package = Package(
     .executable(name: "greeter-proto", targets: ["greeter-proto"]),
     .executable(name: "greeter-proto-plugin", targets: ["greeter-proto-plugin"]),
     .plugin(name: "GoPluginProtoGenerator", targets: ["GoPluginProtoGenerator"]),
+    .executable(name: "protoc-gen-swift-go-plugin", targets: ["protoc-gen-swift-go-plugin"]),
   ],
   dependencies: [
     .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
@@ -242,6 +243,14 @@ let package = Package(
     // What GoPluginProtoGenerator runs for each .proto file, when the build runs: reads the
     // target's go-plugin-proto.json, finds protoc, then runs it with the two protoc plugins.
     .executableTarget(name: "goplugin-protoc", swiftSettings: strictSettings),
+    // The third protoc plugin GoPluginProtoGenerator runs: per service, a client whose unary
+    // calls go straight onto a plugin connection, and the methods a plugin's server answers
+    // without grpc-swift's executors (dev/generate-protos.sh runs it for the examples too).
+    .executableTarget(
+      name: "protoc-gen-swift-go-plugin",
+      dependencies: [swiftProtobuf, .product(name: "SwiftProtobufPluginLibrary", package: "swift-protobuf")],
+      swiftSettings: strictSettings
+    ),
     // Generates Swift from a target's .proto files at build time with the protoc installed on
     // the machine. Only the two protoc plugins (Swift) are built; grpc-swift-protobuf's own
     // build plugin also compiles protoc from C++, which a cold build pays a quarter hour for.
@@ -250,6 +259,7 @@ let package = Package(
       capability: .buildTool(),
       dependencies: [
         "goplugin-protoc",
+        "protoc-gen-swift-go-plugin",
         .product(name: "protoc-gen-swift", package: "swift-protobuf"),
         .product(name: "protoc-gen-grpc-swift-2", package: "grpc-swift-protobuf"),
       ]
@@ -313,7 +323,8 @@ let package = Package(
         "GoPlugin", "GoPluginProtos", "GoPluginTesting", "KVInterface", "CounterInterface", "StreamingInterface",
         "GreeterInterface", "greeter-plugin", "greeter", "fixture-plugin", "kv-plugin", "kv", "orphan-host",
         "GreeterProtoInterface", "greeter-proto-plugin", "greeter-proto", "GoPluginSpawn", "GoPluginTransport",
-        grpcCore, logging,
+        "protoc-gen-swift-go-plugin",
+        grpcCore, grpcProtobuf, logging,
         swiftProtobuf,
         .product(name: "NIOSSL", package: "swift-nio-ssl"),
         .product(name: "X509", package: "swift-certificates"),

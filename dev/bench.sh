@@ -3,7 +3,8 @@
 # Go go-plugin 1.0.1 host (benchhost) against the Swift and the Go KV plugin, side by side with
 # each pair's ratio to Go↔Go: the four host→plugin pairs, Swift↔Swift also multiplexed and with
 # AutoMTLS (Go↔Go with AutoMTLS too), the Swift host's callers also on the connection's event loop
-# ("loop"), and every pair with Swift in it for both release builds of the Swift side, static and
+# ("loop"), every pair with Swift in it also through grpc-swift's executors ("grpc-swift", the
+# path before direct calls), and every pair with Swift in it for both release builds of the Swift side, static and
 # dynamic. Not part of the test suite.
 #
 #   dev/bench.sh                      # full run (about 5 minutes on 2 cores, after the builds)
@@ -130,8 +131,11 @@ pair "go→go" - - "${go_host[@]}" "$go_plugin" "${go_args[@]}"
 pair "go→go" mtls - "${go_host[@]}" "$go_plugin" -auto-mtls "${go_args[@]}"
 # "loop": the Swift host's callers run on the connection's call executor (its event loop), as a
 # host may ask (PluginClient.callExecutor), instead of on the cooperative pool.
-variants=("swift→swift|-" "swift→swift|loop" "swift→swift|mux" "swift→swift|mtls" "swift→go|-" "swift→go|loop"
-    "go→swift|-")
+# "grpc-swift": every call through grpc-swift's client and server executors, as before the
+# direct call path (plugin-bench --through-grpc-client; a Swift plugin with KV_DIRECT_METHODS=0,
+# which it inherits from the host).
+variants=("swift→swift|-" "swift→swift|grpc-swift" "swift→swift|loop" "swift→swift|mux" "swift→swift|mtls"
+    "swift→go|-" "swift→go|grpc-swift" "swift→go|loop" "go→swift|-" "go→swift|grpc-swift")
 for v in "${variants[@]}"; do
     kind="${v%|*}" variant="${v#*|}"
     for b in "${builds[@]}"; do
@@ -145,6 +149,9 @@ for v in "${variants[@]}"; do
             mux) host+=(--multiplex) ;;
             mtls) host+=(--auto-mtls) ;;
             loop) host+=(--callers-on-connection) ;;
+            grpc-swift)
+                host=(env KV_DIRECT_METHODS=0 "${host[@]}")
+                [ "$kind" = "go→swift" ] || host+=(--through-grpc-client) ;;
         esac
         pair "$kind" "$variant" "$b" "${host[@]}"
     done

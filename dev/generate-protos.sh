@@ -19,12 +19,25 @@ if [[ ! -x $plugins/protoc-gen-swift || ! -x $plugins/protoc-gen-grpc-swift-2 ]]
     --product protoc-gen-grpc-swift-2) >&2
 fi
 
+# The direct call path's generator is this package's own; it builds in a minute.
+go_plugin_bin=$repo/.build-codegen-go-plugin/release
+echo "building protoc-gen-swift-go-plugin into $go_plugin_bin" >&2
+swift build --package-path "$repo" -c release --scratch-path "$repo/.build-codegen-go-plugin" \
+  --product protoc-gen-swift-go-plugin >&2
+
 # generate VISIBILITY OUTPUT_DIR PROTO...
+# With DIRECT=1, also the direct call path (*.goplugin.swift), whose code imports GoPlugin.
 generate() {
   local visibility=$1 dir=$2
   shift 2
   mkdir -p "$dir"
-  rm -f "$dir"/*.pb.swift "$dir"/*.grpc.swift
+  rm -f "$dir"/*.pb.swift "$dir"/*.grpc.swift "$dir"/*.goplugin.swift
+  local direct=()
+  if [[ ${DIRECT:-0} == 1 ]]; then
+    direct=(--plugin=protoc-gen-swift-go-plugin="$go_plugin_bin/protoc-gen-swift-go-plugin"
+      --swift-go-plugin_opt=Visibility="$visibility" --swift-go-plugin_opt=FileNaming=PathToUnderscores
+      --swift-go-plugin_opt=UseAccessLevelOnImports=true --swift-go-plugin_out="$dir")
+  fi
   protoc -I "$repo/Protos" -I /usr/include \
     --plugin=protoc-gen-swift="$plugins/protoc-gen-swift" \
     --plugin=protoc-gen-grpc-swift-2="$plugins/protoc-gen-grpc-swift-2" \
@@ -32,6 +45,7 @@ generate() {
     --swift_out="$dir" \
     --grpc-swift-2_opt=Visibility="$visibility" --grpc-swift-2_opt=FileNaming=PathToUnderscores --grpc-swift-2_opt=UseAccessLevelOnImports=true \
     --grpc-swift-2_out="$dir" \
+    "${direct[@]}" \
     "$@"
 }
 
@@ -43,7 +57,7 @@ generate Package "$out/Sources/GoPluginProtos/Generated" \
   plugin/grpc_broker.proto plugin/grpc_controller.proto plugin/grpc_stdio.proto grpc/health/v1/health.proto \
   grpc/reflection/v1alpha/reflection.proto goplugin/info.proto
 # The KV contract is shared with outside programs, so its types are public.
-generate Public "$out/Examples/KV/Sources/KVInterface/Generated" kvbench/kv.proto
+DIRECT=1 generate Public "$out/Examples/KV/Sources/KVInterface/Generated" kvbench/kv.proto
 generate Public "$out/Examples/Counter/Sources/CounterInterface/Generated" counter/counter.proto
 generate Public "$out/Examples/Streaming/Sources/StreamingInterface/Generated" streaming/streaming.proto
 

@@ -117,6 +117,32 @@ def targets(runs):
         else:
             cells.append((f"{worst[1]}: {worst[0]:+.0%}", worst[0] <= MUX_TOLERANCE))
     rows.append((f"Swift↔Swift multiplexed vs plain: worst workload ≤ +{MUX_TOLERANCE:.0%}", cells))
+    # Issue #17's call-speed targets. A host may run its callers on the pool or on the
+    # connection's loop, so each target takes the better of the two and says which.
+    speed = [
+        ("sequential Get p50: swift→swift ≤ 0.50×", "swift→swift", "getP50Us", 0.50, False),
+        ("sequential Get p50: swift→go ≤ 1.00×", "swift→go", "getP50Us", 1.00, False),
+        ("sequential Get p50: go→swift ≤ 1.00×", "go→swift", "getP50Us", 1.00, False),
+        ("8 concurrent callers: swift→swift ≥ 1.50×", "swift→swift", "concurrentCallsPerSecond", 1.50, True),
+        ("64 KiB Puts: swift→swift ≥ 1.50×", "swift→swift", "putMiBPerSecond", 1.50, True),
+        ("one Upload stream: swift→swift ≥ 2.00×", "swift→swift", "uploadMiBPerSecond", 2.00, True),
+    ]
+    for what, pair, key, limit, higher in speed:
+        cells = []
+        for build in builds:
+            best = None
+            for variant in (None, "loop"):
+                run = find(runs, pair, variant, build)
+                r = ratio(run, baseline, key) if run else None
+                if r is not None and (best is None or (r > best[0] if higher else r < best[0])):
+                    best = (r, variant)
+            if best is None:
+                cells.append(None)
+            else:
+                r, variant = best
+                label = f"{r:.2f}×" + (f" ({variant})" if variant else "")
+                cells.append((label, r >= limit if higher else r <= limit))
+        rows.append((what, cells))
     return builds, rows
 
 

@@ -24,10 +24,11 @@ struct GoPluginProtoGenerator: BuildToolPlugin {
     let driver = try context.tool(named: "goplugin-protoc").url
     let swiftGenerator = try context.tool(named: "protoc-gen-swift").url
     let grpcGenerator = try context.tool(named: "protoc-gen-grpc-swift-2").url
+    let goPluginGenerator = try context.tool(named: "protoc-gen-swift-go-plugin").url
     let configurationFile = root.appending(path: "go-plugin-proto.json")
     // Any proto of the target may be imported by another, and the configuration applies to
     // all of them: each command depends on every one.
-    var inputs = protos + [driver, swiftGenerator, grpcGenerator]
+    var inputs = protos + [driver, swiftGenerator, grpcGenerator, goPluginGenerator]
     if FileManager.default.fileExists(atPath: configurationFile.path) {
       inputs.append(configurationFile)
     }
@@ -47,10 +48,14 @@ struct GoPluginProtoGenerator: BuildToolPlugin {
         arguments: [
           "--target-directory", root.path, "--proto", relative, "--output", output.path,
           "--protoc-gen-swift", swiftGenerator.path, "--protoc-gen-grpc-swift-2", grpcGenerator.path,
+          "--protoc-gen-swift-go-plugin", goPluginGenerator.path,
           "--protoc-path-variable", environment["PROTOC_PATH"] ?? "", "--search-path", environment["PATH"] ?? "",
         ],
         inputFiles: inputs,
-        outputFiles: [output.appending(path: "\(stem).pb.swift"), output.appending(path: "\(stem).grpc.swift")]
+        outputFiles: [
+          output.appending(path: "\(stem).pb.swift"), output.appending(path: "\(stem).grpc.swift"),
+          output.appending(path: "\(stem).goplugin.swift"),
+        ]
       )
     }
   }

@@ -151,19 +151,10 @@ public final class PluginClientTransport: ClientTransport, Sendable {
   ) async throws -> T {
     let handler = try await self.readyConnection()
     let stream = handler.makeClientStream()
-    var headers: HPACKHeaders = [
-      ":method": "POST",
-      ":scheme": self.tls == nil ? "http" : "https",
-      ":path": GRPCWire.path(of: descriptor),
-      ":authority": self.authority,
-      "content-type": GRPCWire.contentType,
-      "te": "trailers",
-    ]
-    headers.add(name: "user-agent", value: "grpc-swift-go-plugin")
     let rpcStream = RPCStream(
       descriptor: descriptor,
       inbound: RPCAsyncSequence(wrapping: ClientInbound(stream: stream)),
-      outbound: RPCWriter.Closable(wrapping: ClientOutbound(stream: stream, headers: headers))
+      outbound: RPCWriter.Closable(wrapping: ClientOutbound(stream: stream, headers: self.requestHeaders(descriptor)))
     )
     let context = ClientContext(descriptor: descriptor, remotePeer: self.peerDescription, localPeer: "local")
     // The call runs on the connection's event loop, with the writer task grpc-swift starts for
@@ -181,6 +172,23 @@ public final class PluginClientTransport: ClientTransport, Sendable {
       return try await closure(rpcStream, context)
     }
   }
+
+  /// The headers every request to `descriptor` starts with, before its metadata.
+  func requestHeaders(_ descriptor: MethodDescriptor) -> HPACKHeaders {
+    var headers: HPACKHeaders = [
+      ":method": "POST",
+      ":scheme": self.tls == nil ? "http" : "https",
+      ":path": GRPCWire.path(of: descriptor),
+      ":authority": self.authority,
+      "content-type": GRPCWire.contentType,
+      "te": "trailers",
+    ]
+    headers.add(name: "user-agent", value: "grpc-swift-go-plugin")
+    return headers
+  }
+
+  /// The largest message a call may send or receive unless its options say less.
+  var messageSizeLimit: Int { self.maxMessageSize }
 
   private var peerDescription: String {
     switch self.target {

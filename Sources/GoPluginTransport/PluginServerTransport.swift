@@ -23,9 +23,10 @@ package final class PluginServerTransport: ServerTransport, Sendable {
     var shuttingDown = false
   }
 
-  private struct Accepted: @unchecked Sendable {
-    var stream: RPCStream<Inbound, Outbound>
-    var context: ServerContext
+  /// A call for `GRPCServer`'s router, or one the transport's method table answers itself.
+  private enum Accepted: @unchecked Sendable {
+    case routed(RPCStream<Inbound, Outbound>, ServerContext)
+    case direct(PluginMethodHandler, GRPCStream, ServerContext)
   }
 
   let eventLoop: any EventLoop
@@ -34,6 +35,8 @@ package final class PluginServerTransport: ServerTransport, Sendable {
   private let descriptor: Int32
   private let tls: ConnectionTLS?
   private let maxReceiveMessageSize: Int
+  /// Unary methods answered without `GRPCServer` (see ``PluginDirectService``).
+  private let methods: [String: PluginMethodHandler]
   private let state = Mutex(State())
   private let listening = OneShot<Result<Void, any Error>>()
 
@@ -42,8 +45,10 @@ package final class PluginServerTransport: ServerTransport, Sendable {
     maxReceiveMessageSize: Int,
     tls: ConnectionTLS?,
     eventLoop: any EventLoop,
-    handlersOnEventLoop: Bool = true
+    handlersOnEventLoop: Bool = true,
+    methods: PluginMethodTable = PluginMethodTable()
   ) {
+    self.methods = methods.handlers
     self.handlerExecutor = handlersOnEventLoop ? EventLoopTaskExecutor(eventLoop) : nil
     self.descriptor = listeningDescriptor
     self.maxReceiveMessageSize = maxReceiveMessageSize
@@ -57,14 +62,16 @@ package final class PluginServerTransport: ServerTransport, Sendable {
     handedConnectionsOn eventLoop: any EventLoop,
     maxReceiveMessageSize: Int,
     tls: ConnectionTLS?,
-    handlersOnEventLoop: Bool = true
+    handlersOnEventLoop: Bool = true,
+    methods: PluginMethodTable = PluginMethodTable()
   ) {
     self.init(
       listeningDescriptor: -1,
       maxReceiveMessageSize: maxReceiveMessageSize,
       tls: tls,
       eventLoop: eventLoop,
-      handlersOnEventLoop: handlersOnEventLoop
+      handlersOnEventLoop: handlersOnEventLoop,
+      methods: methods
     )
   }
 
@@ -118,7 +125,12 @@ package final class PluginServerTransport: ServerTransport, Sendable {
       await withTaskExecutorPreference(self.handlerExecutor) {
         await withDiscardingTaskGroup { group in
           for await call in accepted {
-            group.addTask { await streamHandler(call.stream, call.context) }
+            switch call {
+            case .routed(let stream, let context):
+              group.addTask { await streamHandler(stream, context) }
+            case .direct(let method, let stream, let context):
+              group.addTask { await method.run(stream, context) }
+            }
           }
         }
       }
@@ -197,7 +209,8 @@ package final class PluginServerTransport: ServerTransport, Sendable {
       try? stream.send(headers: [":status": "415"], endStream: true)
       return
     }
-    guard let descriptor = headers.first(name: ":path").flatMap(GRPCWire.descriptor(path:)) else {
+    let path = headers.first(name: ":path")
+    guard let descriptor = path.flatMap(GRPCWire.descriptor(path:)) else {
       var trailers: HPACKHeaders = [":status": "200", "content-type": GRPCWire.contentType]
       GRPCWire.trailers(Status(code: .unimplemented, message: "malformed method path"), [:], into: &trailers)
       try? stream.send(headers: trailers, endStream: true)
@@ -211,14 +224,20 @@ package final class PluginServerTransport: ServerTransport, Sendable {
       localPeer: peers.local,
       cancellation: cancellation
     )
-    let rpcStream = RPCStream(
-      descriptor: descriptor,
-      inbound: RPCAsyncSequence(wrapping: ServerInbound(stream: stream)),
-      outbound: RPCWriter.Closable(wrapping: ServerOutbound(stream: stream))
-    )
+    let call: Accepted
+    if let path, let method = self.methods[path] {
+      call = .direct(method, stream, context)
+    } else {
+      let rpcStream = RPCStream(
+        descriptor: descriptor,
+        inbound: RPCAsyncSequence(wrapping: ServerInbound(stream: stream)),
+        outbound: RPCWriter.Closable(wrapping: ServerOutbound(stream: stream))
+      )
+      call = .routed(rpcStream, context)
+    }
     // A server past its shutdown refuses the call, so the client knows it never ran.
     guard let continuation = self.state.withLock({ $0.accepting }),
-      case .enqueued = continuation.yield(Accepted(stream: rpcStream, context: context))
+      case .enqueued = continuation.yield(call)
     else {
       stream.reset(.refusedStream)
       return

@@ -20,6 +20,11 @@ public struct PluginTransport: ClientTransport {
 
   private let backing: Backing
 
+  /// The library's own transport behind this one, if that is what it carries calls over.
+  var pluginClientTransport: PluginClientTransport? {
+    if case .direct(let transport) = self.backing { transport } else { nil }
+  }
+
   /// Calls over the library's own transport, as a host's connections make them.
   public init(_ transport: PluginClientTransport) {
     self.backing = .direct(transport)

@@ -14,6 +14,7 @@ import Foundation
 ///   "importPaths": ["../../Protos"],
 ///   "clients": true,
 ///   "servers": true,
+///   "directCalls": true,
 ///   "useAccessLevelOnImports": true
 /// }
 /// ```
@@ -33,6 +34,10 @@ struct Configuration: Decodable {
   /// for one side only can drop the other.
   var clients: Bool?
   var servers: Bool?
+  /// Whether to generate the direct call path too (protoc-gen-swift-go-plugin): a
+  /// `PluginClient` per service and the methods a plugin's server answers itself. Its code
+  /// imports GoPlugin, so a target that does not depend on GoPlugin sets this to false.
+  var directCalls: Bool?
   /// Whether generated imports carry an access level (`public import SwiftProtobuf`), which
   /// targets built with `InternalImportsByDefault` need for public generated types.
   var useAccessLevelOnImports: Bool?
@@ -51,7 +56,7 @@ struct Configuration: Decodable {
   }
 
   private enum CodingKeys: String, CodingKey {
-    case visibility, protocPath, importPaths, clients, servers, useAccessLevelOnImports
+    case visibility, protocPath, importPaths, clients, servers, directCalls, useAccessLevelOnImports
   }
 
   init() {}
@@ -69,6 +74,7 @@ struct Configuration: Decodable {
     self.importPaths = try container.decodeIfPresent([String].self, forKey: .importPaths) ?? []
     self.clients = try container.decodeIfPresent(Bool.self, forKey: .clients)
     self.servers = try container.decodeIfPresent(Bool.self, forKey: .servers)
+    self.directCalls = try container.decodeIfPresent(Bool.self, forKey: .directCalls)
     self.useAccessLevelOnImports = try container.decodeIfPresent(Bool.self, forKey: .useAccessLevelOnImports)
   }
 

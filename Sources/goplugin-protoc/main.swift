@@ -1,6 +1,6 @@
 // The command GoPluginProtoGenerator runs for each .proto file: reads the target's
 // go-plugin-proto.json, finds protoc, checks the file's well-known imports, then becomes protoc
-// with protoc-gen-swift and protoc-gen-grpc-swift-2 as its plugins. Doing this when the build
+// with protoc-gen-swift, protoc-gen-grpc-swift-2 and protoc-gen-swift-go-plugin as its plugins. Doing this when the build
 // runs, not when SwiftPM plans it, is what lets an edited configuration, an edited import or a
 // newly installed protoc reach the next build: SwiftPM replans a plugin's commands only when
 // the target's list of files or the environment changes.
@@ -34,6 +34,7 @@ struct Arguments {
   var output: URL
   var swiftGenerator: String
   var grpcGenerator: String
+  var goPluginGenerator: String
   var protocPathVariable: String
   var searchPath: String
 
@@ -55,16 +56,17 @@ struct Arguments {
     self.output = URL(filePath: try value("output"))
     self.swiftGenerator = try value("protoc-gen-swift")
     self.grpcGenerator = try value("protoc-gen-grpc-swift-2")
+    self.goPluginGenerator = try value("protoc-gen-swift-go-plugin")
     self.protocPathVariable = values["protoc-path-variable"] ?? ""
     self.searchPath = values["search-path"] ?? ""
   }
 }
 
-/// protoc's command line for `arguments`, and the file to write in its place when it generates
-/// no gRPC code (SwiftPM expects every output the plugin named).
+/// protoc's command line for `arguments`, and the files to write in place of those it does not
+/// generate (SwiftPM expects every output the plugin named).
 func protocCommand(
   _ arguments: Arguments, configuration: Configuration, importPaths: [URL]
-) -> (arguments: [String], placeholder: URL?) {
+) -> (arguments: [String], placeholders: [(URL, String)]) {
   let stem = String(arguments.proto.dropLast(".proto".count)).replacing("/", with: "_")
   let options = [
     "Visibility=\(configuration.visibility.protocOption)", "FileNaming=PathToUnderscores",
@@ -75,15 +77,24 @@ func protocCommand(
   command += options.map { "--swift_opt=\($0)" } + ["--swift_out=\(arguments.output.path)"]
   let clients = configuration.clients ?? true
   let servers = configuration.servers ?? true
-  var placeholder: URL?
+  var placeholders: [(URL, String)] = []
+  let noGRPC = "\"clients\" and \"servers\" are false in go-plugin-proto.json"
   if clients || servers {
     command += ["--plugin=protoc-gen-grpc-swift-2=\(arguments.grpcGenerator)"]
     command += (options + ["Client=\(clients)", "Server=\(servers)"]).map { "--grpc-swift-2_opt=\($0)" }
     command += ["--grpc-swift-2_out=\(arguments.output.path)"]
   } else {
-    placeholder = arguments.output.appending(path: "\(stem).grpc.swift")
+    placeholders.append((arguments.output.appending(path: "\(stem).grpc.swift"), noGRPC))
   }
-  return (command + [arguments.proto], placeholder)
+  if (clients || servers) && configuration.directCalls ?? true {
+    command += ["--plugin=protoc-gen-swift-go-plugin=\(arguments.goPluginGenerator)"]
+    command += (options + ["Client=\(clients)", "Server=\(servers)"]).map { "--swift-go-plugin_opt=\($0)" }
+    command += ["--swift-go-plugin_out=\(arguments.output.path)"]
+  } else {
+    let why = clients || servers ? "\"directCalls\" is false in go-plugin-proto.json" : noGRPC
+    placeholders.append((arguments.output.appending(path: "\(stem).goplugin.swift"), why))
+  }
+  return (command + [arguments.proto], placeholders)
 }
 
 func fail(_ message: String) -> Never {
@@ -103,10 +114,9 @@ do {
   try ImportPaths.checkWellKnownTypes(
     of: [root.appending(path: arguments.proto)], importPaths: importPaths, protoc: protoc)
 
-  let (command, placeholder) = protocCommand(arguments, configuration: configuration, importPaths: importPaths)
-  if let placeholder {
-    let text = "// \(arguments.proto): no gRPC code (\"clients\" and \"servers\" are false in go-plugin-proto.json)\n"
-    try Data(text.utf8).write(to: placeholder)
+  let (command, placeholders) = protocCommand(arguments, configuration: configuration, importPaths: importPaths)
+  for (placeholder, why) in placeholders {
+    try Data("// \(arguments.proto): nothing generated here (\(why))\n".utf8).write(to: placeholder)
   }
   // protoc resolves the proto's name against the import paths, the first of which is this.
   guard chdir(root.path) == 0 else { fail("cannot enter \(root.path): errno \(errno)") }

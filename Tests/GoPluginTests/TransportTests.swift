@@ -1,9 +1,12 @@
 import Foundation
 import GRPCCore
+import GRPCProtobuf
 import GoPlugin
 import KVInterface
 import Logging
 import NIOPosix
+import SwiftProtobuf
+import Synchronization
 import Testing
 
 /// The library's own gRPC transport on a real unix socket, with the server side served in this
@@ -22,6 +25,18 @@ struct TransportTests {
   private func withServedKVAndTransport(
     configure: (inout PluginServeConfiguration) -> Void = { _ in },
     _ body: @Sendable (KVClient, PluginClientTransport) async throws -> Void
+  ) async throws {
+    try await self.withServedPlugin(configure: configure) { client, transport in
+      try await body(KVClient(grpcClient: client), transport)
+    }
+  }
+
+  /// Serves the KV plugin, or what `configure` puts in its place, and runs `body` with a gRPC
+  /// client and the transport under it.
+  private func withServedPlugin(
+    configure: (inout PluginServeConfiguration) -> Void = { _ in },
+    interceptors: [any ClientInterceptor] = [],
+    _ body: @Sendable (GRPCClient<PluginTransport>, PluginClientTransport) async throws -> Void
   ) async throws {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
       "transport-\(UUID().uuidString.prefix(8))"
@@ -48,8 +63,8 @@ struct TransportTests {
       var iterator = lines.makeAsyncIterator()
       let line = try #require(await iterator.next())
       let transport = try PluginClientTransport(network: line.network, address: line.address)
-      try await withGRPCClient(transport: PluginTransport(transport)) { client in
-        try await body(KVClient(grpcClient: client), transport)
+      try await withGRPCClient(transport: PluginTransport(transport), interceptors: interceptors) { client in
+        try await body(client, transport)
       }
       group.cancelAll()
     }
@@ -117,6 +132,83 @@ struct TransportTests {
     }
   }
 
+  @Test("a direct service's unary calls skip the router; streams and a server told not to use them do not")
+  func directDispatch() async throws {
+    for direct in [true, false] {
+      let probe: (inout PluginServeConfiguration) -> Void = {
+        $0.versionedPlugins = [1: ["kv": ProbePlugin()]]
+        $0.directMethods = direct
+      }
+      try await self.withServedPlugin(configure: probe) { client, _ in
+        let kv = Kvbench_KV.Client(wrapping: client)
+        let answer = try await kv.get(.with { $0.key = "who" })
+        #expect(answer.value == (direct ? ProbeService.direct : ProbeService.routed), "direct: \(direct)")
+        let count = try await kv.upload(requestProducer: { try await $0.write(.with { $0.data = Data([1, 2]) }) })
+        #expect(count.bytes == 2)
+      }
+    }
+  }
+
+  @Test(
+    "direct methods and direct calls carry metadata both ways and report errors as grpc-swift's server and client do",
+    arguments: [(false, false), (true, false), (false, true), (true, true)]
+  )
+  func directStatus(serverDirect direct: Bool, clientDirect: Bool) async throws {
+    do {
+      let probe: (inout PluginServeConfiguration) -> Void = {
+        $0.versionedPlugins = [1: ["kv": ProbePlugin()]]
+        $0.directMethods = direct
+      }
+      try await self.withServedPlugin(configure: probe) { client, transport in
+        let caller =
+          clientDirect
+          ? PluginCaller(grpcClient: client, transport: PluginTransport(transport)) : PluginCaller(wrapping: client)
+        #expect(caller.callsDirectly == clientDirect)
+        let kv = Kvbench_KV.PluginClient(caller: caller)
+        let (value, initial, trailing) = try await kv.get(
+          .with { $0.key = "metadata" }, metadata: ["x-probe": "sent"]
+        ) { response in
+          (try response.message.value, response.metadata, response.trailingMetadata)
+        }
+        #expect(value == Data("sent".utf8), "direct: \(direct)")
+        #expect(Array(initial[stringValues: "x-initial"]) == ["first"])
+        #expect(Array(trailing[stringValues: "x-trailing"]) == ["last"])
+
+        let expected: [(key: String, code: RPCError.Code, message: String)] = [
+          ("missing", .notFound, "no key missing"),
+          ("boom", .unknown, "Service method threw an unknown error."),
+          ("rejected", .permissionDenied, "rejected by the response"),
+        ]
+        for (key, code, message) in expected {
+          do {
+            _ = try await kv.get(.with { $0.key = key })
+            Issue.record("\(key) succeeded")
+          } catch let error as RPCError {
+            #expect(error.code == code, "\(key), direct: \(direct)")
+            #expect(error.message == message, "\(key), direct: \(direct)")
+          }
+        }
+      }
+    }
+  }
+
+  @Test("a plugin caller makes plain unary calls itself, and hands calls with a timeout and streams to the client")
+  func callerPaths() async throws {
+    let counter = CallCounter()
+    try await self.withServedPlugin(interceptors: [counter]) { client, transport in
+      let kv = Kvbench_KV.PluginClient(caller: PluginCaller(grpcClient: client, transport: PluginTransport(transport)))
+      _ = try await kv.put(.with { $0.key = "a" })
+      _ = try await kv.get(.with { $0.key = "a" })
+      #expect(counter.count == 0, "a plain unary call passed through the client's interceptors")
+      var options = CallOptions.defaults
+      options.timeout = .seconds(30)
+      _ = try await kv.get(.with { $0.key = "a" }, options: options)
+      #expect(counter.count == 1)
+      _ = try await kv.upload(requestProducer: { try await $0.write(.with { $0.data = Data([1]) }) })
+      #expect(counter.count == 2)
+    }
+  }
+
   @Test("an unknown address type is a typed error")
   func badNetwork() {
     #expect(throws: PluginError.self) {
@@ -138,4 +230,87 @@ private struct WhereKV: KV {
   func get(_ key: String) async throws -> [UInt8] { Self.here }
   func put(_ key: String, value: [UInt8]) async throws {}
   func upload(_ chunks: [[UInt8]]) async throws -> UploadCount { UploadCount(bytes: 0, chunks: 0) }
+}
+
+/// A KV service whose Get says which path answered it: the router (grpc-swift's server
+/// executor) or the transport's method table. Its other answers are the same either way.
+private struct ProbeService: Kvbench_KV.ServiceProtocol, PluginDirectService {
+  static let routed = Data("routed".utf8)
+  static let direct = Data("direct".utf8)
+
+  struct Boom: Error {}
+
+  func registerDirectMethods(with table: inout PluginMethodTable) {
+    table.registerUnary(
+      Kvbench_KV.Method.Get.descriptor,
+      deserializer: ProtobufDeserializer<Kvbench_GetRequest>(),
+      serializer: ProtobufSerializer<Kvbench_GetResponse>()
+    ) { request, context in
+      try await self.get(request: request, context: context, answer: Self.direct)
+    }
+  }
+
+  func get(
+    request: ServerRequest<Kvbench_GetRequest>, context: ServerContext
+  ) async throws -> ServerResponse<Kvbench_GetResponse> {
+    try await self.get(request: request, context: context, answer: Self.routed)
+  }
+
+  private func get(
+    request: ServerRequest<Kvbench_GetRequest>, context: ServerContext, answer: Data
+  ) async throws -> ServerResponse<Kvbench_GetResponse> {
+    switch request.message.key {
+    case "metadata":
+      let sent = request.metadata[stringValues: "x-probe"].first(where: { _ in true }) ?? ""
+      return ServerResponse(
+        message: .with { $0.value = Data(sent.utf8) }, metadata: ["x-initial": "first"],
+        trailingMetadata: ["x-trailing": "last"])
+    case "missing":
+      throw RPCError(code: .notFound, message: "no key missing")
+    case "boom":
+      throw Boom()
+    case "rejected":
+      return ServerResponse(error: RPCError(code: .permissionDenied, message: "rejected by the response"))
+    default:
+      return ServerResponse(message: .with { $0.value = answer })
+    }
+  }
+
+  func put(
+    request: ServerRequest<Kvbench_PutRequest>, context: ServerContext
+  ) async throws -> ServerResponse<Kvbench_Empty> {
+    ServerResponse(message: Kvbench_Empty())
+  }
+
+  func upload(
+    request: StreamingServerRequest<Kvbench_Chunk>, context: ServerContext
+  ) async throws -> ServerResponse<Kvbench_Count> {
+    var count = Kvbench_Count()
+    for try await chunk in request.messages { count.bytes += Int64(chunk.data.count) }
+    return ServerResponse(message: count)
+  }
+}
+
+private struct ProbePlugin: GRPCPlugin {
+  func services(context: PluginServiceContext) throws -> [any RegistrableRPCService] { [ProbeService()] }
+  func client(connection: PluginConnection) -> Kvbench_KV.Client<PluginTransport> {
+    Kvbench_KV.Client(wrapping: connection.grpcClient)
+  }
+}
+
+/// Counts the calls that pass through a client's interceptors, which only calls made by
+/// grpc-swift's client executor do.
+private final class CallCounter: ClientInterceptor, Sendable {
+  private let calls = Mutex(0)
+
+  var count: Int { self.calls.withLock { $0 } }
+
+  func intercept<Input: Sendable, Output: Sendable>(
+    request: StreamingClientRequest<Input>,
+    context: ClientContext,
+    next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
+  ) async throws -> StreamingClientResponse<Output> {
+    self.calls.withLock { $0 += 1 }
+    return try await next(request, context)
+  }
 }

@@ -109,7 +109,11 @@ func messageBenchmarks() {
 /// A unary Get through the whole gRPC path without a process boundary: the plugin side is
 /// `PluginServer.run` in this process (the library's own server transport, its core services
 /// and the KV service over a MemoryKV), listening on a unix socket; the host side is a
-/// grpc-swift client over that socket wrapped in `KVClient`.
+/// `KVClient` over that socket.
+///
+/// `InProcess.unary.*` take grpc-swift's path on both sides (the client's executor, the
+/// server's router: what every call took before the direct call path); `InProcess.direct.*`
+/// take the direct path on both sides (`PluginCaller`, the server's method table).
 ///
 /// Every iteration serves a fresh plugin, warms the connection with 100 calls, and measures 1000
 /// sequential calls; the results are shown per call (scaling factor 1000).
@@ -123,32 +127,35 @@ func inProcessCallBenchmarks(thresholds: [BenchmarkMetric: BenchmarkThresholds])
     maxIterations: 10,
     thresholds: thresholds
   )
-  Benchmark("InProcess.unary.Get", configuration: configuration) { benchmark in
-    try await InProcessPlugin.withKV { kv in
-      for _ in 0..<100 { _ = try await kv.get("k") }
-      benchmark.startMeasurement()
-      for _ in benchmark.scaledIterations {
-        blackHole(try await kv.get("k"))
+  for (path, direct) in [("unary", false), ("direct", true)] {
+    Benchmark("InProcess.\(path).Get", configuration: configuration) { benchmark in
+      try await InProcessPlugin.withKV(direct: direct) { kv in
+        for _ in 0..<100 { _ = try await kv.get("k") }
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+          blackHole(try await kv.get("k"))
+        }
+        benchmark.stopMeasurement()
       }
-      benchmark.stopMeasurement()
     }
-  }
-  Benchmark("InProcess.unary.Put.64KiB", configuration: configuration) { benchmark in
-    let value = (0..<65_536).map { UInt8(truncatingIfNeeded: $0) }
-    try await InProcessPlugin.withKV { kv in
-      for _ in 0..<100 { try await kv.put("bulk", value: value) }
-      benchmark.startMeasurement()
-      for _ in benchmark.scaledIterations {
-        try await kv.put("bulk", value: value)
+    Benchmark("InProcess.\(path).Put.64KiB", configuration: configuration) { benchmark in
+      let value = (0..<65_536).map { UInt8(truncatingIfNeeded: $0) }
+      try await InProcessPlugin.withKV(direct: direct) { kv in
+        for _ in 0..<100 { try await kv.put("bulk", value: value) }
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+          try await kv.put("bulk", value: value)
+        }
+        benchmark.stopMeasurement()
       }
-      benchmark.stopMeasurement()
     }
   }
 }
 
 enum InProcessPlugin {
-  /// Serves the KV plugin in this process for the length of `body`, with a `KVClient` on it.
-  static func withKV(_ body: (KVClient) async throws -> Void) async throws {
+  /// Serves the KV plugin in this process for the length of `body`, with a `KVClient` on it;
+  /// both sides on the direct call path or both on grpc-swift's.
+  static func withKV(direct: Bool, _ body: (KVClient) async throws -> Void) async throws {
     let directory = FileManager.default.temporaryDirectory
       .appendingPathComponent("go-plugin-bench-\(UUID().uuidString.prefix(8))").path
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -160,15 +167,16 @@ enum InProcessPlugin {
       "PLUGIN_PROTOCOL_VERSIONS": "1",
       "PLUGIN_UNIX_SOCKET_DIR": directory,
     ]
-    let serve = PluginServeConfiguration(
+    var serve = PluginServeConfiguration(
       handshake: .kv,
       plugins: ["kv": KVPlugin(serving: MemoryKV())],
       logger: Logger(label: "in-process-plugin", factory: { _ in SwiftLogNoOpLogHandler() })
     )
+    serve.directMethods = direct
     let (lines, continuation) = AsyncStream.makeStream(of: HandshakeLine.self)
 
     try await withThrowingTaskGroup(of: Void.self) { group in
-      group.addTask {
+      group.addTask { [serve] in
         do {
           try await PluginServer.run(serve, environment: environment) { line in
             continuation.yield(line)
@@ -183,7 +191,10 @@ enum InProcessPlugin {
       guard let line = await iterator.next() else { throw CancellationError() }
       let transport = try PluginClientTransport(address: line.address)
       try await withGRPCClient(transport: PluginTransport(transport)) { client in
-        let kv = KVClient(grpcClient: client)
+        let kv =
+          direct
+          ? KVClient(caller: PluginCaller(grpcClient: client, transport: PluginTransport(transport)))
+          : KVClient(grpcClient: client)
         try await kv.put("k", value: (0..<16).map { UInt8($0) })
         try await body(kv)
       }

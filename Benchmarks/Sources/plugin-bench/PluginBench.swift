@@ -63,6 +63,15 @@ struct PluginBench: AsyncParsableCommand {
   )
   var callersOnConnection = false
 
+  @Flag(
+    name: .customLong("through-grpc-client"),
+    help: """
+      Make every call through grpc-swift's GRPCClient, as hosts did before the direct call \
+      path, instead of making unary calls straight on the connection.
+      """
+  )
+  var throughGRPCClient = false
+
   @Flag(help: "Print one JSON object instead of a table.")
   var json = false
 
@@ -90,7 +99,8 @@ struct PluginBench: AsyncParsableCommand {
       chunkBytes: self.chunkKiB * 1024,
       multiplex: self.multiplex,
       autoMTLS: self.autoMTLS,
-      callersOnConnectionExecutor: self.callersOnConnection
+      callersOnConnectionExecutor: self.callersOnConnection,
+      throughGRPCClient: self.throughGRPCClient
     )
     let start = BenchResult(label: self.label, host: "swift", plugin: self.plugin, parameters: parameters)
     let workloads = Workloads(

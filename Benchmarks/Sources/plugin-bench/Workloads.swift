@@ -12,19 +12,23 @@ import Foundation
 
 /// The KV plugin as the harness sees it: the generated stub itself, so that the Swift host does
 /// per call what the Go twin does with its generated client, and can stream an upload of any
-/// size without holding it in memory.
+/// size without holding it in memory. Its unary calls take the direct path unless
+/// `throughGRPCClient` sends every call through grpc-swift's client.
 struct BenchKVPlugin: GRPCPlugin {
+  var throughGRPCClient = false
+
   func services(context: PluginServiceContext) throws -> [any RegistrableRPCService] {
     throw PluginError(code: .invalidConfiguration, message: "plugin-bench only hosts \(context.name)")
   }
 
   func client(connection: PluginConnection) -> BenchKV {
-    BenchKV(stub: Kvbench_KV.Client(wrapping: connection.grpcClient), callExecutor: connection.callExecutor)
+    let caller = self.throughGRPCClient ? PluginCaller(wrapping: connection.grpcClient) : connection.caller
+    return BenchKV(stub: Kvbench_KV.PluginClient(caller: caller), callExecutor: connection.callExecutor)
   }
 }
 
 struct BenchKV: Sendable {
-  var stub: Kvbench_KV.Client<PluginTransport>
+  var stub: Kvbench_KV.PluginClient
   var callExecutor: (any TaskExecutor)?
 }
 
@@ -51,6 +55,8 @@ struct Workloads: Sendable {
     /// The callers run on the connection's call executor rather than on the cooperative pool,
     /// where a host's tasks run unless it asks otherwise.
     var callersOnConnectionExecutor = false
+    /// Every call goes through grpc-swift's `GRPCClient`, none on the direct path.
+    var throughGRPCClient = false
   }
 
   static let valueSize = 16
@@ -68,7 +74,8 @@ struct Workloads: Sendable {
 
   private var configuration: PluginClientConfiguration {
     var configuration = PluginClientConfiguration(
-      command: self.command, handshake: .kv, plugins: ["kv": BenchKVPlugin()])
+      command: self.command, handshake: .kv,
+      plugins: ["kv": BenchKVPlugin(throughGRPCClient: self.parameters.throughGRPCClient)])
     configuration.multiplexBroker = self.parameters.multiplex
     if self.parameters.autoMTLS { configuration.tls = .autoMTLS }
     return configuration
@@ -129,7 +136,7 @@ struct Workloads: Sendable {
     }
   }
 
-  private func sequential(_ kv: Kvbench_KV.Client<PluginTransport>, into measured: inout BenchResult) async throws {
+  private func sequential(_ kv: Kvbench_KV.PluginClient, into measured: inout BenchResult) async throws {
     let value = Data((0..<Self.valueSize).map { UInt8($0) })
     _ = try await kv.put(
       .with {
@@ -158,7 +165,7 @@ struct Workloads: Sendable {
     measured.callFailures += failures
   }
 
-  private func concurrent(_ kv: Kvbench_KV.Client<PluginTransport>, into measured: inout BenchResult) async throws {
+  private func concurrent(_ kv: Kvbench_KV.PluginClient, into measured: inout BenchResult) async throws {
     let total = self.parameters.concurrentCalls
     guard total > 0 else { return }
     let callers = self.parameters.callers
@@ -183,7 +190,7 @@ struct Workloads: Sendable {
     measured.callFailures += failures
   }
 
-  private func bulk(_ kv: Kvbench_KV.Client<PluginTransport>, into measured: inout BenchResult) async throws {
+  private func bulk(_ kv: Kvbench_KV.PluginClient, into measured: inout BenchResult) async throws {
     let chunkBytes = self.parameters.chunkBytes
     let chunks = self.parameters.bulkBytes / chunkBytes
     guard chunks > 0 else { return }

@@ -174,7 +174,8 @@ public final class PluginClient: Sendable {
       name: name,
       negotiatedVersion: session.info.negotiatedVersion,
       broker: wire.broker,
-      callExecutor: wire.transport.callExecutor
+      callExecutor: wire.transport.callExecutor,
+      caller: PluginCaller(grpcClient: wire.grpcClient, transport: wire.transport)
     )
   }
 

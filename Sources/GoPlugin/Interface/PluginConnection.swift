@@ -24,6 +24,11 @@ public struct PluginConnection: Sendable {
   /// socket of the library's own, such as a supervisor's or a pool's, whose process changes,
   /// or an in-process test transport.
   public let callExecutor: (any TaskExecutor)?
+  /// Makes the connection's unary calls without grpc-swift's client executor where it can, and
+  /// hands the rest to ``grpcClient``; a client type built on it keeps the generated client's
+  /// methods (see ``PluginCaller``). Over a supervisor's, a pool's or an in-process test
+  /// connection it passes every call to ``grpcClient``.
+  public let caller: PluginCaller
 
   /// A connection over any gRPC client, for instance to test a plugin's client type against an
   /// in-process server: wrap that client's transport in a ``PluginTransport``, as
@@ -33,9 +38,11 @@ public struct PluginConnection: Sendable {
     name: String,
     negotiatedVersion: Int,
     broker: GRPCBroker,
-    callExecutor: (any TaskExecutor)? = nil
+    callExecutor: (any TaskExecutor)? = nil,
+    caller: PluginCaller? = nil
   ) {
     self.grpcClient = grpcClient
+    self.caller = caller ?? PluginCaller(wrapping: grpcClient)
     self.name = name
     self.negotiatedVersion = negotiatedVersion
     self.broker = broker

@@ -279,11 +279,12 @@ final class Multiplexer: Sendable {
   /// A gRPC server for the streams routed to it with ``setMainRoute(_:)`` or
   /// ``routeNextInboundStream(to:)`` (pass its ``PluginServerTransport/serve(_:)``).
   func serverTransport(
-    maxReceiveMessageSize: Int, tls: ConnectionTLS?, handlersOnEventLoop: Bool = true
+    maxReceiveMessageSize: Int, tls: ConnectionTLS?, handlersOnEventLoop: Bool = true,
+    methods: PluginMethodTable = PluginMethodTable()
   ) -> PluginServerTransport {
     PluginServerTransport(
       handedConnectionsOn: self.eventLoop, maxReceiveMessageSize: maxReceiveMessageSize, tls: tls,
-      handlersOnEventLoop: handlersOnEventLoop)
+      handlersOnEventLoop: handlersOnEventLoop, methods: methods)
   }
 
   // MARK: - Closing

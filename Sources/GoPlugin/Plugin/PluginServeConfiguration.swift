@@ -43,6 +43,10 @@ public struct PluginServeConfiguration: Sendable {
   /// Where the handlers of the plugin's services run; on the connection's event loop by
   /// default, which suits handlers that await rather than block.
   public var handlerExecution: HandlerExecution = .onConnection
+  /// Whether the server calls the unary methods of services that conform to
+  /// ``PluginDirectService`` itself, without grpc-swift's server executor. On by default; turn
+  /// it off to answer every call through `GRPCServer`, to compare the two or to rule one out.
+  public var directMethods = true
   /// The plugin's logger; by default hclog JSON on the real stderr, which every host parses.
   public var logger: Logger
   /// Whether what the process writes to stdout and stderr after the handshake is captured and

@@ -98,15 +98,16 @@ public enum PluginServer {
     // opens without a knock, on no socket of its own.
     let transport: PluginServerTransport
     let handlersOnEventLoop = configuration.handlerExecution == .onConnection
+    let methods = configuration.directMethods ? PluginMethodTable(collecting: services) : PluginMethodTable()
     if let multiplexer {
       transport = multiplexer.serverTransport(
         maxReceiveMessageSize: configuration.maxReceiveMessageSize, tls: tls,
-        handlersOnEventLoop: handlersOnEventLoop)
+        handlersOnEventLoop: handlersOnEventLoop, methods: methods)
       multiplexer.setMainRoute { channel in try transport.serve(channel) }
     } else {
       transport = Transports.server(
         listener: listener, maxReceiveMessageSize: configuration.maxReceiveMessageSize, tls: tls,
-        handlersOnEventLoop: handlersOnEventLoop)
+        handlersOnEventLoop: handlersOnEventLoop, methods: methods)
     }
     let line = HandshakeLine(
       appVersion: version,

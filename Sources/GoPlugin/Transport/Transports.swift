@@ -8,14 +8,16 @@ extension Transports {
     listener: SocketListener,
     maxReceiveMessageSize: Int,
     tls: ConnectionTLS?,
-    handlersOnEventLoop: Bool = true
+    handlersOnEventLoop: Bool = true,
+    methods: PluginMethodTable = PluginMethodTable()
   ) -> PluginServerTransport {
     PluginServerTransport(
       listeningDescriptor: listener.descriptor,
       maxReceiveMessageSize: maxReceiveMessageSize,
       tls: tls,
       eventLoop: MultiThreadedEventLoopGroup.singleton.next(),
-      handlersOnEventLoop: handlersOnEventLoop
+      handlersOnEventLoop: handlersOnEventLoop,
+      methods: methods
     )
   }
 

@@ -8,8 +8,10 @@ extension HandshakeConfiguration {
     protocolVersion: 1, magicCookieKey: "GREETER_PROTO_PLUGIN", magicCookieValue: "hello")
 }
 
-/// The greeter plugin as a host dispenses it: the client is grpc-swift's generated stub.
-public typealias GreeterPlugin = GRPCServicePlugin<Greeter_V1_Greeter.Client<PluginTransport>>
+/// The greeter plugin as a host dispenses it: the generated `PluginClient`, which has the
+/// methods of grpc-swift's generated client and makes its unary calls straight on the
+/// connection.
+public typealias GreeterPlugin = GRPCServicePlugin<Greeter_V1_Greeter.PluginClient>
 
 /// The host's side of the greeter plugin; the plugin adds its service with `.serving(…)`.
-public let greeterPlugin = GreeterPlugin(client: Greeter_V1_Greeter.Client.init(wrapping:))
+public let greeterPlugin = GreeterPlugin(connection: Greeter_V1_Greeter.PluginClient.init(connection:))

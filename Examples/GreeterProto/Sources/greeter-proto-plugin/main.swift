@@ -5,7 +5,9 @@ import GoPlugin
 import GreeterProtoInterface
 import SwiftProtobuf
 
-struct Greeter: Greeter_V1_Greeter.SimpleServiceProtocol {
+// PluginDirectService: the plugin's server answers SayHello, a unary method, itself, with the
+// registerDirectMethods(with:) generated from greeter.proto.
+struct Greeter: Greeter_V1_Greeter.SimpleServiceProtocol, PluginDirectService {
   func sayHello(request: Greeter_V1_HelloRequest, context: ServerContext) async throws -> Greeter_V1_HelloReply {
     .with { $0.message = "Hello, \(request.name)!" }
   }

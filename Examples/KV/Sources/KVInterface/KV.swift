@@ -58,17 +58,23 @@ public struct KVPlugin: GRPCPlugin {
   }
 
   public func client(connection: PluginConnection) -> KVClient {
-    KVClient(grpcClient: connection.grpcClient)
+    KVClient(caller: connection.caller)
   }
 }
 
 /// The host's view of a KV plugin, in any language.
 public struct KVClient: KV {
-  private let stub: Kvbench_KV.Client<PluginTransport>
+  private let stub: Kvbench_KV.PluginClient
 
-  /// A KV client over any connection to a KV server, such as a brokered one.
+  /// A KV client over any connection to a KV server, such as a brokered one; every call goes
+  /// through `grpcClient`.
   public init(grpcClient: GRPCClient<PluginTransport>) {
-    self.stub = Kvbench_KV.Client(wrapping: grpcClient)
+    self.stub = Kvbench_KV.PluginClient(caller: PluginCaller(wrapping: grpcClient))
+  }
+
+  /// A KV client whose unary calls go straight onto the connection (see `PluginCaller`).
+  public init(caller: PluginCaller) {
+    self.stub = Kvbench_KV.PluginClient(caller: caller)
   }
 
   public func get(_ key: String) async throws -> [UInt8] {
@@ -125,3 +131,8 @@ public struct KVService: Kvbench_KV.SimpleServiceProtocol {
     return count
   }
 }
+
+/// Get and Put, the unary methods, are answered by the plugin's server directly, without
+/// grpc-swift's server executor (`registerDirectMethods(with:)` is generated); Upload, a
+/// stream, is not.
+extension KVService: PluginDirectService {}

@@ -1,6 +1,7 @@
 // The KV example plugin: serves kv.proto from memory, or from files under $KV_DIR so that
 // values survive from one run of the host to the next. With --debug it serves without a host
-// and prints how to reattach to it (kv --reattach '<json>' get KEY).
+// and prints how to reattach to it (kv --reattach '<json>' get KEY). KV_DIRECT_METHODS=0 answers
+// every call through grpc-swift's server, which dev/bench.sh compares with the direct methods.
 import GoPlugin
 import KVInterface
 
@@ -32,6 +33,9 @@ configuration.info = .init(
   description: "The KV example: kvbench.KV's Get, Put and Upload, in memory or in files under $KV_DIR.",
   metadata: ["example": "KV", "storage": store is MemoryKV ? "memory" : "files"]
 )
+if ProcessInfo.processInfo.environment["KV_DIRECT_METHODS"] == "0" {
+  configuration.directMethods = false
+}
 if CommandLine.arguments.dropFirst().contains("--debug") {
   do {
     try await PluginServer.serveDebug(configuration)
