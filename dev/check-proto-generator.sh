@@ -49,7 +49,7 @@ if unshare -rm true 2>/dev/null; then
   done
   none=$(unshare -rm sh -c "$hide exec \"\$0\" \"\$@\"" "$driver" \
     --target-directory "$repo/Examples/GreeterProto/Sources/GreeterProtoInterface" --proto greeter.proto \
-    --output "$scratch" --protoc-gen-swift unused --protoc-gen-grpc-swift-2 unused \
+    --output "$scratch" --protoc-gen-swift unused --protoc-gen-grpc-swift-2 unused --protoc-gen-swift-go-plugin unused \
     --protoc-path-variable "" --search-path /nonexistent 2>&1) && {
     echo "goplugin-protoc found a protoc although every usual one was hidden" >&2
     exit 1
