@@ -187,9 +187,6 @@ public final class PluginClientTransport: ClientTransport, Sendable {
     return headers
   }
 
-  /// The largest message a call may send or receive unless its options say less.
-  var messageSizeLimit: Int { self.maxMessageSize }
-
   private var peerDescription: String {
     switch self.target {
     case .unix(let path): "unix:\(path)"

@@ -13,6 +13,8 @@ import Synchronization
 /// Handlers run as tasks on that loop by default, so that a call is read, handled and answered
 /// on one thread; a handler that blocks its thread then stalls the connection, and a server whose
 /// handlers may block runs them on Swift's global executor instead (`handlersOnEventLoop`).
+/// Unary methods in its method table are answered without `GRPCServer`'s router and executor
+/// (``PluginDirectService``); every other call goes to the router.
 package final class PluginServerTransport: ServerTransport, Sendable {
   package typealias Bytes = PluginBytes
 
