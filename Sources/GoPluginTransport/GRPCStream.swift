@@ -264,6 +264,16 @@ final class GRPCStream: @unchecked Sendable {
     self.localEnded = true
   }
 
+  /// Resets the stream with CANCEL unless it already ended, from wherever the caller is: inline
+  /// on the loop, else one hop to it. What a call does when it returns.
+  func cancelIfOpen() {
+    if self.eventLoop.inEventLoop {
+      self.reset(.cancel)
+    } else {
+      self.eventLoop.execute { self.reset(.cancel) }
+    }
+  }
+
   /// Resets the stream unless it already ended both ways; safe to call more than once.
   func reset(_ code: HTTP2ErrorCode) {
     guard !self.finished else { return }

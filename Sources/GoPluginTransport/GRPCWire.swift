@@ -8,6 +8,14 @@ enum GRPCWire {
   static let contentType = "application/grpc"
 
   /// `/package.Service/Method`.
+  /// `error` as a call's status, as grpc-swift makes one: an `RPCError` as it is, an
+  /// `RPCErrorConvertible` converted, anything else `unknown` with `message`.
+  static func rpcError(_ error: any Error, otherwise message: String) -> RPCError {
+    if let error = error as? RPCError { return error }
+    if let convertible = error as? any RPCErrorConvertible { return RPCError(convertible) }
+    return RPCError(code: .unknown, message: message, cause: error)
+  }
+
   static func path(of descriptor: MethodDescriptor) -> String {
     "/\(descriptor.service.fullyQualifiedService)/\(descriptor.method)"
   }

@@ -101,15 +101,9 @@ extension PluginClientTransport {
     var headers = self.requestHeaders(descriptor)
     GRPCWire.append(request.metadata, to: &headers)
     return await withTaskExecutorPreference(handler.taskExecutor) {
-      defer {
-        // Whatever is still open when the call returns (it was cancelled, or failed) is reset,
-        // so the plugin stops working on it.
-        if stream.eventLoop.inEventLoop {
-          stream.reset(.cancel)
-        } else {
-          stream.eventLoop.execute { stream.reset(.cancel) }
-        }
-      }
+      // Whatever is still open when the call returns (it was cancelled, or failed) is reset,
+      // so the plugin stops working on it.
+      defer { stream.cancelIfOpen() }
       do {
         try await stream.write(queuing: message.count + PluginBytes.prefixLength) { [headers] in
           try stream.send(headers: headers, endStream: false)
@@ -189,8 +183,6 @@ extension PluginClientTransport {
   }
 
   private static func rpcError(_ error: any Error) -> RPCError {
-    if let error = error as? RPCError { return error }
-    if let convertible = error as? any RPCErrorConvertible { return RPCError(convertible) }
-    return RPCError(code: .unknown, message: String(describing: error), cause: error)
+    GRPCWire.rpcError(error, otherwise: String(describing: error))
   }
 }

@@ -161,14 +161,8 @@ public final class PluginClientTransport: ClientTransport, Sendable {
     // it: frames go out as they are written and the reader is resumed where they arrive, so a
     // call crosses threads only on its way in and out, not once per frame.
     return try await withTaskExecutorPreference(handler.taskExecutor) {
-      defer {
-        // Whatever the closure left open is cancelled, so the plugin stops working on it.
-        if stream.eventLoop.inEventLoop {
-          stream.reset(.cancel)
-        } else {
-          stream.eventLoop.execute { stream.reset(.cancel) }
-        }
-      }
+      // Whatever the closure left open is cancelled, so the plugin stops working on it.
+      defer { stream.cancelIfOpen() }
       return try await closure(rpcStream, context)
     }
   }

@@ -48,12 +48,6 @@ public struct PluginMethodTable: Sendable {
     }
   }
 
-  /// Whether no method is registered.
-  public var isEmpty: Bool { self.handlers.isEmpty }
-
-  /// The number of methods registered.
-  public var count: Int { self.handlers.count }
-
   /// Registers a unary method. A later registration for the same method replaces an earlier
   /// one.
   ///
@@ -99,7 +93,7 @@ enum UnaryCall {
       do {
         response = try await handler(request, context)
       } catch {
-        throw Self.status(for: error, otherwise: "Service method threw an unknown error.")
+        throw GRPCWire.rpcError(error, otherwise: "Service method threw an unknown error.")
       }
       switch response.accepted {
       case .success(let contents):
@@ -107,14 +101,14 @@ enum UnaryCall {
         do {
           message = try serializer.serialize(contents.message)
         } catch {
-          throw Self.status(for: error, otherwise: "")
+          throw GRPCWire.rpcError(error, otherwise: "")
         }
         outcome = .success((contents.metadata, message, contents.trailingMetadata))
       case .failure(let error):
         outcome = .failure(error)
       }
     } catch {
-      outcome = .failure(Self.status(for: error, otherwise: ""))
+      outcome = .failure(GRPCWire.rpcError(error, otherwise: ""))
     }
     let size = if case .success(let response) = outcome { response.message.count + PluginBytes.prefixLength } else { 0 }
     // A stream that was reset while the handler ran takes no answer; nobody waits for one.
@@ -151,11 +145,5 @@ enum UnaryCall {
     }
     guard let message else { throw RPCError(code: .internalError, message: "Empty stream.") }
     return (metadata ?? [:], message)
-  }
-
-  private static func status(for error: any Error, otherwise message: String) -> RPCError {
-    if let error = error as? RPCError { return error }
-    if let convertible = error as? any RPCErrorConvertible { return RPCError(convertible) }
-    return RPCError(code: .unknown, message: message, cause: error)
   }
 }

@@ -20,8 +20,11 @@ struct DirectCallCodegenTests {
     }
     """
 
-  /// The generated file for `proto`, run with `options`.
-  private func generate(_ proto: String, options: [String]) async throws -> (name: String, text: String) {
+  /// Runs protoc with the built generator on `proto` and `options`, then `body` with protoc's
+  /// result and the folder it wrote into (removed afterwards).
+  private func runProtoc<T>(
+    _ proto: String, options: [String], _ body: (ExternalProgram.Result, URL) throws -> T
+  ) async throws -> T {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("codegen-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: directory) }
@@ -33,10 +36,17 @@ struct DirectCallCodegenTests {
         + options.map { "--swift-go-plugin_opt=\($0)" }
         + ["--swift-go-plugin_out=\(directory.path)", directory.appendingPathComponent("kinds.proto").path]
     )
-    #expect(result.status == 0, "protoc: \(result.errorText)")
-    let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".swift") }
-    let name = try #require(names.first, "no Swift file generated")
-    return (name, try String(contentsOf: directory.appendingPathComponent(name), encoding: .utf8))
+    return try body(result, directory)
+  }
+
+  /// The generated file for `proto`, run with `options`.
+  private func generate(_ proto: String, options: [String]) async throws -> (name: String, text: String) {
+    try await self.runProtoc(proto, options: options) { result, directory in
+      #expect(result.status == 0, "protoc: \(result.errorText)")
+      let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".swift") }
+      let name = try #require(names.first, "no Swift file generated")
+      return (name, try String(contentsOf: directory.appendingPathComponent(name), encoding: .utf8))
+    }
   }
 
   @Test("unary methods go through the caller and the method table; streams through the gRPC client")
@@ -79,19 +89,7 @@ struct DirectCallCodegenTests {
 
   @Test("a bad option is an error that names it")
   func badOption() async throws {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("codegen-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: directory) }
-    try Data(Self.kinds.utf8).write(to: directory.appendingPathComponent("kinds.proto"))
-    let result = try await ExternalProgram.run(
-      "protoc",
-      arguments: [
-        "--proto_path=\(directory.path)",
-        "--plugin=protoc-gen-swift-go-plugin=\(try BuildProducts.path("protoc-gen-swift-go-plugin"))",
-        "--swift-go-plugin_opt=Visibility=Open", "--swift-go-plugin_out=\(directory.path)",
-        directory.appendingPathComponent("kinds.proto").path,
-      ]
-    )
+    let result = try await self.runProtoc(Self.kinds, options: ["Visibility=Open"]) { result, _ in result }
     #expect(result.status != 0)
     #expect(result.errorText.contains("Visibility=Open"))
   }
