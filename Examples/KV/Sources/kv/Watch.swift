@@ -155,7 +155,9 @@ struct Watch: AsyncParsableCommand {
           }
           tally.calls.add(1, ordering: .relaxed)
         } catch {
-          guard serving() else { return }
+          // A call cut short because kv watch itself is stopping (its task was cancelled) is
+          // not the plugin's failure; a direct call notices the cancellation at once.
+          guard serving(), !Task.isCancelled else { return }
           tally.calls.add(1, ordering: .relaxed)
           tally.failed.add(1, ordering: .relaxed)
           Self.complain("kv watch: a call to \(name) failed: \(error)")
