@@ -274,12 +274,15 @@ final class GRPCStream: @unchecked Sendable {
     }
   }
 
-  /// Resets the stream unless it already ended both ways; safe to call more than once.
-  func reset(_ code: HTTP2ErrorCode) {
+  /// Resets the stream unless it already ended both ways; safe to call more than once. Its
+  /// reader, if still reading, gets `error`.
+  func reset(
+    _ code: HTTP2ErrorCode, failing error: any Error = RPCError(code: .cancelled, message: "the call was cancelled")
+  ) {
     guard !self.finished else { return }
     self.markFinished()
     self.dropHeldData()
-    self.inbox.fail(RPCError(code: .cancelled, message: "the call was cancelled"))
+    self.inbox.fail(error)
     if let id = self.id, !(self.localEnded && self.remoteEnded) {
       self.connection.write(.rstStream(code), on: id, promise: nil)
       self.connection.forget(id)

@@ -7,7 +7,6 @@ import NIOHPACK
 enum GRPCWire {
   static let contentType = "application/grpc"
 
-  /// `/package.Service/Method`.
   /// `error` as a call's status, as grpc-swift makes one: an `RPCError` as it is, an
   /// `RPCErrorConvertible` converted, anything else `unknown` with `message`.
   static func rpcError(_ error: any Error, otherwise message: String) -> RPCError {
@@ -16,6 +15,7 @@ enum GRPCWire {
     return RPCError(code: .unknown, message: message, cause: error)
   }
 
+  /// `/package.Service/Method`.
   static func path(of descriptor: MethodDescriptor) -> String {
     "/\(descriptor.service.fullyQualifiedService)/\(descriptor.method)"
   }
@@ -27,6 +27,27 @@ enum GRPCWire {
     else { return nil }
     return MethodDescriptor(fullyQualifiedService: service, method: method)
   }
+
+  /// `timeout` as a `grpc-timeout` value: at most eight digits and a unit, in the finest unit
+  /// that holds it, rounded up so that the server's deadline is never earlier than the
+  /// caller's. Less than nothing is sent as nothing ("0n"); more than the longest value there
+  /// is, as that value.
+  static func timeoutHeader(_ timeout: Duration) -> String {
+    let (seconds, attoseconds) = timeout.components
+    guard seconds >= 0, seconds > 0 || attoseconds > 0 else { return "0n" }
+    let (whole, overflowed) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+    let (total, overflowedAgain) = whole.addingReportingOverflow((attoseconds + 999_999_999) / 1_000_000_000)
+    guard !overflowed, !overflowedAgain else { return "99999999H" }
+    for unit in Self.timeoutUnits {
+      let value = (total - 1) / unit.nanoseconds + 1
+      if value <= 99_999_999 { return "\(value)\(unit.suffix)" }
+    }
+    return "99999999H"
+  }
+
+  private static let timeoutUnits: [(suffix: Character, nanoseconds: Int64)] = [
+    ("n", 1), ("u", 1_000), ("m", 1_000_000), ("S", 1_000_000_000), ("M", 60_000_000_000), ("H", 3_600_000_000_000),
+  ]
 
   static func isGRPC(contentType: String?) -> Bool {
     guard let contentType else { return false }

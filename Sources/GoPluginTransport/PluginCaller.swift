@@ -1,5 +1,6 @@
 public import GRPCCore
 import NIOCore
+import NIOHPACK
 import NIOHTTP2
 
 /// Makes a plugin connection's unary calls itself, and passes the rest to its `GRPCClient`.
@@ -10,10 +11,16 @@ import NIOHTTP2
 /// call without interceptors does not need: the request goes out in one write, and the caller
 /// waits once, for the response's end.
 ///
-/// What it does not make itself goes through ``grpcClient`` unchanged: calls with a timeout,
-/// a retry or hedging policy, or compression, and every call when the transport is not the
-/// library's own socket (an in-process test transport, a supervisor's connection). A client
-/// whose calls must pass through interceptors uses its `GRPCClient` instead of a caller.
+/// A call with a timeout sends it to the server in `grpc-timeout`, as grpc-swift's client does,
+/// and fails as that client fails (`deadlineExceeded`, "RPC timed out before completing") when
+/// the response has not ended in time; the server sees the stream cancelled. The timeout
+/// covers the call on the wire; the response handler runs once the call has ended.
+///
+/// What it does not make itself goes through ``grpcClient`` unchanged: calls with a retry or
+/// hedging policy or with compression, a call with a timeout that would first have to open the
+/// connection, and every call when the transport is not the library's own socket (an
+/// in-process test transport, a supervisor's connection). A client whose calls must pass
+/// through interceptors uses its `GRPCClient` instead of a caller.
 ///
 /// Its ``unary(request:descriptor:serializer:deserializer:options:onResponse:)`` has the shape
 /// of `GRPCClient`'s, so a client written for one works with the other.
@@ -34,7 +41,7 @@ public struct PluginCaller: Sendable {
     self.transport = nil
   }
 
-  /// Whether unary calls without a timeout, retries or compression skip `GRPCClient`.
+  /// Whether unary calls without retries or compression skip `GRPCClient`.
   public var callsDirectly: Bool { self.transport != nil }
 
   /// Makes a unary call, as `GRPCClient.unary` does.
@@ -44,8 +51,8 @@ public struct PluginCaller: Sendable {
   ///   - descriptor: The method to call.
   ///   - serializer: Encodes the request message.
   ///   - deserializer: Decodes the response message.
-  ///   - options: The call's options; a timeout, an execution policy or compression send the
-  ///     call through ``grpcClient``.
+  ///   - options: The call's options; an execution policy or compression send the call
+  ///     through ``grpcClient``.
   ///   - handleResponse: Turns the response into the call's result.
   /// - Returns: What `handleResponse` returns.
   public func unary<Request: Sendable, Response: Sendable, Result: Sendable>(
@@ -56,21 +63,26 @@ public struct PluginCaller: Sendable {
     options: CallOptions,
     onResponse handleResponse: @Sendable @escaping (ClientResponse<Response>) async throws -> Result
   ) async throws -> Result {
-    guard let transport = self.transport, Self.isPlain(options) else {
+    // A call with a timeout that would first have to open the connection goes to the client,
+    // whose deadline also covers the dial.
+    guard let transport = self.transport, Self.isDirect(options),
+      options.timeout == nil || transport.hasLiveConnection
+    else {
       return try await self.grpcClient.unary(
         request: request, descriptor: descriptor, serializer: serializer, deserializer: deserializer,
         options: options, onResponse: handleResponse)
     }
-    let response = await transport.unary(
-      request: request, descriptor: descriptor, serializer: serializer, deserializer: deserializer)
+    let response = try await transport.unary(
+      request: request, descriptor: descriptor, serializer: serializer, deserializer: deserializer,
+      timeout: options.timeout)
     return try await handleResponse(response)
   }
 
-  /// Options the direct path honours as `GRPCClient` would: it has no timer, no retries and no
+  /// Options the direct path honours as `GRPCClient` would: it has no retries and no
   /// compression. (`waitForReady` means nothing to a plugin socket either way, and grpc-swift
   /// itself checks no message sizes; the transport limits what it receives.)
-  private static func isPlain(_ options: CallOptions) -> Bool {
-    guard options.timeout == nil, options.executionPolicy == nil else { return false }
+  private static func isDirect(_ options: CallOptions) -> Bool {
+    guard options.executionPolicy == nil else { return false }
     if let compression = options.compression, compression != .none { return false }
     return true
   }
@@ -79,12 +91,19 @@ public struct PluginCaller: Sendable {
 extension PluginClientTransport {
   /// One unary call on the connection's event loop: headers, message and end in one write,
   /// then the response read to its status.
+  ///
+  /// With a `timeout`, the server is told it in `grpc-timeout`, and a timer on the loop resets
+  /// the stream if the response has not ended when it runs out; the call then throws what
+  /// grpc-swift's client throws. A timer, unlike a sleeping task, is gone the moment the call
+  /// ends, so a long timeout holds nothing after its call.
   fileprivate func unary<Request, Response>(
     request: ClientRequest<Request>,
     descriptor: MethodDescriptor,
     serializer: some MessageSerializer<Request>,
-    deserializer: some MessageDeserializer<Response>
-  ) async -> ClientResponse<Response> {
+    deserializer: some MessageDeserializer<Response>,
+    timeout: Duration?
+  ) async throws(RPCError) -> ClientResponse<Response> {
+    let deadline = timeout.map { NIODeadline.now() + TimeAmount($0) }
     let message: PluginBytes
     do {
       message = try serializer.serialize(request.message)
@@ -99,11 +118,24 @@ extension PluginClientTransport {
     }
     let stream = handler.makeClientStream()
     var headers = self.requestHeaders(descriptor)
-    GRPCWire.append(request.metadata, to: &headers)
-    return await withTaskExecutorPreference(handler.taskExecutor) {
+    if let deadline {
+      let left = deadline - .now()
+      guard left > .zero else { throw Self.deadlineExceeded }
+      var metadata = request.metadata
+      metadata.removeAllValues(forKey: "grpc-timeout")
+      GRPCWire.append(metadata, to: &headers)
+      headers.add(name: "grpc-timeout", value: GRPCWire.timeoutHeader(.nanoseconds(left.nanoseconds)))
+    } else {
+      GRPCWire.append(request.metadata, to: &headers)
+    }
+    return try await withTaskExecutorPreference(handler.taskExecutor) { () async throws(RPCError) in
       // Whatever is still open when the call returns (it was cancelled, or failed) is reset,
       // so the plugin stops working on it.
       defer { stream.cancelIfOpen() }
+      let timer = deadline.map { deadline in
+        handler.eventLoop.scheduleTask(deadline: deadline) { stream.reset(.cancel, failing: DeadlinePassed()) }
+      }
+      defer { timer?.cancel() }
       do {
         try await stream.write(queuing: message.count + PluginBytes.prefixLength) { [headers] in
           try stream.send(headers: headers, endStream: false)
@@ -114,17 +146,26 @@ extension PluginClientTransport {
       } catch {
         return ClientResponse(accepted: .failure(Self.rpcError(error)))
       }
-      return await Self.response(on: stream, deserializer: deserializer)
+      return try await Self.response(on: stream, deserializer: deserializer)
     }
+  }
+
+  /// What fails a stream's reader when its call's timer runs out, told apart from every error
+  /// the peer or the connection can cause.
+  private struct DeadlinePassed: Error {}
+
+  private static var deadlineExceeded: RPCError {
+    RPCError(code: .deadlineExceeded, message: "RPC timed out before completing")
   }
 
   /// The response as grpc-swift's client would make it of the same parts: a failure when the
   /// call ends before the response's headers, its error with those headers when it ends after
-  /// them without exactly one message.
+  /// them without exactly one message. Throws only when the call's timer ran out first, as
+  /// grpc-swift's client throws rather than answer.
   private static func response<Response>(
     on stream: GRPCStream,
     deserializer: some MessageDeserializer<Response>
-  ) async -> ClientResponse<Response> {
+  ) async throws(RPCError) -> ClientResponse<Response> {
     var parts = ClientInbound(stream: stream).makeAsyncIterator()
     var metadata: Metadata?
     var message: PluginBytes?
@@ -159,6 +200,7 @@ extension PluginClientTransport {
         }
       }
     } catch {
+      if error is DeadlinePassed { throw Self.deadlineExceeded }
       guard let metadata else { return ClientResponse(accepted: .failure(Self.rpcError(error))) }
       return ClientResponse(of: Response.self, metadata: metadata, error: Self.rpcError(error))
     }

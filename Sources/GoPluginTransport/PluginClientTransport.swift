@@ -191,6 +191,13 @@ public final class PluginClientTransport: ClientTransport, Sendable {
 
   private static let shutDownError = RPCError(code: .unavailable, message: "the plugin connection is shut down")
 
+  /// Whether a call made now would find its connection open, without dialling or waiting.
+  package var hasLiveConnection: Bool {
+    self.connection.withLock { state in
+      if case .ready(let handler, _) = state { !handler.isClosedOrGoingAway } else { false }
+    }
+  }
+
   /// The live connection, opening one if there is none: concurrent first calls share one dial.
   package func readyConnection() async throws -> GRPCConnectionHandler {
     enum Next {

@@ -27,8 +27,8 @@ package final class PluginServerTransport: ServerTransport, Sendable {
 
   /// A call for `GRPCServer`'s router, or one the transport's method table answers itself.
   private enum Accepted: @unchecked Sendable {
-    case routed(RPCStream<Inbound, Outbound>, ServerContext)
-    case direct(PluginMethodHandler, GRPCStream, ServerContext)
+    case routed(RPCStream<Inbound, Outbound>, AcceptedCall)
+    case direct(PluginMethodHandler, GRPCStream, AcceptedCall)
   }
 
   let eventLoop: any EventLoop
@@ -128,10 +128,10 @@ package final class PluginServerTransport: ServerTransport, Sendable {
         await withDiscardingTaskGroup { group in
           for await call in accepted {
             switch call {
-            case .routed(let stream, let context):
-              group.addTask { await streamHandler(stream, context) }
-            case .direct(let method, let stream, let context):
-              group.addTask { await method.run(stream, context) }
+            case .routed(let stream, let call):
+              group.addTask { await call.withContext { await streamHandler(stream, $0) } }
+            case .direct(let method, let stream, let call):
+              group.addTask { await call.withContext { await method.run(stream, $0) } }
             }
           }
         }
@@ -218,24 +218,18 @@ package final class PluginServerTransport: ServerTransport, Sendable {
       try? stream.send(headers: trailers, endStream: true)
       return
     }
-    let cancellation = ServerContext.RPCCancellationHandle()
-    stream.onAbort = { cancellation.cancel() }
-    let context = ServerContext(
-      descriptor: descriptor,
-      remotePeer: peers.remote,
-      localPeer: peers.local,
-      cancellation: cancellation
-    )
+    let accepted = AcceptedCall(descriptor: descriptor, peers: peers)
+    stream.onAbort = { accepted.cancel() }
     let call: Accepted
     if let path, let method = self.methods[path] {
-      call = .direct(method, stream, context)
+      call = .direct(method, stream, accepted)
     } else {
       let rpcStream = RPCStream(
         descriptor: descriptor,
         inbound: RPCAsyncSequence(wrapping: ServerInbound(stream: stream)),
         outbound: RPCWriter.Closable(wrapping: ServerOutbound(stream: stream))
       )
-      call = .routed(rpcStream, context)
+      call = .routed(rpcStream, accepted)
     }
     // A server past its shutdown refuses the call, so the client knows it never ran.
     guard let continuation = self.state.withLock({ $0.accepting }),
@@ -243,6 +237,58 @@ package final class PluginServerTransport: ServerTransport, Sendable {
     else {
       stream.reset(.refusedStream)
       return
+    }
+  }
+}
+
+/// A call the server has taken, until its task makes its `ServerContext`.
+///
+/// The context's cancellation handle must be made inside the call's task, by
+/// `withServerContextRPCCancellationHandle`, for a handler's `withRPCCancellationHandler` to
+/// hear of it; the peer may reset the stream before that task runs. One state behind one lock
+/// carries a reset from the event loop to whichever handle exists, or to the one still to come.
+private final class AcceptedCall: Sendable {
+  private enum State {
+    case waiting
+    case running(ServerContext.RPCCancellationHandle)
+    case cancelled
+  }
+
+  let descriptor: MethodDescriptor
+  let peers: (remote: String, local: String)
+  private let state = Mutex(State.waiting)
+
+  init(descriptor: MethodDescriptor, peers: (remote: String, local: String)) {
+    self.descriptor = descriptor
+    self.peers = peers
+  }
+
+  /// The peer reset the call, or the connection under it ended.
+  func cancel() {
+    let handle = self.state.withLock { state -> ServerContext.RPCCancellationHandle? in
+      defer { state = .cancelled }
+      if case .running(let handle) = state { return handle }
+      return nil
+    }
+    handle?.cancel()
+  }
+
+  /// Runs `body` with the call's context, in the call's task.
+  func withContext(_ body: (ServerContext) async -> Void) async {
+    await withServerContextRPCCancellationHandle { handle in
+      let cancelledAlready = self.state.withLock { state in
+        guard case .waiting = state else { return true }
+        state = .running(handle)
+        return false
+      }
+      if cancelledAlready { handle.cancel() }
+      let context = ServerContext(
+        descriptor: self.descriptor,
+        remotePeer: self.peers.remote,
+        localPeer: self.peers.local,
+        cancellation: handle
+      )
+      await body(context)
     }
   }
 }

@@ -54,7 +54,8 @@ struct KVWatchTests {
     let summary = try #require(lines.last)
     #expect(summary.event == "summary")
     #expect((summary.calls ?? 0) > 0)
-    #expect(summary.failed == 0)
+    // kv watch says on stderr which call failed and why.
+    #expect(summary.failed == 0, "stderr:\n\(run.errorText)")
     // kv watch has exited, having stopped its plugins: none of them runs.
     for pid in [alpha, beta] + [swap.pid].compactMap({ $0 }) {
       #expect(!isAlive(pid), "plugin process \(pid) outlived kv watch")
@@ -94,6 +95,6 @@ struct KVWatchTests {
     #expect(refused.pid == nil, "a refused plugin never runs")
     #expect(refused.reason?.contains("not in the lock file") == true, "\(refused.reason ?? "")")
     #expect(!lines.contains { $0.plugin == "gamma" && $0.event == "online" })
-    #expect(lines.last?.event == "summary" && lines.last?.failed == 0)
+    #expect(lines.last?.event == "summary" && lines.last?.failed == 0, "stderr:\n\(run.errorText)")
   }
 }

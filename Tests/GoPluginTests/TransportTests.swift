@@ -11,7 +11,7 @@ import Testing
 
 /// The library's own gRPC transport on a real unix socket, with the server side served in this
 /// process so its limits can be set; every host test covers the ordinary path.
-@Suite("The plugin transport")
+@Suite("The plugin transport", .timeLimit(.minutes(2)))
 struct TransportTests {
   /// Serves the KV plugin with `configure` applied, and runs `body` with a client that dials
   /// the announced socket through ``PluginClientTransport``'s public initializer.
@@ -192,20 +192,92 @@ struct TransportTests {
     }
   }
 
-  @Test("a plugin caller makes plain unary calls itself, and hands calls with a timeout and streams to the client")
+  @Test("a plugin caller makes unary calls itself, timed ones too, and hands retried calls and streams to the client")
   func callerPaths() async throws {
     let counter = CallCounter()
     try await self.withServedPlugin(interceptors: [counter]) { client, transport in
       let kv = Kvbench_KV.PluginClient(caller: PluginCaller(grpcClient: client, transport: PluginTransport(transport)))
       _ = try await kv.put(.with { $0.key = "a" })
       _ = try await kv.get(.with { $0.key = "a" })
-      #expect(counter.count == 0, "a plain unary call passed through the client's interceptors")
-      var options = CallOptions.defaults
-      options.timeout = .seconds(30)
-      _ = try await kv.get(.with { $0.key = "a" }, options: options)
+      var timed = CallOptions.defaults
+      timed.timeout = .seconds(30)
+      _ = try await kv.get(.with { $0.key = "a" }, options: timed)
+      #expect(counter.count == 0, "a unary call passed through the client's interceptors")
+      var retried = CallOptions.defaults
+      retried.executionPolicy = .retry(
+        RetryPolicy(
+          maxAttempts: 2, initialBackoff: .milliseconds(10), maxBackoff: .milliseconds(10), backoffMultiplier: 1,
+          retryableStatusCodes: [.unavailable]))
+      _ = try await kv.get(.with { $0.key = "a" }, options: retried)
       #expect(counter.count == 1)
       _ = try await kv.upload(requestProducer: { try await $0.write(.with { $0.data = Data([1]) }) })
       #expect(counter.count == 2)
+    }
+  }
+
+  @Test(
+    "a call that runs out of time fails as grpc-swift's client fails it, and the connection carries on",
+    arguments: [(true, true), (false, true), (true, false)]
+  )
+  func timeouts(clientDirect: Bool, serverDirect: Bool) async throws {
+    let counter = CallCounter()
+    let probe: (inout PluginServeConfiguration) -> Void = {
+      $0.versionedPlugins = [1: ["kv": ProbePlugin()]]
+      $0.directMethods = serverDirect
+    }
+    try await self.withServedPlugin(configure: probe, interceptors: [counter]) { client, transport in
+      let caller =
+        clientDirect
+        ? PluginCaller(grpcClient: client, transport: PluginTransport(transport)) : PluginCaller(wrapping: client)
+      let kv = Kvbench_KV.PluginClient(caller: caller)
+      _ = try await kv.get(.with { $0.key = "a" })
+      var options = CallOptions.defaults
+      options.timeout = .milliseconds(200)
+      do {
+        _ = try await kv.get(.with { $0.key = "slow" }, options: options)
+        Issue.record("a call the plugin never answers returned")
+      } catch let error as RPCError {
+        #expect(error.code == .deadlineExceeded)
+        #expect(error.message == "RPC timed out before completing")
+      }
+      // A call that ends in time keeps its answer.
+      options.timeout = .seconds(30)
+      let answer = try await kv.get(.with { $0.key = "a" }, options: options)
+      #expect(answer.value == (serverDirect ? ProbeService.direct : ProbeService.routed))
+      #expect(counter.count == (clientDirect ? 0 : 3), "direct: \(clientDirect)")
+    }
+  }
+
+  @Test(
+    "a call its caller gives up on is cancelled in the plugin, where withRPCCancellationHandler hears of it",
+    arguments: [(true, true), (false, true), (true, false), (false, false)]
+  )
+  func cancellationReachesTheHandler(clientDirect: Bool, serverDirect: Bool) async throws {
+    let (events, event) = AsyncStream.makeStream(of: String.self)
+    let probe: (inout PluginServeConfiguration) -> Void = {
+      $0.versionedPlugins = [
+        1: ["kv": ProbePlugin(onSlow: { event.yield("started") }, onCancelled: { event.yield("cancelled") })]
+      ]
+      $0.directMethods = serverDirect
+    }
+    try await self.withServedPlugin(configure: probe) { client, transport in
+      let caller =
+        clientDirect
+        ? PluginCaller(grpcClient: client, transport: PluginTransport(transport)) : PluginCaller(wrapping: client)
+      let kv = Kvbench_KV.PluginClient(caller: caller)
+      var seen = events.makeAsyncIterator()
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { _ = try await kv.get(.with { $0.key = "slow" }) }
+        #expect(await seen.next() == "started")
+        group.cancelAll()
+        #expect(await seen.next() == "cancelled", "client direct: \(clientDirect), server direct: \(serverDirect)")
+        do {
+          try await group.next()
+          Issue.record("a call whose caller gave up returned")
+        } catch let error as RPCError {
+          #expect(error.code == .cancelled)
+        }
+      }
     }
   }
 
@@ -237,6 +309,11 @@ private struct WhereKV: KV {
 private struct ProbeService: Kvbench_KV.ServiceProtocol, PluginDirectService {
   static let routed = Data("routed".utf8)
   static let direct = Data("direct".utf8)
+
+  /// Called when a "slow" Get, which never answers on its own, starts, and when it is
+  /// cancelled.
+  var onSlow: @Sendable () -> Void = {}
+  var onCancelled: @Sendable () -> Void = {}
 
   struct Boom: Error {}
 
@@ -271,6 +348,16 @@ private struct ProbeService: Kvbench_KV.ServiceProtocol, PluginDirectService {
       throw Boom()
     case "rejected":
       return ServerResponse(error: RPCError(code: .permissionDenied, message: "rejected by the response"))
+    case "slow":
+      self.onSlow()
+      let (cancelled, signal) = AsyncStream.makeStream(of: Void.self)
+      await withRPCCancellationHandler {
+        for await _ in cancelled { break }
+      } onCancelRPC: {
+        signal.finish()
+      }
+      self.onCancelled()
+      throw RPCError(code: .cancelled, message: "the call was cancelled")
     default:
       return ServerResponse(message: .with { $0.value = answer })
     }
@@ -292,7 +379,12 @@ private struct ProbeService: Kvbench_KV.ServiceProtocol, PluginDirectService {
 }
 
 private struct ProbePlugin: GRPCPlugin {
-  func services(context: PluginServiceContext) throws -> [any RegistrableRPCService] { [ProbeService()] }
+  var onSlow: @Sendable () -> Void = {}
+  var onCancelled: @Sendable () -> Void = {}
+
+  func services(context: PluginServiceContext) throws -> [any RegistrableRPCService] {
+    [ProbeService(onSlow: self.onSlow, onCancelled: self.onCancelled)]
+  }
   func client(connection: PluginConnection) -> Kvbench_KV.Client<PluginTransport> {
     Kvbench_KV.Client(wrapping: connection.grpcClient)
   }

@@ -13,6 +13,26 @@ struct GRPCWireTests {
     PluginBytes(payload).framed(allocator: ByteBufferAllocator())
   }
 
+  @Test(
+    "a timeout is sent as at most eight digits in the finest unit that holds it, rounded up",
+    arguments: [
+      (Duration.zero, "0n"),
+      (.nanoseconds(-5), "0n"),
+      (.seconds(-1), "0n"),
+      (.nanoseconds(1), "1n"),
+      (.nanoseconds(99_999_999), "99999999n"),
+      (.milliseconds(100), "100000u"),
+      (.nanoseconds(100_000_001), "100001u"),
+      (.seconds(30), "30000000u"),
+      (.seconds(600), "600000m"),
+      (.seconds(3600 * 24 * 100), "8640000S"),
+      (.seconds(60 * 99_999_999 + 1), "1666667H"),
+      (.seconds(Int64.max), "99999999H"),
+    ])
+  func timeoutHeader(timeout: Duration, expected: String) {
+    #expect(GRPCWire.timeoutHeader(timeout) == expected)
+  }
+
   @Test("a message is framed as flag 0, a big-endian length, then the bytes")
   func framing() {
     let buffer = self.framed([7, 8, 9])

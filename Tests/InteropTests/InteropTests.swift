@@ -144,6 +144,32 @@ struct InteropTests {
     #expect(await client.exit == PluginExit(status: .exited(0), reason: .stopped))
   }
 
+  @Test("a timed direct call tells a Go plugin its deadline in grpc-timeout, as grpc-go reads it")
+  func timedCallToGoPlugin() async throws {
+    var configuration = PluginClientConfiguration(
+      command: PluginCommand(try await Peers.path("go-kv-plugin")),
+      handshake: .kv,
+      plugins: ["kv": GRPCServicePlugin(connection: { Kvbench_KV.PluginClient(caller: $0.caller) })]
+    )
+    configuration.standardInput = .none
+    let client = PluginClient(configuration: configuration)
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await client.run() }
+      let kv = try await client.dispense("kv", as: GRPCServicePlugin<Kvbench_KV.PluginClient>.self)
+      var probe = Kvbench_GetRequest()
+      probe.key = "\0deadline"
+      let untimed = try await kv.get(probe)
+      #expect(String(decoding: untimed.value, as: UTF8.self) == "none")
+      var options = CallOptions.defaults
+      options.timeout = .seconds(30)
+      let timed = try await kv.get(probe, options: options)
+      let left = try #require(Int(String(decoding: timed.value, as: UTF8.self)))
+      // Less than 30 s by the time the call took to arrive, never more.
+      #expect((25_000...30_000).contains(left), "\(left) ms left")
+      await client.kill()
+    }
+  }
+
   @Test("8 Swift callers share one connection to a Go plugin for 8,000 calls")
   func concurrentCallsToGoPlugin() async throws {
     let client = PluginClient(configuration: self.kvConfiguration(PluginCommand(try await Peers.path("go-kv-plugin"))))

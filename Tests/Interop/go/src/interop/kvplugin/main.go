@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"time"
 
 	"interop/kvshared"
 	"interop/peer"
@@ -36,8 +37,21 @@ func (s *store) count() {
 	}
 }
 
+// deadlineKey is a Get that reports the call's own deadline instead of a value:
+// the milliseconds left when the call arrived, or "none", so that a host can see
+// the grpc-timeout it sent as grpc-go read it.
+const deadlineKey = "\x00deadline"
+
 // Get returns an empty value for a missing key rather than an error.
-func (s *store) Get(_ context.Context, req *kvproto.GetRequest) (*kvproto.GetResponse, error) {
+func (s *store) Get(ctx context.Context, req *kvproto.GetRequest) (*kvproto.GetResponse, error) {
+	if req.Key == deadlineKey {
+		deadline, ok := ctx.Deadline()
+		if !ok {
+			return &kvproto.GetResponse{Value: []byte("none")}, nil
+		}
+		left := time.Until(deadline).Milliseconds()
+		return &kvproto.GetResponse{Value: []byte(strconv.FormatInt(left, 10))}, nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.count()
