@@ -42,16 +42,23 @@ sample() {
     awk -F, -v s="$seconds" '$3 == "task-clock" { cpus = $1 / 1000 / s } $3 == "context-switches" { sw = $1 } END { printf "%.2f %d\n", cpus, sw }'
 }
 
-# Runs one pair's concurrent workload and samples host then plugin: HOST_PATTERN PLUGIN_PATTERN CMD...
-concurrent() {
-  local label="$1" host="$2" plugin="$3"
-  shift 3
+# Starts a pair's run (CMD...) in the background, lets it get going, and finds its host and
+# plugin processes by name: sets runner, host_pid and plugin_pid.
+start_pair() {
+  local host="$1" plugin="$2"
+  shift 2
   "$@" >"$work/report" 2>&1 &
-  local runner=$!
+  runner=$!
   sleep 3
-  local host_pid plugin_pid
   host_pid=$(pgrep -n -x "$host")
   plugin_pid=$(pgrep -n -x "$plugin")
+}
+
+# Runs one pair's concurrent workload and samples host then plugin: LABEL HOST PLUGIN CMD...
+concurrent() {
+  local label="$1"
+  shift
+  start_pair "$@"
   read -r host_cpus host_sw < <(sample "$host_pid")
   read -r plugin_cpus plugin_sw < <(sample "$plugin_pid")
   wait "$runner"
@@ -61,16 +68,11 @@ concurrent() {
     'BEGIN { printf "| %s | %d | %.2f + %.2f = %.2f | %.1f | %.2f |\n", l, r, hc, pc, hc + pc, (hc + pc) * 1e6 / r, (hs + ps) / s / r }'
 }
 
-# Counts one pair's system calls per sequential call: HOST_PATTERN PLUGIN_PATTERN CMD...
+# Counts one pair's system calls per sequential call: LABEL HOST PLUGIN CMD...
 syscalls() {
-  local label="$1" host="$2" plugin="$3"
-  shift 3
-  "$@" >"$work/report" 2>&1 &
-  local runner=$!
-  sleep 3
-  local host_pid plugin_pid
-  host_pid=$(pgrep -n -x "$host")
-  plugin_pid=$(pgrep -n -x "$plugin")
+  local label="$1"
+  shift
+  start_pair "$@"
   timeout "$seconds" strace -c -f -p "$host_pid" -o "$work/host.strace" 2>/dev/null || true
   timeout "$seconds" strace -c -f -p "$plugin_pid" -o "$work/plugin.strace" 2>/dev/null || true
   wait "$runner"

@@ -275,14 +275,13 @@ final class GRPCStream: @unchecked Sendable {
   }
 
   /// Resets the stream unless it already ended both ways; safe to call more than once. Its
-  /// reader, if still reading, gets `error`.
-  func reset(
-    _ code: HTTP2ErrorCode, failing error: any Error = RPCError(code: .cancelled, message: "the call was cancelled")
-  ) {
+  /// reader, if still reading, gets `error`, or `cancelled` without one. (The error is made only
+  /// when the stream is still open: every call ends by asking, and boxing one costs a malloc.)
+  func reset(_ code: HTTP2ErrorCode, failing error: (any Error)? = nil) {
     guard !self.finished else { return }
     self.markFinished()
     self.dropHeldData()
-    self.inbox.fail(error)
+    self.inbox.fail(error ?? RPCError(code: .cancelled, message: "the call was cancelled"))
     if let id = self.id, !(self.localEnded && self.remoteEnded) {
       self.connection.write(.rstStream(code), on: id, promise: nil)
       self.connection.forget(id)
